@@ -1,0 +1,36 @@
+using System.Runtime.InteropServices;
+using Keel.Cuda.Interop;
+
+namespace Keel.Cuda.Nvrtc;
+
+/// <summary>Raw NVRTC entry points (nvrtc.h). Every call returns an <c>nvrtcResult</c>; callers check it.</summary>
+internal static unsafe partial class NvrtcNative
+{
+    private const string Lib = CudaLibraries.NvrtcName;
+
+    [LibraryImport(Lib)] internal static partial byte* nvrtcGetErrorString(int result);
+    [LibraryImport(Lib)] internal static partial int nvrtcVersion(out int major, out int minor);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetNumSupportedArchs(out int count);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetSupportedArchs(int* archs);
+
+    [LibraryImport(Lib)]
+    internal static partial int nvrtcCreateProgram(out IntPtr program, byte* source, byte* name, int headerCount, byte** headers, byte** includeNames);
+
+    [LibraryImport(Lib)] internal static partial int nvrtcDestroyProgram(ref IntPtr program);
+    [LibraryImport(Lib)] internal static partial int nvrtcCompileProgram(IntPtr program, int optionCount, byte** options);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetProgramLogSize(IntPtr program, out nuint size);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetProgramLog(IntPtr program, byte* log);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetPTXSize(IntPtr program, out nuint size);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetPTX(IntPtr program, byte* ptx);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetCUBINSize(IntPtr program, out nuint size);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetCUBIN(IntPtr program, byte* cubin);
+
+    /// <summary>Throws <see cref="CudaException"/> naming <paramref name="call"/> unless <paramref name="result"/> is NVRTC_SUCCESS.</summary>
+    internal static void Check(int result, string call)
+    {
+        if (result != 0) throw new CudaException(call, result, ErrorName(result));
+    }
+
+    internal static string ErrorName(int result) =>
+        Marshal.PtrToStringUTF8((IntPtr)nvrtcGetErrorString(result)) ?? $"NVRTC_ERROR_{result}";
+}
