@@ -1,0 +1,15 @@
+using Keel.Native.Kernels.Launchers;
+
+namespace Keel.Native.Kernels;
+
+/// <summary>
+/// Every kernel specialization the library launches. <c>keel compile</c> and the compile tests walk this
+/// list, so a specialization that does not compile for a supported architecture is caught before a GPU sees it.
+/// </summary>
+public static class KernelCatalog
+{
+    /// <summary>All specializations, by file then defines.</summary>
+    public static IReadOnlyList<KernelSpec> All { get; } =
+        new[] { CastKernels.Spec, OptimizerKernels.Spec }
+            .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
+}

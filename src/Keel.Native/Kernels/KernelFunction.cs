@@ -1,0 +1,28 @@
+namespace Keel.Native.Kernels;
+
+/// <summary>
+/// One loaded entry point of a kernel specialization, ready to launch on the runtime that loaded it.
+/// Launching allocates nothing: the caller passes its arguments as a stack array of pointers to values,
+/// laid out exactly as the kernel's parameters (as <c>cuLaunchKernel</c> takes them).
+/// </summary>
+public abstract class KernelFunction
+{
+    /// <summary>Describes an entry point of <paramref name="spec"/>.</summary>
+    protected KernelFunction(KernelSpec spec, string name)
+    {
+        Spec = spec;
+        Name = name;
+    }
+
+    /// <summary>The specialization the entry point belongs to.</summary>
+    public KernelSpec Spec { get; }
+
+    /// <summary>The entry point's name, such as <c>keel_optimizer_adamw</c>.</summary>
+    public string Name { get; }
+
+    /// <summary>Launches the kernel with <paramref name="shape"/>; <paramref name="args"/>[i] points at parameter i.</summary>
+    public abstract unsafe void Launch(in LaunchShape shape, void** args);
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Name} ({Spec})";
+}

@@ -1,0 +1,83 @@
+using Keel.Native.Devices;
+using Keel.Native.Numerics;
+using Keel.Native.Training;
+
+namespace Keel.Native.Kernels.Launchers;
+
+/// <summary>Launches <c>kernels/optimizer.cu</c>: the global gradient norm with its clip factor, and fused AdamW.</summary>
+public sealed unsafe class OptimizerKernels
+{
+    /// <summary>The one specialization of optimizer.cu.</summary>
+    public static KernelSpec Spec { get; } = new("optimizer.cu");
+
+    /// <summary>The most partial sums the norm uses; the scratch span passed to <see cref="GradientNorm"/> needs this many.</summary>
+    public const int MaxPartials = 1024;
+
+    private const int Threads = 256;
+    private readonly KernelFunction _sumsqPartial, _clipFactor, _adamw;
+    private readonly int _maxBlocks;
+
+    /// <summary>Loads the kernels on <paramref name="runtime"/>.</summary>
+    public OptimizerKernels(IKernelRuntime runtime)
+    {
+        _sumsqPartial = runtime.Load(Spec, "keel_optimizer_sumsq_partial");
+        _clipFactor = runtime.Load(Spec, "keel_optimizer_clip_factor");
+        _adamw = runtime.Load(Spec, "keel_optimizer_adamw");
+        _maxBlocks = runtime.MultiprocessorCount * 8;
+    }
+
+    /// <summary>
+    /// result[0] = ‖gradients‖₂, result[1] = the clip factor min(1, maxNorm / (norm + 1e-6)) (1 when
+    /// <paramref name="maxNorm"/> ≤ 0). Deterministic: the partial sums' layout depends only on the length.
+    /// </summary>
+    public void GradientNorm(DeviceSpan<float> gradients, float maxNorm, DeviceSpan<float> partials, DeviceSpan<float> result)
+    {
+        Require.Positive(gradients.Length);
+        Require.Aligned(gradients, 16);
+        Require.AtLeast(partials, MaxPartials);
+        Require.Length(result, 2);
+        var n = gradients.Length;
+        var blocks = (int)Math.Clamp((n / 4 + Threads - 1) / Threads, 1, MaxPartials);
+        ulong g = gradients.Address, p = partials.Address, r = result.Address;
+        void** partialArgs = stackalloc void*[] { &g, &n, &p };
+        _sumsqPartial.Launch(LaunchShape.Linear(blocks, Threads), partialArgs);
+        void** finalArgs = stackalloc void*[] { &p, &blocks, &maxNorm, &r };
+        _clipFactor.Launch(LaunchShape.Linear(1, Threads), finalArgs);
+    }
+
+    /// <summary>
+    /// One AdamW step over a flat parameter buffer, the gradients scaled by clip[1] (as written by
+    /// <see cref="GradientNorm"/>), optionally writing the bf16 copy of the updated parameters.
+    /// </summary>
+    public void AdamW(in AdamWHyperparameters hyper, int step, DeviceSpan<float> parameters, DeviceSpan<float> gradients,
+                      DeviceSpan<float> firstMoment, DeviceSpan<float> secondMoment, DeviceSpan<BFloat16> parametersBf16,
+                      DeviceSpan<float> clip)
+    {
+        hyper.Validate();
+        ArgumentOutOfRangeException.ThrowIfLessThan(step, 1);
+        var n = parameters.Length;
+        Require.Positive(n);
+        Require.Length(gradients, n);
+        Require.Length(firstMoment, n);
+        Require.Length(secondMoment, n);
+        if (!parametersBf16.IsEmpty)
+        {
+            Require.Length(parametersBf16, n);
+            Require.Aligned(parametersBf16, 16);
+        }
+        Require.Length(clip, 2);
+        Require.Aligned(parameters, 16);
+        Require.Aligned(gradients, 16);
+        Require.Aligned(firstMoment, 16);
+        Require.Aligned(secondMoment, 16);
+
+        ulong p = parameters.Address, g = gradients.Address, m = firstMoment.Address, v = secondMoment.Address;
+        ulong bf = parametersBf16.IsEmpty ? 0 : parametersBf16.Address, c = clip.Address;
+        float lr = hyper.LearningRate, beta1 = hyper.Beta1, beta2 = hyper.Beta2, eps = hyper.Epsilon, wd = hyper.WeightDecay;
+        var c1 = (float)(1 - Math.Pow(hyper.Beta1, step));
+        var c2 = (float)(1 - Math.Pow(hyper.Beta2, step));
+        var blocks = Math.Clamp((n / 4 + Threads - 1) / Threads, 1, _maxBlocks);
+        void** args = stackalloc void*[] { &p, &g, &m, &v, &bf, &n, &lr, &beta1, &beta2, &c1, &c2, &eps, &wd, &c };
+        _adamw.Launch(LaunchShape.Linear(blocks, Threads), args);
+    }
+}
