@@ -1,1 +1,3 @@
-System.Console.WriteLine("keel");
+using Keel.Cli;
+
+return KeelCli.Run(args, Console.Out, Console.Error);

@@ -2,8 +2,8 @@ namespace Keel.Native.Devices;
 
 /// <summary>
 /// A block of one device's memory, released on <see cref="IDisposable.Dispose"/>. Each device kind has its
-/// own (CUDA device memory, aligned host memory, guarded emulator memory); a <see cref="DeviceBuffer{T}"/>
-/// gives it a type.
+/// own (CUDA device memory, aligned host memory, guarded emulator memory); a <see cref="DeviceBuffer"/>
+/// gives it a tensor type and shape.
 /// </summary>
 public abstract class DeviceAllocation : IDisposable
 {

@@ -1,45 +1,46 @@
+using Keel.Native.Numerics;
+
 namespace Keel.Native.Devices;
 
 /// <summary>
-/// <see cref="Length"/> elements of <typeparamref name="T"/> owned in one device's memory. Disposing it frees
-/// the memory; the <see cref="DeviceSpan{T}"/> views taken from it must not be used afterwards.
+/// Memory owned on one device, with the tensor it holds. Disposing it frees the memory; views taken from
+/// <see cref="Tensor"/> must not be used afterwards.
 /// </summary>
-public sealed unsafe class DeviceBuffer<T> : IDisposable where T : unmanaged
+public sealed class DeviceBuffer : IDisposable
 {
     private readonly DeviceAllocation _allocation;
+    private readonly Tensor _tensor;
 
-    /// <summary>Types <paramref name="allocation"/> as <paramref name="length"/> elements.</summary>
-    /// <exception cref="ArgumentException">The allocation is too small.</exception>
-    public DeviceBuffer(IDevice device, DeviceAllocation allocation, long length)
+    /// <summary>Gives <paramref name="allocation"/> the element type and shape of a tensor.</summary>
+    /// <exception cref="ArgumentException">The tensor does not fit the allocation.</exception>
+    public DeviceBuffer(IDevice device, DeviceAllocation allocation, DType dtype, TensorShape shape)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(allocation);
-        if (length < 0 || length * sizeof(T) > allocation.ByteLength)
-            throw new ArgumentException($"{length} elements of {typeof(T).Name} do not fit {allocation.ByteLength} bytes.", nameof(length));
+        var tensor = new Tensor(allocation.Address, dtype, shape);
+        if (tensor.ByteLength > allocation.ByteLength)
+            throw new ArgumentException($"{tensor} needs {tensor.ByteLength} bytes; the allocation has {allocation.ByteLength}.", nameof(shape));
         Device = device;
         _allocation = allocation;
-        Length = length;
+        _tensor = tensor;
     }
 
     /// <summary>The device the memory lives on.</summary>
     public IDevice Device { get; }
 
-    /// <summary>The number of elements.</summary>
-    public long Length { get; }
-
-    /// <summary>A view of the whole buffer.</summary>
+    /// <summary>The whole tensor.</summary>
     /// <exception cref="ObjectDisposedException">The buffer was disposed.</exception>
-    public DeviceSpan<T> Span
+    public Tensor Tensor
     {
         get
         {
             ObjectDisposedException.ThrowIf(_allocation.IsDisposed, this);
-            return new DeviceSpan<T>(_allocation.Address, Length);
+            return _tensor;
         }
     }
 
-    /// <summary>The view of the whole buffer.</summary>
-    public static implicit operator DeviceSpan<T>(DeviceBuffer<T> buffer) => buffer.Span;
+    /// <summary>The whole tensor.</summary>
+    public static implicit operator Tensor(DeviceBuffer buffer) => buffer.Tensor;
 
     /// <inheritdoc />
     public void Dispose() => _allocation.Dispose();

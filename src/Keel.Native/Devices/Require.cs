@@ -1,29 +1,39 @@
 using System.Runtime.CompilerServices;
+using Keel.Native.Numerics;
 
 namespace Keel.Native.Devices;
 
 /// <summary>Argument checks shared by the devices and launchers; each throws before any work starts.</summary>
 internal static class Require
 {
-    public static void Length<T>(DeviceSpan<T> span, long expected, [CallerArgumentExpression(nameof(span))] string? name = null)
-        where T : unmanaged
+    public static void DType(Tensor tensor, DType expected, [CallerArgumentExpression(nameof(tensor))] string? name = null)
     {
-        if (span.Length != expected)
-            throw new ArgumentException($"{name} has {span.Length} elements; {expected} expected.", name);
+        if (tensor.DType != expected)
+            throw new ArgumentException($"{name} is {tensor.DType}; {expected} expected.", name);
     }
 
-    public static void AtLeast<T>(DeviceSpan<T> span, long expected, [CallerArgumentExpression(nameof(span))] string? name = null)
-        where T : unmanaged
+    public static void Shape(Tensor tensor, TensorShape expected, [CallerArgumentExpression(nameof(tensor))] string? name = null)
     {
-        if (span.Length < expected)
-            throw new ArgumentException($"{name} has {span.Length} elements; at least {expected} expected.", name);
+        if (tensor.Shape != expected)
+            throw new ArgumentException($"{name} has shape {tensor.Shape}; {expected} expected.", name);
     }
 
-    public static void Aligned<T>(DeviceSpan<T> span, int bytes, [CallerArgumentExpression(nameof(span))] string? name = null)
-        where T : unmanaged
+    public static void Length(Tensor tensor, long expected, [CallerArgumentExpression(nameof(tensor))] string? name = null)
     {
-        if (!span.IsAligned(bytes))
-            throw new ArgumentException($"{name} at 0x{span.Address:x} is not {bytes}-byte aligned, as the kernel's vector accesses need.", name);
+        if (tensor.Length != expected)
+            throw new ArgumentException($"{name} has {tensor.Length} elements; {expected} expected.", name);
+    }
+
+    public static void AtLeast(Tensor tensor, long expected, [CallerArgumentExpression(nameof(tensor))] string? name = null)
+    {
+        if (tensor.Length < expected)
+            throw new ArgumentException($"{name} has {tensor.Length} elements; at least {expected} expected.", name);
+    }
+
+    public static void Aligned(Tensor tensor, int bytes, [CallerArgumentExpression(nameof(tensor))] string? name = null)
+    {
+        if (!tensor.IsAligned(bytes))
+            throw new ArgumentException($"{name} at 0x{tensor.Address:x} is not {bytes}-byte aligned, as the kernel's vector accesses need.", name);
     }
 
     public static void Positive(long value, [CallerArgumentExpression(nameof(value))] string? name = null)

@@ -22,33 +22,24 @@ public sealed unsafe class CastKernels
         _maxBlocks = runtime.MultiprocessorCount * 8;
     }
 
-    /// <summary>destination = bf16_rn(source).</summary>
-    public void ToBFloat16(DeviceSpan<float> source, DeviceSpan<BFloat16> destination)
+    /// <summary>destination = convert(source) between Float32 and BFloat16, either way (to bf16: round to nearest even).</summary>
+    /// <exception cref="ArgumentException">The types are not one Float32 and one BFloat16, the lengths differ, or a tensor is not 16-byte aligned.</exception>
+    public void Convert(Tensor source, Tensor destination)
     {
-        Validate(source, destination);
-        Launch(_toBFloat16, source.Address, destination.Address, source.Length);
-    }
-
-    /// <summary>destination = float(source), exactly.</summary>
-    public void ToFloat(DeviceSpan<BFloat16> source, DeviceSpan<float> destination)
-    {
-        Validate(source, destination);
-        Launch(_toFloat, source.Address, destination.Address, source.Length);
-    }
-
-    private static void Validate<TIn, TOut>(DeviceSpan<TIn> source, DeviceSpan<TOut> destination)
-        where TIn : unmanaged where TOut : unmanaged
-    {
+        var kernel = (source.DType, destination.DType) switch
+        {
+            (DType.Float32, DType.BFloat16) => _toBFloat16,
+            (DType.BFloat16, DType.Float32) => _toFloat,
+            _ => throw new ArgumentException($"Cannot convert {source.DType} to {destination.DType}; the kernel converts between Float32 and BFloat16.", nameof(destination)),
+        };
         Require.Length(destination, source.Length);
         Require.Aligned(source, 16);
         Require.Aligned(destination, 16);
-    }
-
-    private void Launch(KernelFunction kernel, ulong source, ulong destination, long n)
-    {
+        long n = source.Length;
         if (n == 0) return;
+        ulong s = source.Address, d = destination.Address;
         var blocks = Math.Clamp((n / ElementsPerThread + Threads - 1) / Threads, 1, _maxBlocks);
-        void** args = stackalloc void*[] { &source, &destination, &n };
+        void** args = stackalloc void*[] { &s, &d, &n };
         kernel.Launch(LaunchShape.Linear(blocks, Threads), args);
     }
 }

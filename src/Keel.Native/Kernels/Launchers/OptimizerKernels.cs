@@ -10,7 +10,7 @@ public sealed unsafe class OptimizerKernels
     /// <summary>The one specialization of optimizer.cu.</summary>
     public static KernelSpec Spec { get; } = new("optimizer.cu");
 
-    /// <summary>The most partial sums the norm uses; the scratch span passed to <see cref="GradientNorm"/> needs this many.</summary>
+    /// <summary>The most partial sums the norm uses; the scratch tensor passed to <see cref="GradientNorm"/> needs this many.</summary>
     public const int MaxPartials = 1024;
 
     private const int Threads = 256;
@@ -30,8 +30,11 @@ public sealed unsafe class OptimizerKernels
     /// result[0] = ‖gradients‖₂, result[1] = the clip factor min(1, maxNorm / (norm + 1e-6)) (1 when
     /// <paramref name="maxNorm"/> ≤ 0). Deterministic: the partial sums' layout depends only on the length.
     /// </summary>
-    public void GradientNorm(DeviceSpan<float> gradients, float maxNorm, DeviceSpan<float> partials, DeviceSpan<float> result)
+    public void GradientNorm(Tensor gradients, float maxNorm, Tensor partials, Tensor result)
     {
+        Require.DType(gradients, DType.Float32);
+        Require.DType(partials, DType.Float32);
+        Require.DType(result, DType.Float32);
         Require.Positive(gradients.Length);
         Require.Aligned(gradients, 16);
         Require.AtLeast(partials, MaxPartials);
@@ -46,30 +49,29 @@ public sealed unsafe class OptimizerKernels
     }
 
     /// <summary>
-    /// One AdamW step over a flat parameter buffer, the gradients scaled by clip[1] (as written by
-    /// <see cref="GradientNorm"/>), optionally writing the bf16 copy of the updated parameters.
+    /// One AdamW step (step number <paramref name="step"/> from 1) over a flat Float32 parameter buffer, the
+    /// gradients scaled by clip[1] (as written by <see cref="GradientNorm"/>), also writing the BFloat16 copy
+    /// of the updated parameters when <paramref name="parametersBf16"/> is not empty.
     /// </summary>
-    public void AdamW(in AdamWHyperparameters hyper, int step, DeviceSpan<float> parameters, DeviceSpan<float> gradients,
-                      DeviceSpan<float> firstMoment, DeviceSpan<float> secondMoment, DeviceSpan<BFloat16> parametersBf16,
-                      DeviceSpan<float> clip)
+    public void AdamW(in AdamWHyperparameters hyper, int step, Tensor parameters, Tensor gradients,
+                      Tensor firstMoment, Tensor secondMoment, Tensor parametersBf16, Tensor clip)
     {
         hyper.Validate();
         ArgumentOutOfRangeException.ThrowIfLessThan(step, 1);
         var n = parameters.Length;
         Require.Positive(n);
-        Require.Length(gradients, n);
-        Require.Length(firstMoment, n);
-        Require.Length(secondMoment, n);
+        CheckState(parameters, n);
+        CheckState(gradients, n);
+        CheckState(firstMoment, n);
+        CheckState(secondMoment, n);
         if (!parametersBf16.IsEmpty)
         {
+            Require.DType(parametersBf16, DType.BFloat16);
             Require.Length(parametersBf16, n);
             Require.Aligned(parametersBf16, 16);
         }
+        Require.DType(clip, DType.Float32);
         Require.Length(clip, 2);
-        Require.Aligned(parameters, 16);
-        Require.Aligned(gradients, 16);
-        Require.Aligned(firstMoment, 16);
-        Require.Aligned(secondMoment, 16);
 
         ulong p = parameters.Address, g = gradients.Address, m = firstMoment.Address, v = secondMoment.Address;
         ulong bf = parametersBf16.IsEmpty ? 0 : parametersBf16.Address, c = clip.Address;
@@ -79,5 +81,12 @@ public sealed unsafe class OptimizerKernels
         var blocks = Math.Clamp((n / 4 + Threads - 1) / Threads, 1, _maxBlocks);
         void** args = stackalloc void*[] { &p, &g, &m, &v, &bf, &n, &lr, &beta1, &beta2, &c1, &c2, &eps, &wd, &c };
         _adamw.Launch(LaunchShape.Linear(blocks, Threads), args);
+    }
+
+    private static void CheckState(Tensor state, long n, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(state))] string? name = null)
+    {
+        Require.DType(state, DType.Float32, name);
+        Require.Length(state, n, name);
+        Require.Aligned(state, 16, name);
     }
 }

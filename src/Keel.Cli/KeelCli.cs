@@ -1,0 +1,38 @@
+using CommandLine;
+using Keel.Cli.Commands;
+using Keel.Cuda;
+using Keel.Cuda.Interop;
+using Keel.Native.Kernels;
+
+namespace Keel.Cli;
+
+/// <summary>The <c>keel</c> command line: parses a verb and runs it, turning expected failures into one clear message.</summary>
+public static class KeelCli
+{
+    /// <summary>Runs <paramref name="args"/>; returns the process exit code (0 success, 1 failure, 2 usage error).</summary>
+    public static int Run(string[] args, TextWriter output, TextWriter error)
+    {
+        using var parser = new Parser(settings =>
+        {
+            settings.HelpWriter = error;
+            settings.CaseInsensitiveEnumValues = true;
+            settings.AutoVersion = true;
+        });
+        var parsed = parser.ParseArguments<InfoOptions, CompileOptions>(args);
+        try
+        {
+            return parsed.MapResult(
+                (InfoOptions o) => InfoCommand.Run(o, output),
+                (CompileOptions o) => CompileCommand.Run(o, output, error),
+                _ => 2);
+        }
+        catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException
+                                       or KernelCompileException or IOException or InvalidDataException)
+        {
+            // An ArgumentException's message ends in "(Parameter 'x')"; the text before it already names the problem.
+            var message = e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;
+            error.WriteLine($"keel: {message}");
+            return 1;
+        }
+    }
+}
