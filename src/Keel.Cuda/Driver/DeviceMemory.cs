@@ -5,6 +5,10 @@ namespace Keel.Cuda.Driver;
 /// take byte offsets into the allocation and check every range before calling the driver.
 /// </summary>
 /// <remarks>
+/// The methods without <c>Async</c> run on the legacy default stream with the driver's synchronous semantics: a copy
+/// to the host returns when the data is there; a copy from the host returns once the source may be reused; device
+/// copies and fills may still be running. All of them are ordered before later work on the default stream and on
+/// blocking <see cref="CudaStream"/>s; work on a non-blocking stream needs <see cref="CudaContext.Synchronize"/> first.
 /// The <c>...Async</c> methods queue work on a stream and return. From page-locked host memory
 /// (<see cref="PinnedHostMemory.AsSpan{T}"/>) the copy truly overlaps, and the host memory must stay untouched until
 /// the stream reaches it. From ordinary (pageable) memory the driver stages the data before the call returns, so a
@@ -70,7 +74,7 @@ public sealed unsafe class DeviceMemory : CudaHandle
         return Allocate(context, checked(count * sizeof(T)));
     }
 
-    /// <summary>Copies <paramref name="source"/> from the host to this memory at <paramref name="destinationOffset"/> bytes; returns when done.</summary>
+    /// <summary>Copies <paramref name="source"/> from the host to this memory at <paramref name="destinationOffset"/> bytes (see the remarks on ordering).</summary>
     /// <exception cref="ArgumentException">The data does not fit at that offset.</exception>
     public void CopyFrom<T>(ReadOnlySpan<T> source, long destinationOffset = 0) where T : unmanaged
     {
@@ -122,7 +126,7 @@ public sealed unsafe class DeviceMemory : CudaHandle
                                    "cuMemcpyDtoHAsync");
     }
 
-    /// <summary>Copies <paramref name="byteCount"/> bytes from <paramref name="source"/> into this memory, device to device; returns when done.</summary>
+    /// <summary>Copies <paramref name="byteCount"/> bytes from <paramref name="source"/> into this memory, device to device (see the remarks on ordering).</summary>
     /// <exception cref="ArgumentException">Either range falls outside its allocation.</exception>
     public void CopyFrom(DeviceMemory source, long sourceOffset, long destinationOffset, long byteCount)
     {
@@ -149,10 +153,10 @@ public sealed unsafe class DeviceMemory : CudaHandle
                                                                   (nuint)byteCount, stream.Handle), "cuMemcpyDtoDAsync");
     }
 
-    /// <summary>Sets every byte of the allocation to <paramref name="value"/>; returns when done.</summary>
+    /// <summary>Sets every byte of the allocation to <paramref name="value"/> (see the remarks on ordering).</summary>
     public void FillBytes(byte value) => FillBytes(value, 0, ByteLength);
 
-    /// <summary>Sets <paramref name="byteCount"/> bytes from <paramref name="byteOffset"/> to <paramref name="value"/>; returns when done.</summary>
+    /// <summary>Sets <paramref name="byteCount"/> bytes from <paramref name="byteOffset"/> to <paramref name="value"/> (see the remarks on ordering).</summary>
     /// <exception cref="ArgumentException">The range falls outside the allocation.</exception>
     public void FillBytes(byte value, long byteOffset, long byteCount)
     {
@@ -173,7 +177,7 @@ public sealed unsafe class DeviceMemory : CudaHandle
 
     /// <summary>
     /// Sets every 32-bit word of the allocation to <paramref name="value"/> (use <see cref="BitConverter.SingleToUInt32Bits"/>
-    /// to fill with a float, for example a NaN poison); returns when done.
+    /// to fill with a float, for example a NaN poison); see the remarks on ordering.
     /// </summary>
     /// <exception cref="InvalidOperationException">The allocation is not a whole number of 32-bit words.</exception>
     public void FillUInt32(uint value)
@@ -183,7 +187,7 @@ public sealed unsafe class DeviceMemory : CudaHandle
         FillUInt32(value, 0, ByteLength / sizeof(uint));
     }
 
-    /// <summary>Sets <paramref name="count"/> 32-bit words from <paramref name="byteOffset"/> to <paramref name="value"/>; returns when done.</summary>
+    /// <summary>Sets <paramref name="count"/> 32-bit words from <paramref name="byteOffset"/> to <paramref name="value"/> (see the remarks on ordering).</summary>
     /// <exception cref="ArgumentException">The offset is not 4-byte aligned or the range falls outside the allocation.</exception>
     public void FillUInt32(uint value, long byteOffset, long count)
     {

@@ -19,7 +19,7 @@ internal static class CudaTestDevice
     public static CudaContext OpenOrSkip()
     {
         if (!CudaLibraries.TryLoad(CudaLibrary.Driver, out _, out var missing))
-            Assert.Skip("no CUDA device: " + missing!.Message.Split(Environment.NewLine)[0]);
+            Assert.Skip($"no CUDA device: the {CudaLibraries.Describe(CudaLibrary.Driver)} was not found ({missing!.Attempts.Count} places tried)");
         try
         {
             CudaDriver.Initialize();
