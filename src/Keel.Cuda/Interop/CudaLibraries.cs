@@ -101,11 +101,18 @@ public static class CudaLibraries
         return library is { } l ? Load(l) : IntPtr.Zero;
     }
 
-    private static LoadResult Probe(CudaLibrary library)
+    private static LoadResult Probe(CudaLibrary library) => Probe(library, SearchFolders(), useSystemLoader: true);
+
+    /// <summary>
+    /// Tries each soname of <paramref name="library"/> in each of <paramref name="folders"/>, then, when
+    /// <paramref name="useSystemLoader"/> is set, by soname through the system loader. Separate from the
+    /// environment so that tests can probe folders of their own.
+    /// </summary>
+    internal static LoadResult Probe(CudaLibrary library, IReadOnlyList<string> folders, bool useSystemLoader)
     {
         var attempts = new List<string>();
         var sonames = SonamesOf(library);
-        foreach (var folder in SearchFolders())
+        foreach (var folder in folders)
         {
             if (!Directory.Exists(folder))
             {
@@ -120,7 +127,7 @@ public static class CudaLibraries
             }
             attempts.Add($"{folder}: none of {string.Join(", ", sonames)}");
         }
-        foreach (var soname in sonames)
+        foreach (var soname in useSystemLoader ? sonames : [])
         {
             if (NativeLibrary.TryLoad(soname, out var handle))
                 return new LoadResult(handle, LoadedPathOf(handle, library) ?? soname, null);
@@ -226,5 +233,6 @@ public static class CudaLibraries
         }
     }
 
-    private sealed record LoadResult(IntPtr Handle, string? Path, CudaLibraryNotFoundException? Error);
+    /// <summary>The outcome of one probe: the loaded handle and its path, or the report of every place tried.</summary>
+    internal sealed record LoadResult(IntPtr Handle, string? Path, CudaLibraryNotFoundException? Error);
 }
