@@ -101,7 +101,13 @@ public static class CudaLibraries
         return library is { } l ? Load(l) : IntPtr.Zero;
     }
 
-    private static LoadResult Probe(CudaLibrary library) => Probe(library, SearchFolders(), useSystemLoader: true);
+    private static LoadResult Probe(CudaLibrary library)
+    {
+        // libcublas needs libcublasLt. Loading it first, from wherever it is found, satisfies that dependency
+        // by soname even when the folder is known only to KEEL_CUDA_LIBRARY_PATH and not to the system loader.
+        if (library == CudaLibrary.Cublas) TryLoad(CudaLibrary.CublasLt, out _, out _);
+        return Probe(library, SearchFolders(), useSystemLoader: true);
+    }
 
     /// <summary>
     /// Tries each soname of <paramref name="library"/> in each of <paramref name="folders"/>, then, when
@@ -119,13 +125,15 @@ public static class CudaLibraries
                 attempts.Add($"{folder}: no such folder");
                 continue;
             }
+            var present = false;
             foreach (var soname in sonames)
             {
                 var candidate = Path.Combine(folder, soname);
                 if (!File.Exists(candidate)) continue;
+                present = true;
                 if (TryLoadFile(candidate, attempts, out var handle)) return new LoadResult(handle, candidate, null);
             }
-            attempts.Add($"{folder}: none of {string.Join(", ", sonames)}");
+            if (!present) attempts.Add($"{folder}: none of {string.Join(", ", sonames)}");
         }
         foreach (var soname in useSystemLoader ? sonames : [])
         {

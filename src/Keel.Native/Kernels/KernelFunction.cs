@@ -1,3 +1,5 @@
+using Keel.Cuda.Driver;
+
 namespace Keel.Native.Kernels;
 
 /// <summary>

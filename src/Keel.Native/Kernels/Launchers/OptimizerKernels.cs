@@ -1,3 +1,4 @@
+using Keel.Cuda.Driver;
 using Keel.Native.Devices;
 using Keel.Native.Numerics;
 using Keel.Native.Training;
@@ -43,9 +44,9 @@ public sealed unsafe class OptimizerKernels
         var blocks = (int)Math.Clamp((n / 4 + Threads - 1) / Threads, 1, MaxPartials);
         ulong g = gradients.Address, p = partials.Address, r = result.Address;
         void** partialArgs = stackalloc void*[] { &g, &n, &p };
-        _sumsqPartial.Launch(LaunchShape.Linear(blocks, Threads), partialArgs);
+        _sumsqPartial.Launch(LaunchShapes.Blocks(blocks, Threads), partialArgs);
         void** finalArgs = stackalloc void*[] { &p, &blocks, &maxNorm, &r };
-        _clipFactor.Launch(LaunchShape.Linear(1, Threads), finalArgs);
+        _clipFactor.Launch(LaunchShapes.Blocks(1, Threads), finalArgs);
     }
 
     /// <summary>
@@ -80,7 +81,7 @@ public sealed unsafe class OptimizerKernels
         var c2 = (float)(1 - Math.Pow(hyper.Beta2, step));
         var blocks = Math.Clamp((n / 4 + Threads - 1) / Threads, 1, _maxBlocks);
         void** args = stackalloc void*[] { &p, &g, &m, &v, &bf, &n, &lr, &beta1, &beta2, &c1, &c2, &eps, &wd, &c };
-        _adamw.Launch(LaunchShape.Linear(blocks, Threads), args);
+        _adamw.Launch(LaunchShapes.Blocks(blocks, Threads), args);
     }
 
     private static void CheckState(Tensor state, long n, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(state))] string? name = null)
