@@ -1,7 +1,7 @@
 namespace Keel.Cuda.Driver;
 
 /// <summary>A stream: an ordered queue of device work (<c>cuStreamCreate</c>), destroyed on <see cref="IDisposable.Dispose"/>.</summary>
-public sealed class CudaStream : CudaHandle
+public sealed unsafe class CudaStream : CudaHandle
 {
     private const uint NonBlockingFlag = 0x1; // CU_STREAM_NON_BLOCKING
     private readonly CudaContext _context;
@@ -59,6 +59,49 @@ public sealed class CudaStream : CudaHandle
 
     /// <summary>Blocks until all work queued on this stream has finished.</summary>
     public void Synchronize() => CudaDriverNative.Check(CudaDriverNative.cuStreamSynchronize(Handle), "cuStreamSynchronize");
+
+    /// <summary>
+    /// Queues a host-to-device copy of <paramref name="source"/> to the raw device address
+    /// <paramref name="destination"/>. From pageable host memory the call returns once the data is staged, so
+    /// <paramref name="source"/> may be reused right away. The caller guarantees the destination range lies in
+    /// live device memory of this stream's context (views such as Keel.Native's tensors check that).
+    /// </summary>
+    public void CopyToDevice<T>(ReadOnlySpan<T> source, ulong destination) where T : unmanaged
+    {
+        if (source.IsEmpty) return;
+        fixed (T* p = source)
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoDAsync(destination, p, (nuint)((long)source.Length * sizeof(T)), Handle),
+                                   "cuMemcpyHtoDAsync");
+    }
+
+    /// <summary>
+    /// Copies from the raw device address <paramref name="source"/> into <paramref name="destination"/>, after the
+    /// work queued before it on this stream; returns when the data has arrived (pageable host memory).
+    /// </summary>
+    public void CopyToHost<T>(ulong source, Span<T> destination) where T : unmanaged
+    {
+        if (destination.IsEmpty) return;
+        fixed (T* p = destination)
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoHAsync(p, source, (nuint)((long)destination.Length * sizeof(T)), Handle),
+                                   "cuMemcpyDtoHAsync");
+        Synchronize();
+    }
+
+    /// <summary>Queues a device-to-device copy of <paramref name="byteCount"/> bytes between raw addresses.</summary>
+    public void CopyDeviceToDevice(ulong source, ulong destination, long byteCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(byteCount);
+        if (byteCount == 0) return;
+        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoDAsync(destination, source, (nuint)byteCount, Handle), "cuMemcpyDtoDAsync");
+    }
+
+    /// <summary>Queues setting <paramref name="byteCount"/> bytes at the raw address <paramref name="destination"/> to <paramref name="value"/>.</summary>
+    public void FillBytes(ulong destination, byte value, long byteCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(byteCount);
+        if (byteCount == 0) return;
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8Async(destination, value, (nuint)byteCount, Handle), "cuMemsetD8Async");
+    }
 
     /// <inheritdoc />
     protected override bool ReleaseHandle()

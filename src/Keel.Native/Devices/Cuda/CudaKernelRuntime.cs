@@ -1,0 +1,49 @@
+using System.Collections.Concurrent;
+using Keel.Cuda.Driver;
+using Keel.Native.Kernels;
+
+namespace Keel.Native.Devices.Cuda;
+
+/// <summary>
+/// Runs kernels on one GPU: NVRTC compiles each specialization for the device's exact architecture (through
+/// the on-disk cache), the module is loaded once, and launches go on the device's stream.
+/// </summary>
+internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
+{
+    private readonly CudaContext _context;
+    private readonly CudaStream _stream;
+    private readonly string _architecture;
+    private readonly NvrtcKernelCompiler _compiler;
+    private readonly ConcurrentDictionary<KernelSpec, CudaModule> _modules = new();
+
+    public CudaKernelRuntime(CudaContext context, CudaStream stream, CudaDeviceInfo info, NvrtcKernelCompiler compiler)
+    {
+        _context = context;
+        _stream = stream;
+        _architecture = info.Architecture;
+        _compiler = compiler;
+        MultiprocessorCount = info.MultiprocessorCount;
+    }
+
+    public int MultiprocessorCount { get; }
+
+    public KernelFunction Load(KernelSpec spec, string entryPoint)
+    {
+        if (!KernelSources.EntryPoints(spec.File).Contains(entryPoint))
+            throw new ArgumentException($"{spec.File} has no entry point '{entryPoint}'.", nameof(entryPoint));
+        var module = _modules.GetOrAdd(spec, s => CudaModule.Load(_context, _compiler.Compile(s, _architecture).Image));
+        return new CudaKernelFunction(spec, module.GetFunction(entryPoint), _stream);
+    }
+
+    public void Dispose()
+    {
+        foreach (var module in _modules.Values) module.Dispose();
+        _modules.Clear();
+    }
+
+    private sealed unsafe class CudaKernelFunction(KernelSpec spec, CudaFunction function, CudaStream stream)
+        : KernelFunction(spec, function.Name)
+    {
+        public override void Launch(in LaunchShape shape, void** args) => function.Launch(shape, stream, args);
+    }
+}
