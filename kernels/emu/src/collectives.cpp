@@ -33,6 +33,10 @@ std::string thread_list(unsigned warp, unsigned lanes) {
     return thread_ranges(ids);
 }
 
+// Intrinsic names come from string literals of the prelude, so equal names are almost always the same
+// pointer; compare contents only when they are not.
+bool same_name(const char* a, const char* b) { return a == b || strcmp(a, b) == 0; }
+
 [[noreturn]] void collective_error(Fiber* self, const char* what, Site site, unsigned mask, const std::string& problem) {
     std::string message = describe_thread(self) + ": " + describe_site(what, site) + " with mask " + hex_mask(mask) +
                           ": " + problem;
@@ -69,12 +73,12 @@ void collective(Fiber* self, const char* what, int mode, unsigned mask, Site sit
     for (unsigned i = 0; i < warp.pending_count; ++i) {
         Collective& pending = warp.pending[i];
         if ((pending.mask & mask) == 0) continue;
-        if (pending.mask == mask && strcmp(pending.what, what) == 0 && pending.mode == mode) {
+        if (pending.mask == mask && same_name(pending.what, what) && pending.mode == mode) {
             if (group == nullptr) group = &pending;
             continue;
         }
         const bool same_call = pending.site.line == site.line && pending.site.file != nullptr && site.file != nullptr &&
-                               strcmp(pending.site.file, site.file) == 0 && strcmp(pending.what, what) == 0;
+                               strcmp(pending.site.file, site.file) == 0 && same_name(pending.what, what);
         if (same_call && pending.mask != mask)
             collective_error(self, what, site, mask,
                              "lanes " + lane_list(pending.arrived) + " of warp " + std::to_string(self->warp) +

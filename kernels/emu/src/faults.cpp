@@ -9,6 +9,27 @@
 // there. The handler touches no thread-local storage of this library (in a dlopen'ed library that may
 // allocate) and nothing that is not async-signal-safe: it compares pthread_self() with the registered
 // workers.
+//
+// What is caught, and what is not:
+// - Global memory (keel_emu_alloc with guarded != 0): any access at or past the allocation's end rounded
+//   up to 16 bytes (the trailing guard page), an underflow that reaches the leading guard page, null and
+//   wild pointers into unmapped memory. Not caught: the at most 15 bytes between the end and its 16-byte
+//   rounding; underflows smaller than the distance from the allocation's start down to its page start;
+//   any access that lands in other mapped memory (another allocation, a stack, the heap); overruns of
+//   unguarded allocations.
+// - Static __shared__ arrays and local arrays: an index outside the declared bound when the array is
+//   indexed as an array (a[i], a[i][j]) in code compiled with -fsanitize=bounds — g++ plants a check that
+//   traps (SIGILL). Not caught: accesses through a pointer or a cast (float* p = tile; p[300],
+//   *(float4*)&tile[i], memcpy), which silently touch neighbouring thread-local storage or stack.
+// - Dynamic shared memory, with bounds_checking on: any access at or past its end rounded up to 16 bytes.
+//   Not caught: underflows smaller than its start's offset in its page, and anything with bounds_checking
+//   off.
+// - Fiber stack overflow: the guard page below every fiber stack. A frame larger than a page can jump
+//   over the guard unless the kernel is compiled with -fstack-clash-protection (the documented command
+//   does), which probes every page of a large frame.
+// - Faults inside the runtime on a fiber's behalf (ldmatrix reading a bad row address, cp.async reading a
+//   bad source) are reported like the kernel's own; an ldmatrix row is read by whichever lane completes
+//   the collective, so the report may name that lane rather than the one that passed the address.
 #include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>

@@ -16,7 +16,7 @@ thread_local Worker* tls_worker = nullptr;
 Fiber* pick_next(Block& block) {
     if (block.ready_count != 0) {
         Fiber* fiber = block.ready[block.ready_head];
-        block.ready_head = (block.ready_head + 1) % block.thread_count;
+        if (++block.ready_head == block.thread_count) block.ready_head = 0;
         --block.ready_count;
         return fiber;
     }
@@ -65,7 +65,9 @@ void make_ready(Block& block, Fiber* fiber) {
     fiber->state = FiberState::Ready;
     fiber->wait = WaitKind::None;
     block.warps[fiber->warp].blocked &= ~(1u << fiber->lane);
-    block.ready[(block.ready_head + block.ready_count) % block.thread_count] = fiber;
+    unsigned tail = block.ready_head + block.ready_count;
+    if (tail >= block.thread_count) tail -= block.thread_count;
+    block.ready[tail] = fiber;
     ++block.ready_count;
 }
 

@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "keel_emu_api.h"
@@ -573,6 +575,10 @@ void stack_overflow() {
     int expected = 0;  // deep(n) adds each frame's char-sized n
     for (int i = 1; i <= 1000; ++i) expected += static_cast<signed char>(i);
     CHECK(out[31] == expected);  // ran to completion with a 4 MiB stack
+    // A single frame larger than the stack: -fstack-clash-protection probes it page by page, so the guard
+    // page is hit instead of jumped over.
+    r = launch(k, "keel_test_big_frame", {1, 1, 1}, {4, 1, 1}, 0, options(), out.data, 7);
+    expect_error(r, KEEL_EMU_ERROR_MEMORY_FAULT, {"thread (0,0,0)", "stack overflow"});
 }
 
 void division_by_zero() {
@@ -580,6 +586,35 @@ void division_by_zero() {
     Buffer<int> out(8);
     Result r = launch(k, "keel_test_divide", {1, 1, 1}, {8, 1, 1}, 0, options(), out.data, 7, 0);
     expect_error(r, KEEL_EMU_ERROR_ARITHMETIC, {"thread (0,0,0)", "integer division by zero"});
+}
+
+// Launches from several host threads at once (as .NET may issue them) are serialized and all correct,
+// including error launches interleaved with good ones.
+void concurrent_host_threads() {
+    Kernels barrier("barrier"), errors("errors");
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int h = 0; h < 4; ++h)
+        threads.emplace_back([&, h] {
+            const unsigned n = 256 * 3;
+            Buffer<float> in(n), out(n);
+            for (unsigned i = 0; i < n; ++i) in[i] = static_cast<float>(h * 10000 + i);
+            for (int round = 0; round < 50; ++round) {
+                out.poison();
+                Result r = launch(barrier, "keel_test_reverse", {3, 1, 1}, {256, 1, 1}, 0, options(2), in.data, out.data);
+                if (r.status != KEEL_EMU_OK) ++failures;
+                for (unsigned i = 0; i < n; ++i)
+                    if (out[i] != in[i / 256 * 256 + 255 - i % 256]) ++failures;
+                if (h == 0 && round % 10 == 0) {
+                    Buffer<float> small(4);
+                    Result e = launch(errors, "keel_test_write_global", {1, 1, 1}, {8, 1, 1}, 0, options(), small.data, 4,
+                                      0, 1);
+                    if (e.status != KEEL_EMU_ERROR_MEMORY_FAULT) ++failures;
+                }
+            }
+        });
+    for (auto& t : threads) t.join();
+    CHECK(failures.load() == 0);
 }
 
 // A SIGSEGV outside any launch still reaches the handler installed before the runtime's.
@@ -641,6 +676,7 @@ int main(int argc, char** argv) {
         {"stack_overflow", stack_overflow},
         {"division_by_zero", division_by_zero},
         {"foreign_fault_chains", foreign_fault_chains},
+        {"concurrent_host_threads", concurrent_host_threads},
     };
     std::vector<std::string> names;
     if (argc > 1)

@@ -84,3 +84,10 @@ extern "C" __global__ void keel_test_recursion(int* out, int depth) {
 extern "C" __global__ void keel_test_divide(int* out, int numerator, int denominator) {
     out[threadIdx.x] = numerator / (denominator + static_cast<int>(threadIdx.x % 2));
 }
+
+// One frame far larger than the default fiber stack (and than its guard page).
+extern "C" __global__ void keel_test_big_frame(int* out, int index) {
+    volatile char frame[200000];
+    frame[index] = 1;
+    out[threadIdx.x] = frame[index];
+}
