@@ -285,6 +285,27 @@ void votes() {
     }
 }
 
+void activemask_after_return() {
+    Kernels k("vote");
+    const unsigned threads = 64;
+    Buffer<float> in(threads), sums(threads);
+    Buffer<unsigned> masks(threads);
+    for (unsigned t = 0; t < threads; ++t) in[t] = random_float();
+    for (int active : {1, 20, 32}) {
+        sums.poison();
+        masks.poison();
+        launch_ok(k, "keel_test_activemask_after_return", {1, 1, 1}, {threads, 1, 1}, 0, options(), in.data, sums.data,
+                  masks.data, active);
+        const unsigned expected_mask = active == 32 ? 0xffffffffu : (1u << active) - 1;
+        for (unsigned w = 0; w < 2; ++w) {
+            double total = 0;
+            for (int l = 0; l < active; ++l) total += in[w * 32 + l];
+            CHECK(masks[w * 32] == expected_mask);
+            CHECK(close(sums[w * 32], total, 1e-5));
+        }
+    }
+}
+
 void atomics_many_workers() {
     Kernels k("atomics");
     const unsigned blocks = 64, threads = 256, n = blocks * threads, iterations = 8;
@@ -654,6 +675,7 @@ int main(int argc, char** argv) {
         {"barrier_scan_and_votes", barrier_scan_and_votes},
         {"shuffles", shuffles},
         {"votes", votes},
+        {"activemask_after_return", activemask_after_return},
         {"atomics_many_workers", atomics_many_workers},
         {"dynamic_shared", dynamic_shared},
         {"mma_fragments", mma_fragments},

@@ -13,3 +13,17 @@ extern "C" __global__ void keel_test_vote(const int* predicate, unsigned* out) {
     __syncwarp();
     o[6] = __activemask();
 }
+
+// Lanes at or past `active` return first; the rest reduce over the converged set __activemask() gives.
+extern "C" __global__ void keel_test_activemask_after_return(const float* in, float* sums, unsigned* masks, int active) {
+    const unsigned t = threadIdx.x;
+    if (static_cast<int>(t % 32) >= active) return;
+    const unsigned mask = __activemask();
+    float v = in[t];
+    for (int offset = 16; offset > 0; offset /= 2) {
+        const float other = __shfl_down_sync(mask, v, offset);
+        if (static_cast<int>(t % 32) + offset < active) v += other;
+    }
+    masks[t] = mask;
+    sums[t] = v;
+}
