@@ -306,6 +306,34 @@ void activemask_after_return() {
     }
 }
 
+void math_functions() {
+    Kernels k("math");
+    const unsigned threads = 32;
+    Buffer<float> in(threads), out(24 * threads);
+    for (unsigned t = 0; t < threads; ++t) in[t] = std::uniform_real_distribution<float>(0.1f, 2.0f)(rng());
+    out.poison();
+    launch_ok(k, "keel_test_math", {1, 1, 1}, {threads, 1, 1}, 0, options(), in.data, out.data);
+    for (unsigned t = 0; t < threads; ++t) {
+        const double x = in[t];
+        const float xf = in[t];
+        uint32_t bits;
+        memcpy(&bits, &xf, 4);
+        ++bits;
+        float next;
+        memcpy(&next, &bits, 4);
+        const double expected[24] = {exp(x), exp(x), exp2(x), log(x), log(x), log2(x), sqrt(x), 1 / sqrt(x), tanh(x),
+                                     erf(x), x, std::max(x, 1.0), std::min(x, 1.0), 1 / x, 1 / x, x * x + 1,
+                                     2 * x - 1, std::min(std::max(x - 1, 0.0), 1.0),
+                                     std::max(x, 1.0) + std::max<int>(t, 3) + std::min(t, 2u), std::min(x, 1.0), x,
+                                     next, static_cast<double>(__builtin_popcount(t) + __builtin_clz(t + 1) + __builtin_ffs(t)),
+                                     0.0};
+        for (int i = 0; i < 24; ++i)
+            if (!close(out[24 * t + i], expected[i], 1e-6))
+                fail("math result " + std::to_string(i) + " for x = " + std::to_string(x) + ": " +
+                     std::to_string(out[24 * t + i]) + ", expected " + std::to_string(expected[i]));
+    }
+}
+
 void atomics_many_workers() {
     Kernels k("atomics");
     const unsigned blocks = 64, threads = 256, n = blocks * threads, iterations = 8;
@@ -675,6 +703,7 @@ int main(int argc, char** argv) {
         {"barrier_scan_and_votes", barrier_scan_and_votes},
         {"shuffles", shuffles},
         {"votes", votes},
+        {"math_functions", math_functions},
         {"activemask_after_return", activemask_after_return},
         {"atomics_many_workers", atomics_many_workers},
         {"dynamic_shared", dynamic_shared},
