@@ -21,7 +21,8 @@ extern "C" __global__ void keel_test_math(const float* in, float* out) {
     o[15] = __fmaf_rn(x, x, 1.0f);
     o[16] = fmaf(x, 2.0f, -1.0f);
     o[17] = __saturatef(x - 1.0f);
-    o[18] = max(x, 1.0f) + static_cast<float>(max(static_cast<int>(t), 3)) + static_cast<float>(min(t, 2u));
+    o[18] = max(x, 1.0f) + static_cast<float>(max(static_cast<int>(t), 3)) + static_cast<float>(min(t, 2u)) +
+            static_cast<float>(max(static_cast<size_t>(t), static_cast<size_t>(1)) - max(static_cast<long>(t), 1l));
     o[19] = min(x, 1.0f);
     o[20] = __uint_as_float(__float_as_uint(x));
     o[21] = __int_as_float(__float_as_int(x) + 1);
