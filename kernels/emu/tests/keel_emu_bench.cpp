@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
     printf("launch, 1 block x 256 threads, one __syncthreads:          %8.2f us\n",
            launch_us(entry("keel_bench_reverse"), "keel_bench_reverse", {1, 1, 1}, {256, 1, 1}, two, repeats, 0));
     for (int workers : {1, 2})
-        printf("launch, 64 blocks x 256 threads, shuffle reduction, %d worker%s: %8.2f us\n", workers,
+        printf("launch, 64 blocks x 256 threads, shuffle reduction, %d worker%s %8.2f us\n", workers,
                workers == 1 ? ": " : "s:",
                launch_us(entry("keel_bench_warp_sum"), "keel_bench_warp_sum", {64, 1, 1}, {256, 1, 1}, two, repeats,
                          workers));
