@@ -1,0 +1,93 @@
+/*
+ * keel_emu_api.h — the C ABI of libkeel_emu.so, the CPU emulation runtime that executes the project's
+ * CUDA C++ kernels (kernels/NAME.cu) on the host. Consumed from .NET through P/Invoke: every type here is
+ * blittable, every function is extern "C", nothing is allocated for the caller except by keel_emu_alloc.
+ *
+ * How a kernel gets here: the kernel source is compiled by g++ into a shared object together with one
+ * KEEL_EMU_ENTRY(NAME) line per entry point (see keel_emu.h and README.md for the exact command). That
+ * object exports, for each entry point NAME:
+ *   void keel_emu_entry_NAME(void** args);                     -- pass to keel_emu_launch as `entry`
+ *   const keel_emu_signature* keel_emu_signature_NAME(void);   -- parameter count and sizes
+ *
+ * Stability: this header is the whole public contract. Fields are only ever added at the end of
+ * keel_emu_options, guarded by its `size` field.
+ */
+#ifndef KEEL_EMU_API_H
+#define KEEL_EMU_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(KEEL_EMU_BUILDING_RUNTIME)
+#define KEEL_EMU_API __attribute__((visibility("default")))
+#else
+#define KEEL_EMU_API
+#endif
+
+/* Result codes of keel_emu_launch. 0 is success; every other code comes with a message. */
+enum keel_emu_status {
+    KEEL_EMU_OK = 0,
+    KEEL_EMU_ERROR_INVALID_LAUNCH = 1,   /* bad shape, options or arguments; nothing ran */
+    KEEL_EMU_ERROR_BARRIER = 2,          /* __syncthreads not reached by every thread, or at different places */
+    KEEL_EMU_ERROR_WARP_COLLECTIVE = 3,  /* bad mask, mismatched masks, lanes missing from a warp collective */
+    KEEL_EMU_ERROR_MEMORY_FAULT = 4,     /* access to a guard page or unmapped memory, fiber stack overflow */
+    KEEL_EMU_ERROR_BOUNDS_TRAP = 5,      /* out-of-bounds array index caught by -fsanitize=bounds (SIGILL) */
+    KEEL_EMU_ERROR_TRAP = 6,             /* assert() failed or __trap() called in the kernel */
+    KEEL_EMU_ERROR_ARITHMETIC = 7,       /* SIGFPE: integer division by zero or overflow */
+    KEEL_EMU_ERROR_OUT_OF_MEMORY = 8,    /* the runtime could not map fiber stacks or shared buffers */
+    KEEL_EMU_ERROR_MISUSE = 9            /* invalid use of an intrinsic (bad width, misaligned cp.async, ...) */
+};
+
+typedef struct keel_emu_dim3 {
+    uint32_t x, y, z;
+} keel_emu_dim3;
+
+/* Launch options. Pass NULL for defaults. `size` must be sizeof(keel_emu_options) (24). */
+typedef struct keel_emu_options {
+    uint32_t size;               /* sizeof(keel_emu_options), for forward compatibility */
+    int32_t worker_threads;      /* OS threads running blocks; 0 = one per online core */
+    int32_t bounds_checking;     /* nonzero: dynamic shared memory ends at a guard page (see README) */
+    uint32_t reserved;           /* must be 0 */
+    uint64_t fiber_stack_bytes;  /* stack of each emulated CUDA thread; 0 = default (64 KiB) */
+} keel_emu_options;
+
+/* What keel_emu_signature_NAME() returns: the kernel's parameters as the compiler sees them. */
+typedef struct keel_emu_signature {
+    uint32_t parameter_count;
+    uint32_t reserved;
+    const uint32_t* parameter_sizes;       /* parameter_count entries, bytes */
+    const uint32_t* parameter_alignments;  /* parameter_count entries, bytes */
+} keel_emu_signature;
+
+/* Allocates `bytes` of host memory for kernel buffers ("global memory"); zero-filled.
+ * Unguarded: 64-byte aligned. Guarded (guarded != 0): the end of the allocation, rounded up to 16 bytes,
+ * abuts a PROT_NONE page, so any access past it faults and is reported by keel_emu_launch; the start is
+ * therefore aligned to the largest power of two (at most 64, at least 16) dividing that rounded size.
+ * Returns NULL when out of memory. Every allocation is registered so a fault can name the nearest one. */
+KEEL_EMU_API void* keel_emu_alloc(size_t bytes, int32_t guarded);
+
+/* Frees memory from keel_emu_alloc. NULL and unknown pointers are ignored. */
+KEEL_EMU_API void keel_emu_free(void* p);
+
+/* Runs kernel `entry` (a keel_emu_entry_NAME) over `grid` x `block` and returns when every block has
+ * finished or the first error stopped the launch. `args` as in cuLaunchKernel: args[i] points at the
+ * value of parameter i. `kernel_name` is used in messages only. On failure returns a keel_emu_status and
+ * writes a one-paragraph message (NUL-terminated, truncated to error_capacity) naming the kernel, block
+ * and threads involved. Launches from several host threads are serialized. The host process survives
+ * every reported error; memory the kernel wrote before the error keeps what it wrote. */
+KEEL_EMU_API int32_t keel_emu_launch(const char* kernel_name, void (*entry)(void** args), void** args,
+                                     keel_emu_dim3 grid, keel_emu_dim3 block, size_t dynamic_shared_bytes,
+                                     const keel_emu_options* options, char* error, size_t error_capacity);
+
+/* A constant string naming a keel_emu_status ("KEEL_EMU_ERROR_BARRIER"), or "unknown". */
+KEEL_EMU_API const char* keel_emu_status_name(int32_t status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KEEL_EMU_API_H */
