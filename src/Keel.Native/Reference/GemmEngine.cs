@@ -35,6 +35,9 @@ internal static unsafe class GemmEngine
     /// <summary>Rows of A packed at once: a 96 x 256 block (96 KiB) stays in L2 while every B micro-panel visits it.</summary>
     public const int MC = 96;
 
+    /// <summary>How many k-steps ahead the transposed-A packing prefetches.</summary>
+    private const int PrefetchAhead = 8;
+
     private const int MaxTileRows = 384, MaxTileCols = 384, MinTile = 48;
 
     /// <summary>Below about 128^3 multiply-adds the threads cost more than they save.</summary>
@@ -159,6 +162,10 @@ internal static unsafe class GemmEngine
                 for (var p = 0; p < kc; p++)
                 {
                     var src = _a + (long)(p0 + p) * _m + row0;
+                    // Successive steps lie m floats apart, often a page or more: beyond the hardware prefetchers,
+                    // so fetch the rows a few steps ahead (TN, k = 2048, 2 EPYC cores: roughly 140 -> 200 GFLOP/s, noisy host).
+                    if (Sse.IsSupported && p + PrefetchAhead < kc)
+                        for (var r = 0; r < rows; r += 16) Sse.Prefetch0(src + PrefetchAhead * (long)_m + r);
                     for (var panel = 0; panel < panels; panel++)
                     {
                         int valid = Math.Min(MR, rows - panel * MR);

@@ -21,8 +21,9 @@ internal static class Guard
     /// <summary>The span must hold exactly the product of <paramref name="shape"/> elements.</summary>
     public static void Shape<T>(ReadOnlySpan<T> span, string name, params ReadOnlySpan<int> shape)
     {
+        // Saturate at 2^31: no span is longer, and a zero dimension still gives 0.
         long expected = 1;
-        foreach (var d in shape) expected *= d;
+        foreach (var d in shape) expected = Math.Min(expected * d, 1L << 31);
         if (span.Length != expected)
             throw new ArgumentException($"{name} has {span.Length} elements but its shape [{string.Join(", ", shape.ToArray())}] needs {expected}.", name);
     }
