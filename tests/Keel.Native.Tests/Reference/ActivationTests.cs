@@ -72,13 +72,13 @@ public class ActivationTests
     [Fact]
     public void BadArgumentsThrowNamingTheArgument()
     {
-        GemmTests.AssertParam("gateUp", () => SwiGlu.Forward<float>(Rows, Ffn, new float[Rows * Ffn], new float[Rows * Ffn]));
-        GemmTests.AssertParam("h", () => SwiGlu.Forward<float>(Rows, Ffn, new float[Rows * 2 * Ffn], new float[Rows * 2 * Ffn]));
-        GemmTests.AssertParam("dGateUp", () => SwiGlu.Backward<float>(Rows, Ffn, new float[Rows * 2 * Ffn], new float[Rows * Ffn], new float[Rows * Ffn]));
-        GemmTests.AssertParam("ffn", () => SwiGlu.Forward<float>(Rows, 0, [], []));
-        GemmTests.AssertParam("y", () => Gelu.Forward<float>(new float[4], new float[5]));
-        GemmTests.AssertParam("dy", () => Gelu.Backward<float>(new float[4], new float[3], new float[4]));
+        TestData.AssertParam("gateUp", () => SwiGlu.Forward<float>(Rows, Ffn, new float[Rows * Ffn], new float[Rows * Ffn]));
+        TestData.AssertParam("h", () => SwiGlu.Forward<float>(Rows, Ffn, new float[Rows * 2 * Ffn], new float[Rows * 2 * Ffn]));
+        TestData.AssertParam("dGateUp", () => SwiGlu.Backward<float>(Rows, Ffn, new float[Rows * 2 * Ffn], new float[Rows * Ffn], new float[Rows * Ffn]));
+        TestData.AssertParam("ffn", () => SwiGlu.Forward<float>(Rows, 0, [], []));
+        TestData.AssertParam("y", () => Gelu.Forward<float>(new float[4], new float[5]));
+        TestData.AssertParam("dy", () => Gelu.Backward<float>(new float[4], new float[3], new float[4]));
         var x = new float[4];
-        GemmTests.AssertParam("dx", () => Gelu.Backward<float>(x, new float[4], x));
+        TestData.AssertParam("dx", () => Gelu.Backward<float>(x, new float[4], x));
     }
 }

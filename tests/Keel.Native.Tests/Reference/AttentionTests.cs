@@ -85,12 +85,12 @@ public class AttentionTests
     {
         var o = new AttentionOptions(1, 3, 4, 2, 8);
         float[] q = new float[3 * 4 * 8], kv = new float[3 * 2 * 8], lse = new float[4 * 3];
-        GemmTests.AssertParam("options", () => Attention.Forward<float>(o with { QueryHeads = 3 }, new float[3 * 3 * 8], kv, kv, new float[3 * 3 * 8], new float[9]));
-        GemmTests.AssertParam("k", () => Attention.Forward<float>(o, q, q, kv, new float[q.Length], lse));
-        GemmTests.AssertParam("logSumExp", () => Attention.Forward<float>(o, q, kv, kv, new float[q.Length], new float[3]));
-        GemmTests.AssertParam("dv", () => Attention.Backward<float>(o, q, kv, kv, q, lse, q, new float[q.Length], new float[kv.Length], new float[q.Length]));
-        GemmTests.AssertParam("HeadDim", () => _ = new AttentionOptions(1, 3, 4, 2, 0));
-        GemmTests.AssertParam("Scale", () => _ = o with { Scale = -1f });
+        TestData.AssertParam("options", () => Attention.Forward<float>(o with { QueryHeads = 3 }, new float[3 * 3 * 8], kv, kv, new float[3 * 3 * 8], new float[9]));
+        TestData.AssertParam("k", () => Attention.Forward<float>(o, q, q, kv, new float[q.Length], lse));
+        TestData.AssertParam("logSumExp", () => Attention.Forward<float>(o, q, kv, kv, new float[q.Length], new float[3]));
+        TestData.AssertParam("dv", () => Attention.Backward<float>(o, q, kv, kv, q, lse, q, new float[q.Length], new float[kv.Length], new float[q.Length]));
+        TestData.AssertParam("HeadDim", () => _ = new AttentionOptions(1, 3, 4, 2, 0));
+        TestData.AssertParam("Scale", () => _ = o with { Scale = -1f });
         Assert.Equal(1 / Math.Sqrt(8), o.EffectiveScale);
     }
 }

@@ -73,13 +73,13 @@ public class CrossEntropyTests
     public void BadArgumentsThrowNamingTheArgument()
     {
         var logits = new float[Tokens * Vocab];
-        GemmTests.AssertParam("targets", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits, [0, 1, 2, 3, Vocab]));
-        GemmTests.AssertParam("targets", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits, [0, 1, 2, 3, -2], new float[Tokens]));
-        GemmTests.AssertParam("targets", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits, [0, 1]));
-        GemmTests.AssertParam("logits", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits.AsSpan(1), Targets));
-        GemmTests.AssertParam("losses", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits, Targets, new float[1]));
-        GemmTests.AssertParam("dLoss", () => CrossEntropy.Backward<float>(Tokens, Vocab, logits, Targets, new float[1], new float[logits.Length]));
-        GemmTests.AssertParam("dLogits", () => CrossEntropy.Backward<float>(Tokens, Vocab, logits, Targets, new float[Tokens], logits.AsSpan(1)));
-        GemmTests.AssertParam("vocab", () => CrossEntropy.Forward<float>(0, 0, logits.AsSpan(0, 0), []));
+        TestData.AssertParam("targets", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits, [0, 1, 2, 3, Vocab]));
+        TestData.AssertParam("targets", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits, [0, 1, 2, 3, -2], new float[Tokens]));
+        TestData.AssertParam("targets", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits, [0, 1]));
+        TestData.AssertParam("logits", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits.AsSpan(1), Targets));
+        TestData.AssertParam("losses", () => CrossEntropy.Forward<float>(Tokens, Vocab, logits, Targets, new float[1]));
+        TestData.AssertParam("dLoss", () => CrossEntropy.Backward<float>(Tokens, Vocab, logits, Targets, new float[1], new float[logits.Length]));
+        TestData.AssertParam("dLogits", () => CrossEntropy.Backward<float>(Tokens, Vocab, logits, Targets, new float[Tokens], logits.AsSpan(1)));
+        TestData.AssertParam("vocab", () => CrossEntropy.Forward<float>(0, 0, logits.AsSpan(0, 0), []));
     }
 }

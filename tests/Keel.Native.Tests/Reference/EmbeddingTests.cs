@@ -44,11 +44,11 @@ public class EmbeddingTests
     [Fact]
     public void BadArgumentsThrowNamingTheArgument()
     {
-        GemmTests.AssertParam("tokens", () => Embedding.Forward<float>(Vocab, Dim, [0, Vocab], new float[Vocab * Dim], new float[2 * Dim]));
-        GemmTests.AssertParam("tokens", () => Embedding.Backward<float>(Vocab, Dim, [-1], new float[Dim], new float[Vocab * Dim]));
-        GemmTests.AssertParam("table", () => Embedding.Forward<float>(Vocab, Dim, [0], new float[Vocab], new float[Dim]));
-        GemmTests.AssertParam("output", () => Embedding.Forward<float>(Vocab, Dim, [0, 1], new float[Vocab * Dim], new float[Dim]));
-        GemmTests.AssertParam("dOutput", () => Embedding.Backward<float>(Vocab, Dim, [0, 1], new float[Dim], new float[Vocab * Dim]));
-        GemmTests.AssertParam("vocab", () => Embedding.Forward<float>(0, Dim, [], [], []));
+        TestData.AssertParam("tokens", () => Embedding.Forward<float>(Vocab, Dim, [0, Vocab], new float[Vocab * Dim], new float[2 * Dim]));
+        TestData.AssertParam("tokens", () => Embedding.Backward<float>(Vocab, Dim, [-1], new float[Dim], new float[Vocab * Dim]));
+        TestData.AssertParam("table", () => Embedding.Forward<float>(Vocab, Dim, [0], new float[Vocab], new float[Dim]));
+        TestData.AssertParam("output", () => Embedding.Forward<float>(Vocab, Dim, [0, 1], new float[Vocab * Dim], new float[Dim]));
+        TestData.AssertParam("dOutput", () => Embedding.Backward<float>(Vocab, Dim, [0, 1], new float[Dim], new float[Vocab * Dim]));
+        TestData.AssertParam("vocab", () => Embedding.Forward<float>(0, Dim, [], [], []));
     }
 }

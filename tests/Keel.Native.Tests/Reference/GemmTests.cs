@@ -117,21 +117,15 @@ public class GemmTests
         var a = new float[6];
         var b = new float[12];
         var c = new float[8];
-        AssertParam("m", () => Gemm.Multiply(false, false, -1, 4, 3, 1f, a, b, 0f, c));
-        AssertParam("a", () => Gemm.Multiply(false, false, 2, 4, 3, 1f, a.AsSpan(1), b, 0f, c));
-        AssertParam("b", () => Gemm.Multiply(false, false, 2, 4, 3, 1f, a, b.AsSpan(1), 0f, c));
-        AssertParam("c", () => Gemm.Multiply(false, false, 2, 4, 3, 1f, a, b, 0f, c.AsSpan(1)));
-        AssertParam("c", () => Gemm.MultiplyNaive(false, false, 2, 4, 3, 1.0, new double[6], new double[12], 0.0, new double[9]));
-        AssertParam("a", () => Gemm.Multiply(false, false, 2, 4, 3, 1f, new BFloat16[5], new BFloat16[12], 0f, new BFloat16[8]));
+        TestData.AssertParam("m", () => Gemm.Multiply(false, false, -1, 4, 3, 1f, a, b, 0f, c));
+        TestData.AssertParam("a", () => Gemm.Multiply(false, false, 2, 4, 3, 1f, a.AsSpan(1), b, 0f, c));
+        TestData.AssertParam("b", () => Gemm.Multiply(false, false, 2, 4, 3, 1f, a, b.AsSpan(1), 0f, c));
+        TestData.AssertParam("c", () => Gemm.Multiply(false, false, 2, 4, 3, 1f, a, b, 0f, c.AsSpan(1)));
+        TestData.AssertParam("c", () => Gemm.MultiplyNaive(false, false, 2, 4, 3, 1.0, new double[6], new double[12], 0.0, new double[9]));
+        TestData.AssertParam("a", () => Gemm.Multiply(false, false, 2, 4, 3, 1f, new BFloat16[5], new BFloat16[12], 0f, new BFloat16[8]));
         // C overlapping A would read values it has already overwritten.
         var shared = new float[8];
-        AssertParam("c", () => Gemm.Multiply(false, false, 2, 2, 2, 1f, shared.AsSpan(0, 4), b.AsSpan(0, 4), 0f, shared.AsSpan(2, 4)));
-    }
-
-    internal static void AssertParam(string name, Action action)
-    {
-        var e = Assert.ThrowsAny<ArgumentException>(action);
-        Assert.Equal(name, e.ParamName);
+        TestData.AssertParam("c", () => Gemm.Multiply(false, false, 2, 2, 2, 1f, shared.AsSpan(0, 4), b.AsSpan(0, 4), 0f, shared.AsSpan(2, 4)));
     }
 
     /// <summary>|c − exact| ≤ 1e-5 · (|alpha| Σ_p |a||b| + |beta||c0|): fp32 accumulation error, relative to the sum's magnitude.</summary>

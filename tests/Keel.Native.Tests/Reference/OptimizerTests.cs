@@ -57,16 +57,16 @@ public class OptimizerTests
     {
         var options = new AdamWOptions();
         Assert.Equal((0.9f, 0.95f, 1e-8f, 0.01f), (options.Beta1, options.Beta2, options.Epsilon, options.WeightDecay));
-        GemmTests.AssertParam("Beta1", () => _ = new AdamWOptions(Beta1: 1f));
-        GemmTests.AssertParam("Beta2", () => _ = options with { Beta2 = -0.1f });
-        GemmTests.AssertParam("Epsilon", () => _ = options with { Epsilon = 0 });
-        GemmTests.AssertParam("WeightDecay", () => _ = new AdamWOptions(WeightDecay: float.NaN));
+        TestData.AssertParam("Beta1", () => _ = new AdamWOptions(Beta1: 1f));
+        TestData.AssertParam("Beta2", () => _ = options with { Beta2 = -0.1f });
+        TestData.AssertParam("Epsilon", () => _ = options with { Epsilon = 0 });
+        TestData.AssertParam("WeightDecay", () => _ = new AdamWOptions(WeightDecay: float.NaN));
         float[] p = new float[4], g = new float[4], m = new float[4], v = new float[4];
-        GemmTests.AssertParam("step", () => AdamW.Step<float>(options, 0, Lr, 1f, p, g, m, v));
-        GemmTests.AssertParam("learningRate", () => AdamW.Step<float>(options, 1, -Lr, 1f, p, g, m, v));
-        GemmTests.AssertParam("gradScale", () => AdamW.Step<float>(options, 1, Lr, float.NaN, p, g, m, v));
-        GemmTests.AssertParam("v", () => AdamW.Step<float>(options, 1, Lr, 1f, p, g, m, new float[3]));
-        GemmTests.AssertParam("parametersBf16", () => AdamW.Step<float>(options, 1, Lr, 1f, p, g, m, v, new BFloat16[3]));
+        TestData.AssertParam("step", () => AdamW.Step<float>(options, 0, Lr, 1f, p, g, m, v));
+        TestData.AssertParam("learningRate", () => AdamW.Step<float>(options, 1, -Lr, 1f, p, g, m, v));
+        TestData.AssertParam("gradScale", () => AdamW.Step<float>(options, 1, Lr, float.NaN, p, g, m, v));
+        TestData.AssertParam("v", () => AdamW.Step<float>(options, 1, Lr, 1f, p, g, m, new float[3]));
+        TestData.AssertParam("parametersBf16", () => AdamW.Step<float>(options, 1, Lr, 1f, p, g, m, v, new BFloat16[3]));
     }
 
     [Fact]
@@ -84,7 +84,7 @@ public class OptimizerTests
         Assert.Equal(1 / (13 + 1e-6), GradNorm.ClipFactor(13, 1));
         Assert.Equal(0, GradNorm.ClipFactor(double.PositiveInfinity, 1));
         Assert.True(double.IsNaN(GradNorm.ClipFactor(double.NaN, 1)));
-        GemmTests.AssertParam("norm", () => GradNorm.ClipFactor(-1, 1));
-        GemmTests.AssertParam("maxNorm", () => GradNorm.ClipFactor(1, 0));
+        TestData.AssertParam("norm", () => GradNorm.ClipFactor(-1, 1));
+        TestData.AssertParam("maxNorm", () => GradNorm.ClipFactor(1, 0));
     }
 }

@@ -158,13 +158,13 @@ public class ResidualNormTests
     [Fact]
     public void OptionsAreValidatedIncludingWith()
     {
-        GemmTests.AssertParam("Alpha", () => _ = new ResidualNormOptions(NormKind.Rms, 0f, true, true));
-        GemmTests.AssertParam("Alpha", () => _ = new ResidualNormOptions(NormKind.Rms, float.NaN, true, true));
-        GemmTests.AssertParam("Epsilon", () => _ = new ResidualNormOptions(NormKind.Rms, 1f, true, true, -1e-5f));
-        GemmTests.AssertParam("Kind", () => _ = new ResidualNormOptions((NormKind)7, 1f, true, true));
+        TestData.AssertParam("Alpha", () => _ = new ResidualNormOptions(NormKind.Rms, 0f, true, true));
+        TestData.AssertParam("Alpha", () => _ = new ResidualNormOptions(NormKind.Rms, float.NaN, true, true));
+        TestData.AssertParam("Epsilon", () => _ = new ResidualNormOptions(NormKind.Rms, 1f, true, true, -1e-5f));
+        TestData.AssertParam("Kind", () => _ = new ResidualNormOptions((NormKind)7, 1f, true, true));
         var valid = new ResidualNormOptions(NormKind.Layer, 2f, true, false);
-        GemmTests.AssertParam("Epsilon", () => _ = valid with { Epsilon = 0 });
-        GemmTests.AssertParam("Alpha", () => _ = valid with { Alpha = float.PositiveInfinity });
+        TestData.AssertParam("Epsilon", () => _ = valid with { Epsilon = 0 });
+        TestData.AssertParam("Alpha", () => _ = valid with { Alpha = float.PositiveInfinity });
         Assert.Equal(1e-5f, valid.Epsilon);
     }
 
@@ -173,18 +173,18 @@ public class ResidualNormTests
     {
         var keel = new ResidualNormOptions(NormKind.Rms, 4f, true, true);
         var n = Rows * Hidden;
-        GemmTests.AssertParam("hidden", () => ResidualNorm.Forward<float>(keel, Rows, 0, new float[n], [], new float[Hidden], [], new float[Hidden], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
-        GemmTests.AssertParam("x", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n - 1], [], new float[Hidden], [], new float[Hidden], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
-        GemmTests.AssertParam("f", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n], new float[3], new float[Hidden], [], new float[Hidden], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
-        GemmTests.AssertParam("biasOut", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n], [], new float[Hidden], new float[Hidden], new float[Hidden], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
-        GemmTests.AssertParam("meanOut", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n], [], new float[Hidden], [], new float[Hidden], [], new float[n], new float[n], new float[Rows], new float[Rows], [], new float[Rows]));
-        GemmTests.AssertParam("z", () => ResidualNorm.Forward<float>(keel with { InputNorm = false }, Rows, Hidden, new float[n], [], new float[Hidden], [], [], [], new float[n], new float[n], [], new float[Rows], [], []));
-        GemmTests.AssertParam("gainIn", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n], [], new float[Hidden], [], [], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
-        GemmTests.AssertParam("dz", () => ResidualNorm.Backward<float>(keel, Rows, Hidden, new float[n], [], new float[n], new float[Hidden], new float[Hidden], [], new float[Rows], [], new float[Rows],
+        TestData.AssertParam("hidden", () => ResidualNorm.Forward<float>(keel, Rows, 0, new float[n], [], new float[Hidden], [], new float[Hidden], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
+        TestData.AssertParam("x", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n - 1], [], new float[Hidden], [], new float[Hidden], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
+        TestData.AssertParam("f", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n], new float[3], new float[Hidden], [], new float[Hidden], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
+        TestData.AssertParam("biasOut", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n], [], new float[Hidden], new float[Hidden], new float[Hidden], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
+        TestData.AssertParam("meanOut", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n], [], new float[Hidden], [], new float[Hidden], [], new float[n], new float[n], new float[Rows], new float[Rows], [], new float[Rows]));
+        TestData.AssertParam("z", () => ResidualNorm.Forward<float>(keel with { InputNorm = false }, Rows, Hidden, new float[n], [], new float[Hidden], [], [], [], new float[n], new float[n], [], new float[Rows], [], []));
+        TestData.AssertParam("gainIn", () => ResidualNorm.Forward<float>(keel, Rows, Hidden, new float[n], [], new float[Hidden], [], [], [], new float[n], new float[n], [], new float[Rows], [], new float[Rows]));
+        TestData.AssertParam("dz", () => ResidualNorm.Backward<float>(keel, Rows, Hidden, new float[n], [], new float[n], new float[Hidden], new float[Hidden], [], new float[Rows], [], new float[Rows],
                                                                          [], [], new float[n], [], new float[Hidden], [], new float[Hidden], []));
-        GemmTests.AssertParam("df", () => ResidualNorm.Backward<float>(keel, Rows, Hidden, new float[n], [], new float[n], new float[Hidden], new float[Hidden], [], new float[Rows], [], new float[Rows],
+        TestData.AssertParam("df", () => ResidualNorm.Backward<float>(keel, Rows, Hidden, new float[n], [], new float[n], new float[Hidden], new float[Hidden], [], new float[Rows], [], new float[Rows],
                                                                          [], new float[n], new float[n], new float[n], new float[Hidden], [], new float[Hidden], []));
-        GemmTests.AssertParam("dBiasIn", () => ResidualNorm.Backward<float>(keel with { Kind = NormKind.Layer }, Rows, Hidden, new float[n], [], new float[n], new float[Hidden], new float[Hidden], new float[Rows], new float[Rows], new float[Rows], new float[Rows],
+        TestData.AssertParam("dBiasIn", () => ResidualNorm.Backward<float>(keel with { Kind = NormKind.Layer }, Rows, Hidden, new float[n], [], new float[n], new float[Hidden], new float[Hidden], new float[Rows], new float[Rows], new float[Rows], new float[Rows],
                                                                               [], new float[n], new float[n], [], new float[Hidden], new float[Hidden], new float[Hidden], []));
     }
 

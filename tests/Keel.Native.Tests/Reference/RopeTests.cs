@@ -93,12 +93,12 @@ public class RopeTests
     public void BadArgumentsThrowNamingTheArgument()
     {
         var x = new float[Count];
-        GemmTests.AssertParam("headDim", () => Rope.Forward<float>(Batch, Sequence, Heads, 7, new float[Batch * Sequence * Heads * 7], new float[Batch * Sequence * Heads * 7]));
-        GemmTests.AssertParam("x", () => Rope.Forward<float>(Batch, Sequence, Heads, HeadDim, x.AsSpan(1), new float[Count]));
-        GemmTests.AssertParam("dx", () => Rope.Backward<float>(Batch, Sequence, Heads, HeadDim, x, new float[Count + 1]));
-        GemmTests.AssertParam("theta", () => Rope.Forward<float>(Batch, Sequence, Heads, HeadDim, x, new float[Count], theta: 0.5f));
-        GemmTests.AssertParam("positionOffset", () => Rope.Forward<float>(Batch, Sequence, Heads, HeadDim, x, new float[Count], positionOffset: -1));
+        TestData.AssertParam("headDim", () => Rope.Forward<float>(Batch, Sequence, Heads, 7, new float[Batch * Sequence * Heads * 7], new float[Batch * Sequence * Heads * 7]));
+        TestData.AssertParam("x", () => Rope.Forward<float>(Batch, Sequence, Heads, HeadDim, x.AsSpan(1), new float[Count]));
+        TestData.AssertParam("dx", () => Rope.Backward<float>(Batch, Sequence, Heads, HeadDim, x, new float[Count + 1]));
+        TestData.AssertParam("theta", () => Rope.Forward<float>(Batch, Sequence, Heads, HeadDim, x, new float[Count], theta: 0.5f));
+        TestData.AssertParam("positionOffset", () => Rope.Forward<float>(Batch, Sequence, Heads, HeadDim, x, new float[Count], positionOffset: -1));
         var shared = new float[Count + 1];
-        GemmTests.AssertParam("output", () => Rope.Forward<float>(Batch, Sequence, Heads, HeadDim, shared.AsSpan(0, Count), shared.AsSpan(1, Count)));
+        TestData.AssertParam("output", () => Rope.Forward<float>(Batch, Sequence, Heads, HeadDim, shared.AsSpan(0, Count), shared.AsSpan(1, Count)));
     }
 }

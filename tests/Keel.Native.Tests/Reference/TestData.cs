@@ -40,6 +40,13 @@ internal static class TestData
         return sum;
     }
 
+    /// <summary>Asserts that <paramref name="action"/> throws an ArgumentException (or subclass) naming <paramref name="name"/>.</summary>
+    public static void AssertParam(string name, Action action)
+    {
+        var e = Assert.ThrowsAny<ArgumentException>(action);
+        Assert.Equal(name, e.ParamName);
+    }
+
     /// <summary>Asserts every element is finite (outputs are poisoned with NaN first, so this catches unwritten ones).</summary>
     public static void AllFinite<T>(ReadOnlySpan<T> values, string name) where T : System.Numerics.IFloatingPointIeee754<T>
     {
