@@ -1,7 +1,7 @@
 using Keel.Cuda.Driver;
 using Keel.Native.Devices;
 using Keel.Native.Numerics;
-using Keel.Native.Training;
+using Keel.Native.Reference;
 
 namespace Keel.Native.Kernels.Launchers;
 
@@ -54,11 +54,13 @@ public sealed unsafe class OptimizerKernels
     /// gradients scaled by clip[1] (as written by <see cref="GradientNorm"/>), also writing the BFloat16 copy
     /// of the updated parameters when <paramref name="parametersBf16"/> is not empty.
     /// </summary>
-    public void AdamW(in AdamWHyperparameters hyper, int step, Tensor parameters, Tensor gradients,
+    public void AdamW(AdamWOptions options, int step, float learningRate, Tensor parameters, Tensor gradients,
                       Tensor firstMoment, Tensor secondMoment, Tensor parametersBf16, Tensor clip)
     {
-        hyper.Validate();
+        ArgumentNullException.ThrowIfNull(options);
         ArgumentOutOfRangeException.ThrowIfLessThan(step, 1);
+        if (!float.IsFinite(learningRate) || learningRate < 0)
+            throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "The learning rate must be finite and not negative.");
         var n = parameters.Length;
         Require.Positive(n);
         CheckState(parameters, n);
@@ -76,9 +78,9 @@ public sealed unsafe class OptimizerKernels
 
         ulong p = parameters.Address, g = gradients.Address, m = firstMoment.Address, v = secondMoment.Address;
         ulong bf = parametersBf16.IsEmpty ? 0 : parametersBf16.Address, c = clip.Address;
-        float lr = hyper.LearningRate, beta1 = hyper.Beta1, beta2 = hyper.Beta2, eps = hyper.Epsilon, wd = hyper.WeightDecay;
-        var c1 = (float)(1 - Math.Pow(hyper.Beta1, step));
-        var c2 = (float)(1 - Math.Pow(hyper.Beta2, step));
+        float lr = learningRate, beta1 = options.Beta1, beta2 = options.Beta2, eps = options.Epsilon, wd = options.WeightDecay;
+        var c1 = (float)(1 - Math.Pow(beta1, step));
+        var c2 = (float)(1 - Math.Pow(beta2, step));
         var blocks = Math.Clamp((n / 4 + Threads - 1) / Threads, 1, _maxBlocks);
         void** args = stackalloc void*[] { &p, &g, &m, &v, &bf, &n, &lr, &beta1, &beta2, &c1, &c2, &eps, &wd, &c };
         _adamw.Launch(LaunchShapes.Blocks(blocks, Threads), args);

@@ -1,0 +1,135 @@
+using Keel.Native.Kernels;
+using Keel.Native.Kernels.Launchers;
+using Keel.Native.Numerics;
+using Keel.Native.Reference;
+
+namespace Keel.Native.Devices;
+
+/// <summary>
+/// What the CUDA and emulated devices share: every op that is a kernel of <c>kernels/</c>, launched through
+/// the typed launchers on an <see cref="IKernelRuntime"/>. Subclasses supply memory, copies and the GEMM
+/// (cuBLAS on the GPU, the reference GEMM under emulation). A kernel family is compiled and loaded the first
+/// time one of its ops runs.
+/// </summary>
+public abstract class KernelDevice : IDevice
+{
+    private readonly Lazy<CastKernels> _cast;
+    private readonly Lazy<OptimizerKernels> _optimizer;
+    private DeviceBuffer? _normPartials;
+
+    /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
+    protected KernelDevice(IKernelRuntime runtime)
+    {
+        Runtime = runtime;
+        _cast = new(() => new CastKernels(runtime));
+        _optimizer = new(() => new OptimizerKernels(runtime));
+    }
+
+    /// <summary>Where this device's kernels compile and launch.</summary>
+    public IKernelRuntime Runtime { get; }
+
+    /// <inheritdoc />
+    public abstract DeviceKind Kind { get; }
+
+    /// <inheritdoc />
+    public abstract string Name { get; }
+
+    /// <inheritdoc />
+    public abstract DeviceBuffer Allocate(DType dtype, TensorShape shape);
+
+    /// <inheritdoc />
+    public abstract void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged;
+
+    /// <inheritdoc />
+    public abstract void CopyToHost<T>(Tensor source, Span<T> destination) where T : unmanaged;
+
+    /// <inheritdoc />
+    public abstract void Copy(Tensor source, Tensor destination);
+
+    /// <inheritdoc />
+    public abstract void Clear(Tensor destination);
+
+    /// <inheritdoc />
+    public abstract void Synchronize();
+
+    /// <inheritdoc />
+    public abstract void Gemm(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
+
+    /// <inheritdoc />
+    public void Convert(Tensor source, Tensor destination)
+    {
+        if (source.DType == destination.DType) Copy(source, destination);
+        else _cast.Value.Convert(source, destination);
+    }
+
+    /// <inheritdoc />
+    public void GradientNorm(Tensor gradients, float maxNorm, Tensor result)
+    {
+        // The partial sums live in a buffer allocated on first use, so later steps allocate nothing.
+        _normPartials ??= Allocate(DType.Float32, new TensorShape(OptimizerKernels.MaxPartials));
+        _optimizer.Value.GradientNorm(gradients, maxNorm, _normPartials, result);
+    }
+
+    /// <inheritdoc />
+    public void AdamW(AdamWOptions options, int step, float learningRate, Tensor parameters, Tensor gradients,
+                      Tensor firstMoment, Tensor secondMoment, Tensor parametersBf16, Tensor clip) =>
+        _optimizer.Value.AdamW(options, step, learningRate, parameters, gradients, firstMoment, secondMoment, parametersBf16, clip);
+
+    /// <inheritdoc />
+    public virtual void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm,
+                                            Tensor y, Tensor z, NormStatistics statistics) => throw NoKernel("residual norm");
+
+    /// <inheritdoc />
+    public virtual void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
+                                             NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
+                                             NormWeights outNormGradients, NormWeights inNormGradients) => throw NoKernel("residual norm");
+
+    /// <inheritdoc />
+    public virtual void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
+
+    /// <inheritdoc />
+    public virtual void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
+
+    /// <inheritdoc />
+    public virtual void AttentionForward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp) =>
+        throw NoKernel("attention");
+
+    /// <inheritdoc />
+    public virtual void AttentionBackward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
+                                          Tensor dOutput, Tensor dq, Tensor dk, Tensor dv) => throw NoKernel("attention");
+
+    /// <inheritdoc />
+    public virtual void SwiGluForward(Tensor gateUp, Tensor h) => throw NoKernel("SwiGLU");
+
+    /// <inheritdoc />
+    public virtual void SwiGluBackward(Tensor gateUp, Tensor dh, Tensor dGateUp) => throw NoKernel("SwiGLU");
+
+    /// <inheritdoc />
+    public virtual void GeluForward(Tensor x, Tensor y) => throw NoKernel("GELU");
+
+    /// <inheritdoc />
+    public virtual void GeluBackward(Tensor x, Tensor dy, Tensor dx) => throw NoKernel("GELU");
+
+    /// <inheritdoc />
+    public virtual void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => throw NoKernel("embedding");
+
+    /// <inheritdoc />
+    public virtual void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => throw NoKernel("embedding");
+
+    /// <inheritdoc />
+    public virtual void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
+        throw NoKernel("cross entropy");
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _normPartials?.Dispose();
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases the subclass's resources.</summary>
+    protected abstract void Dispose(bool disposing);
+
+    private NotSupportedException NoKernel(string op) => new($"The {op} kernels are not available on {Kind} devices in this build.");
+}
