@@ -1,5 +1,6 @@
 using CommandLine;
 using Keel.Cli.Commands;
+using Keel.Cli.Commands.Bench;
 using Keel.Cuda;
 using Keel.Cuda.Interop;
 using Keel.Native.Kernels;
@@ -25,9 +26,9 @@ public static class KeelCli
                 (TrainOptions o) => TrainCommand.Run(o, output, error),
                 (EvalOptions o) => EvalCommand.Run(o, output),
                 (SampleOptions o) => SampleCommand.Run(o, output),
-                (BenchOptions o) => BenchCommand.Run(o, output, error),
                 (InfoOptions o) => InfoCommand.Run(o, output),
                 (CompileOptions o) => CompileCommand.Run(o, output, error),
+                (BenchOptions o) => BenchCommand.Run(o, output, error),
                 _ => 2);
         }
         catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException

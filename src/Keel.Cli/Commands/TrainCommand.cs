@@ -5,7 +5,7 @@ using Keel.Native.Training;
 
 namespace Keel.Cli.Commands;
 
-/// <summary>The model options shared by <c>train</c> and <c>bench train</c>.</summary>
+/// <summary>The model and device options of <c>train</c>.</summary>
 internal abstract class ModelOptions
 {
     [Option("arch", Default = Architecture.Keel, HelpText = "Architecture: Keel, PreLN, PostLN or DeepNorm.")]

@@ -4,6 +4,7 @@ using Keel.Cuda.Interop;
 using Keel.Native.Devices;
 using Keel.Native.Devices.Cpu;
 using Keel.Native.Devices.Cuda;
+using Keel.Native.Devices.Emulated;
 
 namespace Keel.Native.Training;
 
@@ -31,7 +32,7 @@ public static class TrainingDevices
     {
         DeviceChoice.Cpu => new CpuDevice(),
         DeviceChoice.Cuda => CudaDevice.Open(),
-        DeviceChoice.Emulated => OpenEmulated(),
+        DeviceChoice.Emulated => EmulatedDevice.Open(),
         DeviceChoice.Auto => HasGpu() ? CudaDevice.Open() : new CpuDevice(),
         _ => throw new ArgumentOutOfRangeException(nameof(choice), choice, "Unknown device."),
     };
@@ -51,6 +52,4 @@ public static class TrainingDevices
         }
     }
 
-    private static IDevice OpenEmulated() =>
-        throw new NotSupportedException("The emulated device is not part of this build yet; use --device cpu or cuda.");
 }

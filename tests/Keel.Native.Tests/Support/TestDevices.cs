@@ -1,0 +1,79 @@
+using Keel.Cuda;
+using Keel.Cuda.Driver;
+using Keel.Cuda.Interop;
+using Keel.Native.Devices;
+using Keel.Native.Devices.Cpu;
+using Keel.Native.Devices.Cuda;
+using Keel.Native.Devices.Emulated;
+
+namespace Keel.Native.Tests.Support;
+
+/// <summary>
+/// One device of each kind per test run, opened on first use. The kernel devices run their kernels against
+/// the CPU device's reference ops; the CUDA device skips, with the reason, where there is no GPU.
+/// </summary>
+internal static class TestDevices
+{
+    private static readonly Lazy<CpuDevice> Cpu = new(() => new CpuDevice());
+    private static readonly Lazy<(EmulatedDevice? Device, string? Reason)> Emulated = new(OpenEmulated);
+    private static readonly Lazy<(CudaDevice? Device, string? Reason)> Cuda = new(OpenCuda);
+
+    /// <summary>The kernel devices a kernel test runs on: the emulator always, the GPU where there is one.</summary>
+    public static TheoryData<DeviceKind> KernelDevices => [DeviceKind.Emulated, DeviceKind.Cuda];
+
+    public static CpuDevice Reference => Cpu.Value;
+
+    /// <summary>The shared device of <paramref name="kind"/>; skips the test for CUDA without a GPU.</summary>
+    public static IDevice Get(DeviceKind kind) => kind switch
+    {
+        DeviceKind.Cpu => Cpu.Value,
+        DeviceKind.Emulated => Emulated.Value.Device ?? SkipEmulated(),
+        DeviceKind.Cuda => Cuda.Value.Device ?? SkipCuda(),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+    };
+
+    private static CudaDevice SkipCuda()
+    {
+        Assert.Skip("no CUDA device: " + Cuda.Value.Reason);
+        return null!;
+    }
+
+    /// <summary>
+    /// The emulator needs a host C++ compiler. Where there is none its tests skip, unless
+    /// <c>KEEL_REQUIRE_EMULATOR=1</c> (as CI sets) makes that a failure, so the emulation tier cannot pass by skipping.
+    /// </summary>
+    private static EmulatedDevice SkipEmulated()
+    {
+        var reason = "no emulated device: " + Emulated.Value.Reason;
+        if (Environment.GetEnvironmentVariable("KEEL_REQUIRE_EMULATOR") == "1") Assert.Fail(reason + " (KEEL_REQUIRE_EMULATOR=1)");
+        Assert.Skip(reason);
+        return null!;
+    }
+
+    private static (EmulatedDevice?, string?) OpenEmulated()
+    {
+        try
+        {
+            return (EmulatedDevice.Open(), null);
+        }
+        catch (InvalidOperationException e)
+        {
+            return (null, e.Message);
+        }
+    }
+
+    private static (CudaDevice?, string?) OpenCuda()
+    {
+        if (!CudaLibraries.TryLoad(CudaLibrary.Driver, out _, out var missing))
+            return (null, $"the {CudaLibraries.Describe(CudaLibrary.Driver)} was not found ({missing!.Attempts.Count} places tried)");
+        try
+        {
+            CudaDriver.Initialize();
+            return CudaDriver.DeviceCount == 0 ? (null, "the driver reports none") : (CudaDevice.Open(), null);
+        }
+        catch (Exception e) when (e is CudaException or CudaLibraryNotFoundException)
+        {
+            return (null, e.Message);
+        }
+    }
+}
