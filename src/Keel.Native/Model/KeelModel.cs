@@ -286,7 +286,7 @@ public sealed class KeelModel : IDisposable
         var (x, z) = Input(subLayer);
         var options = subLayer == 0 ? _inputStage : _inputStage with { InputNorm = Layout.InputNorm(subLayer) is not null };
         Device.ResidualNormForward(options, x, default, NormWeights.None, Layout.View(Parameters, Layout.InputNorm(subLayer)),
-                                   _scratch["y_scratch"], z, subLayer == 0 ? _inputStatistics : _formStatistics);
+                                   _scratch["y_scratch"], z, subLayer == 0 ? _inputStatistics : options.InputNorm ? _formStatistics : default);
     }
 
     /// <summary>Re-runs sub-layer <paramref name="subLayer"/>'s forward from its stored input x_l (z_l formed again first), rewriting its saved tensors.</summary>

@@ -59,6 +59,10 @@ public abstract class SubLayer : IDisposable
     /// <summary>z_{l+1}, the next sub-layer's GEMM input [tokens, hidden] (operand type): N_in(x_{l+1}), or x_{l+1} itself without an input norm.</summary>
     public Tensor OutputOperand { get; }
 
+    /// <summary>The tensor of <see cref="Saved"/> named <paramref name="name"/> (for a memory planner that drops and restores it).</summary>
+    /// <exception cref="KeyNotFoundException">This sub-layer saves no tensor of that name.</exception>
+    public Tensor SavedTensor(string name) => _saved[name];
+
     /// <summary>Bytes of <see cref="Saved"/>.</summary>
     public long SavedBytes => _saved.ByteLength;
 
