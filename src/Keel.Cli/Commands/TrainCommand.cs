@@ -167,6 +167,7 @@ internal static class TrainCommand
             var loop = new TrainingLoop(trainer, runDirectory, output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out))
             {
                 AfterStep = device is ProfiledDevice p ? _ => p.Profile.Flush() : null,
+                Evaluating = device is ProfiledDevice q ? evaluating => q.Paused = evaluating : null,
             };
             RunSummary summary;
             try
@@ -180,7 +181,16 @@ internal static class TrainCommand
                 return 1;
             }
             output.WriteLine($"Done: loss {summary.FirstLoss:0.0000} -> {summary.LastLoss:0.0000}, validation {summary.ValidationLoss:0.0000}, {summary.TokensPerSecond:N0} tokens/s.");
-            if (device is ProfiledDevice profiled) profiled.Profile.Write(output, loop.StepMilliseconds);
+            if (device is ProfiledDevice profiled)
+            {
+                output.WriteLine($"Profile of {trainer.CompletedSteps} steps ({loop.StepMilliseconds:0} ms), per device op{(device.Kind == Keel.Native.Devices.DeviceKind.Cuda ? ", timed with CUDA events" : ", wall time")}:");
+                profiled.Profile.Write(output, loop.StepMilliseconds);
+                if (profiled.KernelLaunches is { } launches)
+                {
+                    output.WriteLine("Per kernel launch (where the launcher reports its bytes and FLOPs):");
+                    launches.Write(output, loop.StepMilliseconds);
+                }
+            }
             output.WriteLine($"Run files in {summary.RunDirectory}:");
             output.WriteLine($"  {TrainingLoop.MetricsFile}   per-step metrics");
             output.WriteLine($"  {TrainingLoop.PlotFile}        loss curves");

@@ -11,7 +11,9 @@ namespace Keel.Native.Training;
 /// the emulator) with what it must move and, for GEMMs and attention, compute: the view behind
 /// <c>keel train --profile</c>. Bytes are those of every tensor the op reads or writes; GEMM FLOPs are 2·m·n·k;
 /// causal attention counts as FlashAttention does (forward 2·B·S²·D·H, backward 2.5 times that).
-/// Memory operations and copies to and from the host are not timed.
+/// Memory operations and copies to and from the host are not timed, nor anything while <see cref="Paused"/>.
+/// On kernel devices it also installs <see cref="KernelLaunches"/> as <see cref="KernelProfiler.Active"/>, so
+/// each kernel launch is timed too, with the bytes and FLOPs its launcher reports.
 /// </summary>
 public sealed class ProfiledDevice : IDevice
 {
@@ -20,8 +22,32 @@ public sealed class ProfiledDevice : IDevice
     private ProfiledDevice(IDevice inner)
     {
         _inner = inner;
-        Profile = inner is CudaDevice cuda ? KernelProfiler.CudaEvents(cuda.Stream) : KernelProfiler.WallClock();
+        Profile = Create(inner);
+        if (inner is KernelDevice)
+        {
+            KernelLaunches = Create(inner);
+            KernelProfiler.Active = KernelLaunches;
+        }
     }
+
+    private static KernelProfiler Create(IDevice device) =>
+        device is CudaDevice cuda ? KernelProfiler.CudaEvents(cuda.Stream) : KernelProfiler.WallClock();
+
+    /// <summary>The kernel launches' timings on kernel devices; null on the CPU device.</summary>
+    public KernelProfiler? KernelLaunches { get; }
+
+    /// <summary>While true, ops run untimed (evaluation between steps, for example).</summary>
+    public bool Paused
+    {
+        get => _paused;
+        set
+        {
+            _paused = value;
+            KernelProfiler.Active = value ? null : KernelLaunches;
+        }
+    }
+
+    private bool _paused;
 
     /// <summary><paramref name="device"/> itself, or, when <paramref name="profile"/>, a profiled device that owns it.</summary>
     public static IDevice Wrap(IDevice device, bool profile)
@@ -57,9 +83,9 @@ public sealed class ProfiledDevice : IDevice
     /// <inheritdoc />
     public void Clear(Tensor destination)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.Clear(destination);
-        Profile.End(t, "clear", Bytes(destination));
+        End(t, "clear", Bytes(destination));
     }
 
     /// <inheritdoc />
@@ -68,147 +94,156 @@ public sealed class ProfiledDevice : IDevice
     /// <inheritdoc />
     public void Convert(Tensor source, Tensor destination)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.Convert(source, destination);
-        Profile.End(t, "convert", Bytes(source, destination));
+        End(t, "convert", Bytes(source, destination));
     }
 
     /// <inheritdoc />
     public void Gemm(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f)
     {
         var (m, n, k) = GemmShape.Of(a, transposeA, b, transposeB, c);
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.Gemm(a, transposeA, b, transposeB, c, alpha, beta);
         var name = $"gemm {(transposeA ? 'T' : 'N')}{(transposeB ? 'T' : 'N')} {a.DType.KernelTypeNameOrSelf()}->{c.DType.KernelTypeNameOrSelf()}";
-        Profile.End(t, name, new KernelCost(a.ByteLength + b.ByteLength + c.ByteLength * (beta == 0 ? 1 : 2), 2.0 * m * n * k));
+        End(t, name, new KernelCost(a.ByteLength + b.ByteLength + c.ByteLength * (beta == 0 ? 1 : 2), 2.0 * m * n * k));
     }
 
     /// <inheritdoc />
     public void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm, Tensor y, Tensor z, NormStatistics statistics)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.ResidualNormForward(options, x, f, outNorm, inNorm, y, z, statistics);
-        Profile.End(t, "residual_norm forward", Bytes(x, f, y, z));
+        End(t, "residual_norm forward", Bytes(x, f, y, z));
     }
 
     /// <inheritdoc />
     public void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm, NormStatistics statistics,
                                      Tensor dy, Tensor dz, Tensor dx, Tensor df, NormWeights outNormGradients, NormWeights inNormGradients)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.ResidualNormBackward(options, x, f, y, outNorm, inNorm, statistics, dy, dz, dx, df, outNormGradients, inNormGradients);
-        Profile.End(t, "residual_norm backward", Bytes(x, f, y, dy, dz, dx, df));
+        End(t, "residual_norm backward", Bytes(x, f, y, dy, dz, dx, df));
     }
 
     /// <inheritdoc />
     public void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.RopeForward(x, output, theta);
-        Profile.End(t, "rope forward", Bytes(x, output));
+        End(t, "rope forward", Bytes(x, output));
     }
 
     /// <inheritdoc />
     public void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.RopeBackward(dOutput, dx, theta);
-        Profile.End(t, "rope backward", Bytes(dOutput, dx));
+        End(t, "rope backward", Bytes(dOutput, dx));
     }
 
     /// <inheritdoc />
     public void AttentionForward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.AttentionForward(options, q, k, v, output, logSumExp);
-        Profile.End(t, "attention forward", new KernelCost(Bytes(q, k, v, output, logSumExp).Bytes, AttentionFlops(options)));
+        End(t, "attention forward", new KernelCost(Bytes(q, k, v, output, logSumExp).Bytes, AttentionFlops(options)));
     }
 
     /// <inheritdoc />
     public void AttentionBackward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp, Tensor dOutput, Tensor dq, Tensor dk, Tensor dv)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.AttentionBackward(options, q, k, v, output, logSumExp, dOutput, dq, dk, dv);
-        Profile.End(t, "attention backward", new KernelCost(Bytes(q, k, v, output, logSumExp, dOutput, dq, dk, dv).Bytes, 2.5 * AttentionFlops(options)));
+        End(t, "attention backward", new KernelCost(Bytes(q, k, v, output, logSumExp, dOutput, dq, dk, dv).Bytes, 2.5 * AttentionFlops(options)));
     }
 
     /// <inheritdoc />
     public void SwiGluForward(Tensor gateUp, Tensor h)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.SwiGluForward(gateUp, h);
-        Profile.End(t, "swiglu forward", Bytes(gateUp, h));
+        End(t, "swiglu forward", Bytes(gateUp, h));
     }
 
     /// <inheritdoc />
     public void SwiGluBackward(Tensor gateUp, Tensor dh, Tensor dGateUp)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.SwiGluBackward(gateUp, dh, dGateUp);
-        Profile.End(t, "swiglu backward", Bytes(gateUp, dh, dGateUp));
+        End(t, "swiglu backward", Bytes(gateUp, dh, dGateUp));
     }
 
     /// <inheritdoc />
     public void GeluForward(Tensor x, Tensor y)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.GeluForward(x, y);
-        Profile.End(t, "gelu forward", Bytes(x, y));
+        End(t, "gelu forward", Bytes(x, y));
     }
 
     /// <inheritdoc />
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.GeluBackward(x, dy, dx);
-        Profile.End(t, "gelu backward", Bytes(x, dy, dx));
+        End(t, "gelu backward", Bytes(x, dy, dx));
     }
 
     /// <inheritdoc />
     public void EmbeddingForward(Tensor tokens, Tensor table, Tensor output)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.EmbeddingForward(tokens, table, output);
-        Profile.End(t, "embedding forward", Bytes(tokens, output, output));
+        End(t, "embedding forward", Bytes(tokens, output, output));
     }
 
     /// <inheritdoc />
     public void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.EmbeddingBackward(tokens, dOutput, dTable);
-        Profile.End(t, "embedding backward", Bytes(tokens, dOutput, dOutput));
+        End(t, "embedding backward", Bytes(tokens, dOutput, dOutput));
     }
 
     /// <inheritdoc />
     public void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.CrossEntropy(logits, targets, losses, dLogits, lossScale);
-        Profile.End(t, "cross_entropy", Bytes(logits, targets, losses, dLogits));
+        End(t, "cross_entropy", Bytes(logits, targets, losses, dLogits));
     }
 
     /// <inheritdoc />
     public void GradientNorm(Tensor gradients, float maxNorm, Tensor result)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.GradientNorm(gradients, maxNorm, result);
-        Profile.End(t, "gradient_norm", new KernelCost(gradients.ByteLength, 2.0 * gradients.Length));
+        End(t, "gradient_norm", new KernelCost(gradients.ByteLength, 2.0 * gradients.Length));
     }
 
     /// <inheritdoc />
     public void AdamW(AdamWOptions options, int step, float learningRate, Tensor parameters, Tensor gradients, Tensor firstMoment, Tensor secondMoment, Tensor parametersBf16, Tensor clip)
     {
-        var t = Profile.Begin();
+        var t = Begin();
         _inner.AdamW(options, step, learningRate, parameters, gradients, firstMoment, secondMoment, parametersBf16, clip);
-        Profile.End(t, "adamw", new KernelCost(Bytes(parameters, gradients, firstMoment, secondMoment, parameters, firstMoment, secondMoment, parametersBf16).Bytes, 12.0 * parameters.Length));
+        End(t, "adamw", new KernelCost(Bytes(parameters, gradients, firstMoment, secondMoment, parameters, firstMoment, secondMoment, parametersBf16).Bytes, 12.0 * parameters.Length));
     }
 
     /// <inheritdoc />
     public void Dispose()
     {
+        if (ReferenceEquals(KernelProfiler.Active, KernelLaunches)) KernelProfiler.Active = null;
+        KernelLaunches?.Dispose();
         Profile.Dispose();
         _inner.Dispose();
+    }
+
+    private int Begin() => _paused ? -1 : Profile.Begin();
+
+    private void End(int token, string name, in KernelCost cost)
+    {
+        if (token >= 0) Profile.End(token, name, cost);
     }
 
     private static KernelCost Bytes(params ReadOnlySpan<Tensor> tensors)

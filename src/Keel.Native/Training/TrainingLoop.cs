@@ -37,6 +37,9 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
     /// <summary>Wall time of the steps this loop ran, in milliseconds (evaluation and checkpoints excluded).</summary>
     public double StepMilliseconds { get; private set; }
 
+    /// <summary>Called with true before each evaluation and false after it (to pause a profiler); may be null.</summary>
+    public Action<bool>? Evaluating { get; init; }
+
     /// <summary>Called after every step (for profiling or tests); may be null.</summary>
     public Action<StepResult>? AfterStep { get; init; }
 
@@ -92,7 +95,9 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                 var final = result.Step == options.Steps;
                 if (final || (options.EvalInterval > 0 && result.Step % options.EvalInterval == 0))
                 {
+                    Evaluating?.Invoke(true);
                     lastValidation = trainer.EvaluateValidation();
+                    Evaluating?.Invoke(false);
                     validation.Add((result.Step, lastValidation));
                     line["val_loss"] = Finite(lastValidation);
                 }
