@@ -15,6 +15,7 @@ public abstract class KernelDevice : IDevice
 {
     private readonly Lazy<CastKernels> _cast;
     private readonly Lazy<OptimizerKernels> _optimizer;
+    private readonly ActivationKernels _activations;
     private DeviceBuffer? _normPartials;
 
     /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
@@ -23,6 +24,8 @@ public abstract class KernelDevice : IDevice
         Runtime = runtime;
         _cast = new(() => new CastKernels(runtime));
         _optimizer = new(() => new OptimizerKernels(runtime));
+        // These launchers load their kernels on first use, after checking the arguments.
+        _activations = new ActivationKernels(runtime);
     }
 
     /// <summary>Where this device's kernels compile and launch.</summary>
@@ -99,16 +102,20 @@ public abstract class KernelDevice : IDevice
                                           Tensor dOutput, Tensor dq, Tensor dk, Tensor dv) => throw NoKernel("attention");
 
     /// <inheritdoc />
-    public virtual void SwiGluForward(Tensor gateUp, Tensor h) => throw NoKernel("SwiGLU");
+    /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
+    public void SwiGluForward(Tensor gateUp, Tensor h) => _activations.SwiGluForward(gateUp, h);
 
     /// <inheritdoc />
-    public virtual void SwiGluBackward(Tensor gateUp, Tensor dh, Tensor dGateUp) => throw NoKernel("SwiGLU");
+    /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
+    public void SwiGluBackward(Tensor gateUp, Tensor dh, Tensor dGateUp) => _activations.SwiGluBackward(gateUp, dh, dGateUp);
 
     /// <inheritdoc />
-    public virtual void GeluForward(Tensor x, Tensor y) => throw NoKernel("GELU");
+    /// <remarks>BFloat16 or Float32 tensors of one type, 16-byte aligned; y may be x.</remarks>
+    public void GeluForward(Tensor x, Tensor y) => _activations.GeluForward(x, y);
 
     /// <inheritdoc />
-    public virtual void GeluBackward(Tensor x, Tensor dy, Tensor dx) => throw NoKernel("GELU");
+    /// <remarks>BFloat16 or Float32 tensors of one type, 16-byte aligned; dx may be dy.</remarks>
+    public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => _activations.GeluBackward(x, dy, dx);
 
     /// <inheritdoc />
     public virtual void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => throw NoKernel("embedding");
