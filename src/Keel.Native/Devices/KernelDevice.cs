@@ -16,6 +16,7 @@ public abstract class KernelDevice : IDevice
     private readonly Lazy<CastKernels> _cast;
     private readonly Lazy<OptimizerKernels> _optimizer;
     private readonly ActivationKernels _activations;
+    private readonly CrossEntropyKernels _crossEntropy;
     private DeviceBuffer? _normPartials;
 
     /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
@@ -26,6 +27,7 @@ public abstract class KernelDevice : IDevice
         _optimizer = new(() => new OptimizerKernels(runtime));
         // These launchers load their kernels on first use, after checking the arguments.
         _activations = new ActivationKernels(runtime);
+        _crossEntropy = new CrossEntropyKernels(runtime);
     }
 
     /// <summary>Where this device's kernels compile and launch.</summary>
@@ -124,8 +126,9 @@ public abstract class KernelDevice : IDevice
     public virtual void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => throw NoKernel("embedding");
 
     /// <inheritdoc />
-    public virtual void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
-        throw NoKernel("cross entropy");
+    /// <remarks>Float32 logits and gradient, 16-byte aligned; a target outside [0, vocab) other than −1 gives a NaN row.</remarks>
+    public void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
+        _crossEntropy.Forward(logits, targets, losses, dLogits, lossScale);
 
     /// <inheritdoc />
     public void Dispose()
