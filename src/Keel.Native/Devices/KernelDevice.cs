@@ -16,6 +16,7 @@ public abstract class KernelDevice : IDevice
     private readonly Lazy<CastKernels> _cast;
     private readonly Lazy<OptimizerKernels> _optimizer;
     private readonly ActivationKernels _activations;
+    private readonly Lazy<EmbeddingKernels> _embedding;
     private readonly CrossEntropyKernels _crossEntropy;
     private DeviceBuffer? _normPartials;
 
@@ -27,6 +28,7 @@ public abstract class KernelDevice : IDevice
         _optimizer = new(() => new OptimizerKernels(runtime));
         // These launchers load their kernels on first use, after checking the arguments.
         _activations = new ActivationKernels(runtime);
+        _embedding = new(() => new EmbeddingKernels(runtime, this));
         _crossEntropy = new CrossEntropyKernels(runtime);
     }
 
@@ -120,10 +122,15 @@ public abstract class KernelDevice : IDevice
     public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => _activations.GeluBackward(x, dy, dx);
 
     /// <inheritdoc />
-    public virtual void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => throw NoKernel("embedding");
+    /// <remarks>
+    /// Float32 or BFloat16 table, Float32 output. Token ids are checked on the device; one out of range makes
+    /// this throw <see cref="ArgumentOutOfRangeException"/> after the launch (see <see cref="EmbeddingKernels"/>).
+    /// </remarks>
+    public void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => _embedding.Value.Forward(tokens, table, output);
 
     /// <inheritdoc />
-    public virtual void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => throw NoKernel("embedding");
+    /// <remarks>Float32 dOutput and dTable; a sort on the device fixes the order, no float atomics (see <see cref="EmbeddingKernels"/>).</remarks>
+    public void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => _embedding.Value.Backward(tokens, dOutput, dTable);
 
     /// <inheritdoc />
     /// <remarks>Float32 logits and gradient, 16-byte aligned; a target outside [0, vocab) other than −1 gives a NaN row.</remarks>
@@ -134,6 +141,7 @@ public abstract class KernelDevice : IDevice
     public void Dispose()
     {
         _normPartials?.Dispose();
+        if (_embedding.IsValueCreated) _embedding.Value.Dispose();
         Dispose(true);
         GC.SuppressFinalize(this);
     }

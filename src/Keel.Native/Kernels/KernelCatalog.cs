@@ -13,7 +13,7 @@ public static class KernelCatalog
         new[]
         {
             CastKernels.Spec, OptimizerKernels.Spec,
-            ActivationKernels.BFloat16Spec, ActivationKernels.Float32Spec, CrossEntropyKernels.Spec,
+            ActivationKernels.BFloat16Spec, ActivationKernels.Float32Spec, EmbeddingKernels.Spec, CrossEntropyKernels.Spec,
         }
             .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
 }
