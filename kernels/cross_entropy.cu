@@ -1,6 +1,6 @@
 // cross_entropy.cu — fused softmax cross-entropy over the LM head's logits, with its gradient.
 //
-//   keel_cross_entropy: for row t of logits [T, V] fp32 with target y = targets[t]:
+//   keel_cross_entropy_fused: for row t of logits [T, V] fp32 with target y = targets[t]:
 //     m = max_j x_j,  s = sum_j exp(x_j - m),  lse = m + log(s)
 //     losses[t] = lse - x_y
 //     d_logits[t, j] = (exp(x_j - lse) - [j = y]) * loss_scale     (when d_logits is not null)
@@ -69,7 +69,7 @@ __device__ __forceinline__ float gradient(float x, float lse, bool is_target, fl
 }
 
 extern "C" __global__ void __launch_bounds__(1024)
-keel_cross_entropy(const float* logits, const int* __restrict__ targets, float* __restrict__ losses, float* d_logits,
+keel_cross_entropy_fused(const float* logits, const int* __restrict__ targets, float* __restrict__ losses, float* d_logits,
                    int vocab, float loss_scale) {
     const i64 row = blockIdx.x;
     const float* x = logits + row * vocab;

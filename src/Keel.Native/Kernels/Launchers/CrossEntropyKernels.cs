@@ -18,7 +18,7 @@ public sealed unsafe class CrossEntropyKernels
     public CrossEntropyKernels(IKernelRuntime runtime)
     {
         ArgumentNullException.ThrowIfNull(runtime);
-        _kernel = new(() => runtime.Load(Spec, "keel_cross_entropy"));
+        _kernel = new(() => runtime.Load(Spec, "keel_cross_entropy_fused"));
     }
 
     /// <summary>
