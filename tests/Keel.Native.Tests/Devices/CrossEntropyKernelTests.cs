@@ -67,6 +67,23 @@ public class CrossEntropyKernelTests
 
     [Theory]
     [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
+    public void TargetOutsideTheVocabularyGivesANaNRowAndLeavesTheOthersRight(DeviceKind kind)
+    {
+        var device = TestDevices.Get(kind);
+        var (rows, vocab) = (4, 259);
+        var (logits, targets) = Problem(rows, vocab);
+        var expected = Run(TestDevices.Reference, rows, vocab, logits, targets, 1f, inPlace: false);
+        targets[1] = vocab;
+        var actual = Run(device, rows, vocab, logits, targets, 1f, inPlace: false);
+        Assert.True(float.IsNaN(actual.Losses[1]));
+        Assert.All(actual.DLogits.AsSpan(vocab, vocab).ToArray(), g => Assert.True(float.IsNaN(g)));
+        int[] others = [0, 2, 3];
+        DeviceData.AssertClose(others.Select(t => expected.Losses[t]).ToArray(), others.Select(t => actual.Losses[t]).ToArray(), 1e-5, "losses of the other rows");
+        DeviceData.AssertClose(expected.DLogits.AsSpan(2 * vocab).ToArray(), actual.DLogits.AsSpan(2 * vocab).ToArray(), 1e-5, "dLogits of the rows after");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
     public void BadTensorsAreRejectedBeforeLaunch(DeviceKind kind)
     {
         var device = TestDevices.Get(kind);

@@ -14,6 +14,8 @@ namespace Keel.Native.Kernels.Launchers;
 /// launcher reads that word back after each launch (a wait for the device: once per embedding call, so
 /// twice per training step) and throws <see cref="ArgumentOutOfRangeException"/> naming <c>tokens</c>, the
 /// first bad position and its id. The backward checks right after the sort, before dTable is touched.
+/// Because of that read-back these two ops cannot be captured into a CUDA graph; a deferred check at the
+/// device's next synchronization would lift that.
 /// </para>
 /// Owns its scratch (the error word, the sort keys and the tile partial sums), allocated on the device on
 /// first use and grown when a larger batch comes by, so steady-state calls allocate nothing.
