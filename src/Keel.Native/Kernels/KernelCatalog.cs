@@ -10,6 +10,10 @@ public static class KernelCatalog
 {
     /// <summary>All specializations, by file then defines.</summary>
     public static IReadOnlyList<KernelSpec> All { get; } =
-        new[] { CastKernels.Spec, OptimizerKernels.Spec }
+        new[]
+        {
+            CastKernels.Spec, OptimizerKernels.Spec,
+            ActivationKernels.BFloat16Spec, ActivationKernels.Float32Spec, EmbeddingKernels.Spec, CrossEntropyKernels.Spec,
+        }
             .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
 }
