@@ -37,7 +37,7 @@ public sealed class TrainCliTests
         Assert.True(code == 0, error);
         Assert.StartsWith(SyntheticTask.Prompt, output);
 
-        // A longer run resumed from the step-6 checkpoint continues at step 7 (its options are the saved ones, so it is already done).
+        // Resuming keeps the saved options (6 steps): the finished run is found at its last step and trains no further.
         (code, output, error) = Run(["train", "--resume", run, "--device", "cpu"]);
         Assert.True(code == 0, error);
         Assert.Contains("at step 6 of 6", output);
