@@ -11,22 +11,18 @@ namespace Keel.Native.Model;
 /// </summary>
 public sealed class AttentionSubLayer : SubLayer
 {
+    private const int Q = 0, K = 1, V = 2, O = 3, Lse = 4;
     private readonly AttentionOptions _options;
     private readonly int _block;
-    private readonly Tensor _q, _k, _v, _o, _lse;
 
     internal AttentionSubLayer(ModelContext context, int index) : base(context, index, SubLayerKind.Attention)
     {
         var c = context.Config;
         _block = index / 2;
         _options = new AttentionOptions(context.Batch, c.SequenceLength, c.Heads, c.KvHeads, c.HeadDim, Causal: true);
-        _q = SavedBuffers["q"];
-        _k = SavedBuffers["k"];
-        _v = SavedBuffers["v"];
-        _o = SavedBuffers["o"];
-        _lse = SavedBuffers["lse"];
     }
 
+    /// <summary>The branch's tensors, in the order the index constants above name them.</summary>
     internal static List<ActivationSpec> BranchSpecs(ModelConfig config, ModelPrecision precision, int batch)
     {
         int s = config.SequenceLength, d = config.HeadDim;
@@ -43,29 +39,31 @@ public sealed class AttentionSubLayer : SubLayer
     internal static IEnumerable<ActivationSpec> ScratchSpecs(ModelConfig config, ModelPrecision precision, int batch) =>
         BranchSpecs(config, precision, batch).Where(a => a.Name != "lse").Select(a => a with { Name = "d_" + a.Name, NeededByBackward = false });
 
-    private protected override void BranchForward(Tensor z, Tensor f)
+    private protected override void BranchForward(Tensor z, Tensor f, Tensor[] saved)
     {
         var layout = Context.Layout;
-        Device.Gemm(z, false, Context.Weight(layout.QueryProjections[_block]), true, Rows(_q));
-        Device.Gemm(z, false, Context.Weight(layout.KeyProjections[_block]), true, Rows(_k));
-        Device.Gemm(z, false, Context.Weight(layout.ValueProjections[_block]), true, Rows(_v));
+        Tensor q = saved[Q], k = saved[K], v = saved[V], o = saved[O];
+        Device.Gemm(z, false, Context.Weight(layout.QueryProjections[_block]), true, Rows(q));
+        Device.Gemm(z, false, Context.Weight(layout.KeyProjections[_block]), true, Rows(k));
+        Device.Gemm(z, false, Context.Weight(layout.ValueProjections[_block]), true, Rows(v));
         var theta = Context.Config.RopeTheta;
-        Device.RopeForward(_q, _q, theta);
-        Device.RopeForward(_k, _k, theta);
-        Device.AttentionForward(_options, _q, _k, _v, _o, _lse);
-        Device.Gemm(Rows(_o), false, Context.Weight(layout.OutputProjections[_block]), true, f);
+        Device.RopeForward(q, q, theta);
+        Device.RopeForward(k, k, theta);
+        Device.AttentionForward(_options, q, k, v, o, saved[Lse]);
+        Device.Gemm(Rows(o), false, Context.Weight(layout.OutputProjections[_block]), true, f);
     }
 
-    private protected override void BranchBackward(Tensor z, Tensor df, Tensor dz)
+    private protected override void BranchBackward(Tensor z, Tensor df, Tensor dz, Tensor[] saved, Tensor[] scratch)
     {
         var layout = Context.Layout;
-        var scratch = Context.Scratch;
-        Tensor dO = scratch["d_o"], dq = scratch["d_q"], dk = scratch["d_k"], dv = scratch["d_v"];
+        // scratch: d_f, then ScratchSpecs' order d_q, d_k, d_v, d_o.
+        Tensor dq = scratch[1], dk = scratch[2], dv = scratch[3], dO = scratch[4];
+        Tensor q = saved[Q], k = saved[K], v = saved[V], o = saved[O];
         int wq = layout.QueryProjections[_block], wk = layout.KeyProjections[_block], wv = layout.ValueProjections[_block], wo = layout.OutputProjections[_block];
 
-        Device.Gemm(df, true, Rows(_o), false, Context.Gradient(wo), beta: 1f);
+        Device.Gemm(df, true, Rows(o), false, Context.Gradient(wo), beta: 1f);
         Device.Gemm(df, false, Context.Weight(wo), false, Rows(dO));
-        Device.AttentionBackward(_options, _q, _k, _v, _o, _lse, dO, dq, dk, dv);
+        Device.AttentionBackward(_options, q, k, v, o, saved[Lse], dO, dq, dk, dv);
         var theta = Context.Config.RopeTheta;
         Device.RopeBackward(dq, dq, theta);
         Device.RopeBackward(dk, dk, theta);

@@ -9,18 +9,17 @@ namespace Keel.Native.Model;
 /// </summary>
 public sealed class FeedForwardSubLayer : SubLayer
 {
+    private const int Pre = 0, H = 1;
     private readonly int _block;
     private readonly bool _swiGlu;
-    private readonly Tensor _pre, _h;
 
     internal FeedForwardSubLayer(ModelContext context, int index) : base(context, index, SubLayerKind.FeedForward)
     {
         _block = index / 2;
         _swiGlu = context.Config.FeedForward == FeedForwardKind.SwiGlu;
-        _pre = SavedBuffers[_swiGlu ? "gate_up" : "u"];
-        _h = SavedBuffers["h"];
     }
 
+    /// <summary>The branch's tensors: the pre-activation ([g | u] or u) at index 0, h at 1.</summary>
     internal static List<ActivationSpec> BranchSpecs(ModelConfig config, ModelPrecision precision, int batch)
     {
         long tokens = (long)batch * config.SequenceLength;
@@ -44,22 +43,30 @@ public sealed class FeedForwardSubLayer : SubLayer
         return flat.Slice(gate.Offset, 2L * gate.Length).Reshape(new TensorShape(2L * c.FeedForwardSize, c.Hidden));
     }
 
-    private protected override void BranchForward(Tensor z, Tensor f)
+    /// <summary>h = silu(g) ⊙ u (or GELU(u)) from the pre-activation alone: the activation a memory plan recomputes instead of keeping.</summary>
+    internal void Activate(Tensor pre, Tensor h)
     {
-        Device.Gemm(z, false, InputWeights(Context.Operands), true, _pre);
-        if (_swiGlu) Device.SwiGluForward(_pre, _h);
-        else Device.GeluForward(_pre, _h);
-        Device.Gemm(_h, false, Context.Weight(Context.Layout.DownProjections[_block]), true, f);
+        if (_swiGlu) Device.SwiGluForward(pre, h);
+        else Device.GeluForward(pre, h);
     }
 
-    private protected override void BranchBackward(Tensor z, Tensor df, Tensor dz)
+    private protected override void BranchForward(Tensor z, Tensor f, Tensor[] saved)
+    {
+        Tensor pre = saved[Pre], h = saved[H];
+        Device.Gemm(z, false, InputWeights(Context.Operands), true, pre);
+        Activate(pre, h);
+        Device.Gemm(h, false, Context.Weight(Context.Layout.DownProjections[_block]), true, f);
+    }
+
+    private protected override void BranchBackward(Tensor z, Tensor df, Tensor dz, Tensor[] saved, Tensor[] scratch)
     {
         var down = Context.Layout.DownProjections[_block];
-        Tensor dh = Context.Scratch["d_h"], dPre = Context.Scratch[_swiGlu ? "d_gate_up" : "d_u"];
-        Device.Gemm(df, true, _h, false, Context.Gradient(down), beta: 1f);
+        // scratch: d_f, then ScratchSpecs' order d_gate_up (or d_u), d_h.
+        Tensor dPre = scratch[1], dh = scratch[2], pre = saved[Pre], h = saved[H];
+        Device.Gemm(df, true, h, false, Context.Gradient(down), beta: 1f);
         Device.Gemm(df, false, Context.Weight(down), false, dh);
-        if (_swiGlu) Device.SwiGluBackward(_pre, dh, dPre);
-        else Device.GeluBackward(_pre, dh, dPre);
+        if (_swiGlu) Device.SwiGluBackward(pre, dh, dPre);
+        else Device.GeluBackward(pre, dh, dPre);
         Device.Gemm(dPre, true, z, false, InputWeights(Context.Gradients), beta: 1f);
         Device.Gemm(dPre, false, InputWeights(Context.Operands), false, dz);
     }

@@ -1,5 +1,6 @@
 using System.Numerics;
 using Keel.Native.Devices;
+using Keel.Native.Memory;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
 
@@ -7,38 +8,64 @@ namespace Keel.Native.Model;
 
 /// <summary>
 /// A Keel Transformer (or a baseline) on one device, for a fixed batch of <see cref="BatchSize"/> sequences of
-/// <see cref="ModelConfig.SequenceLength"/> tokens. Everything it needs is allocated by the constructor: the
-/// flat parameter, gradient and (when the precision asks for one) operand-copy buffers, every sub-layer's saved
-/// activations, the scratch and the logits; a step allocates nothing on the device.
+/// <see cref="ModelConfig.SequenceLength"/> tokens. Everything it needs is allocated by the constructor: the flat
+/// parameter, gradient and (when the precision asks for one) operand-copy buffers, and one arena holding every
+/// activation, the batch, the logits and the scratch at the offsets its <see cref="Plan"/> assigned; a step allocates
+/// nothing on the device.
 /// <para>
 /// Forward: x0 = embed(tokens); the input stage forms z0 = N_in(x0) (or z0 = x0 without input norms); sub-layer
 /// l maps (x_l, z_l) to (x_{l+1}, z_{l+1}); the LM head reads z_L (the last sub-layer's normalized output, or
 /// Pre-LN's final norm); fused softmax cross-entropy gives each token's loss and, when training, writes dLogits
 /// over the logits. Backward runs the chain in reverse and accumulates into <see cref="Gradients"/>.
 /// </para>
+/// <para>
+/// Both run the plan's schedule (<see cref="StepSchedule"/>): which forwards keep their tensors, which residual-stream
+/// states are kept, and which sub-layers (or norms and activations) run again just before their backward. Every
+/// policy computes the same losses and gradients (bit for bit on the CPU device): a recomputed tensor is the output of
+/// the same deterministic op on the same inputs, and the backward runs in the same order.
+/// </para>
 /// </summary>
 public sealed class KeelModel : IDisposable
 {
     private readonly ModelContext _context;
-    private readonly DeviceBuffer _parameters, _gradients;
+    private readonly DeviceBuffer _parameters, _gradients, _arena;
     private readonly DeviceBuffer? _operands;
-    private readonly ActivationBuffers _scratch, _state;
     private readonly SubLayer[] _subLayers;
+    private readonly BoundOp[] _ops, _tapedForwards;
+    private readonly int _forwardOps;
     private readonly ResidualNormOptions _inputStage;
     private readonly NormWeights _inputNorm, _inputNormGradients;
     private readonly NormStatistics _inputStatistics, _formStatistics;
+    private readonly Tensor _x0, _z0, _yScratch, _dLogits;
+    private readonly Tensor[] _dx, _dz;
     private readonly float[] _lossesFloat;
     private readonly double[] _lossesDouble;
+    private bool _withLoss;
+    private float _lossGradientScale;
+    private Tensor _dy, _dzNext;
+    private int _previous;
 
-    /// <summary>Builds the model on <paramref name="device"/>: validates <paramref name="config"/> and allocates everything (parameters uninitialized; call <see cref="Initialize"/> or <see cref="LoadParameters{T}"/>).</summary>
-    /// <exception cref="ArgumentException">The config cannot work (the message names the field), or the batch size is not positive.</exception>
-    public KeelModel(IDevice device, ModelConfig config, ModelPrecision precision, int batchSize)
+    /// <summary>
+    /// Builds the model on <paramref name="device"/>: validates <paramref name="config"/> and allocates everything
+    /// (parameters uninitialized; call <see cref="Initialize"/> or <see cref="LoadParameters{T}"/>).
+    /// </summary>
+    /// <param name="device">Where the model lives.</param>
+    /// <param name="config">The model.</param>
+    /// <param name="precision">Element types.</param>
+    /// <param name="batchSize">Sequences per forward pass.</param>
+    /// <param name="plan">The memory plan to run (made by <see cref="MemoryPlanner"/> for this config, precision and batch size); by default, keep everything.</param>
+    /// <exception cref="ArgumentException">The config cannot work (the message names the field), the batch size is not positive, or the plan is for another model.</exception>
+    public KeelModel(IDevice device, ModelConfig config, ModelPrecision precision, int batchSize, MemoryPlan? plan = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(precision);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        Layout = new ParameterLayout(config.Validate());
+        config.Validate();
+        if (plan is not null && (plan.Inventory.Config != config || plan.Inventory.Precision != precision || plan.Inventory.BatchSize != batchSize))
+            throw new ArgumentException($"The memory plan is for another model (batch {plan.Inventory.BatchSize}, {plan.Inventory.Precision.Master}/{plan.Inventory.Precision.Operand}, L = {plan.Inventory.Config.SubLayers}).", nameof(plan));
+        Plan = plan ?? MemoryPlanner.Plan(new MemoryInventory(config, precision, batchSize, MemoryTarget.For(device.Kind)), MemoryPolicy.Store);
+        Layout = Plan.Inventory.Layout;
         Device = device;
         BatchSize = batchSize;
         var owned = new List<IDisposable>();
@@ -48,27 +75,47 @@ public sealed class KeelModel : IDisposable
             _parameters = Own(owned, device.Allocate(precision.Master, shape));
             _gradients = Own(owned, device.Allocate(precision.Master, shape));
             _operands = precision.HasOperandCopy ? Own(owned, device.Allocate(precision.Operand, shape)) : null;
-            _scratch = Own(owned, new ActivationBuffers(device, ScratchSpecs(config, precision, batchSize)));
-            _inputStage = Layout.ResidualNorm(-1);
-            _state = Own(owned, new ActivationBuffers(device, StateSpecs(config, precision, batchSize, _inputStage)));
-            _context = new ModelContext(device, config, precision, Layout, batchSize, _parameters, _operands ?? _parameters, _gradients, _scratch);
-            _subLayers = new SubLayer[config.SubLayers];
-            for (var l = 0; l < config.SubLayers; l++)
-                _subLayers[l] = Own(owned, l % 2 == 0 ? new AttentionSubLayer(_context, l) : (SubLayer)new FeedForwardSubLayer(_context, l));
+            // One allocation for every activation; its size is a multiple of the plan's alignment, so of 4 bytes.
+            _arena = Own(owned, device.Allocate(DType.Float32, new TensorShape(Math.Max(1, Plan.Arena.Bytes / sizeof(float)))));
         }
         catch
         {
             for (var i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
             throw;
         }
+        _inputStage = Layout.ResidualNorm(-1);
+        _context = new ModelContext(device, config, precision, Layout, batchSize, _parameters, _operands ?? _parameters, _gradients);
+        _subLayers = new SubLayer[config.SubLayers];
+        for (var l = 0; l < config.SubLayers; l++)
+            _subLayers[l] = l % 2 == 0 ? new AttentionSubLayer(_context, l) : new FeedForwardSubLayer(_context, l);
+
+        var schedule = Plan.Schedule;
+        TokenIds = Named("tokens");
+        Targets = Named("targets");
+        Losses = Named("losses");
+        Logits = Named("logits");
+        _x0 = Named("x0");
+        _z0 = Named("z0");
+        _yScratch = Named("y_scratch");
+        _dLogits = Named("d_logits");
+        _dx = [Named("dx_0"), Named("dx_1")];
+        _dz = [Named("dz_0"), Named("dz_1")];
         _inputNorm = Layout.View(_parameters, Layout.InputNorm(0));
         _inputNormGradients = Layout.View(_gradients, Layout.InputNorm(0));
-        _inputStatistics = new NormStatistics(default, default, _state.GetOrEmpty("mean_in"), _state.GetOrEmpty("rstd_in"));
-        _formStatistics = new NormStatistics(default, default, _scratch.GetOrEmpty("form_mean"), _scratch.GetOrEmpty("form_rstd"));
+        _inputStatistics = new NormStatistics(default, default, Named("mean_in"), Named("rstd_in"));
+        _formStatistics = new NormStatistics(default, default, Named("form_mean"), Named("form_rstd"));
+        var bound = new Dictionary<IReadOnlyList<TensorRef>, Tensor[]>(ReferenceEqualityComparer.Instance);
+        _ops = [.. schedule.Ops.Select(op => new BoundOp(op, View(op.X), View(op.Z), Views(op.Saved, bound), Views(op.Scratch, bound)))];
+        _forwardOps = schedule.ForwardOpCount;
+        _tapedForwards = new BoundOp[config.SubLayers];
+        foreach (var op in _ops.Where(o => o.Op.Kind == StepOpKind.Forward && o.Op.Taped)) _tapedForwards[op.Op.SubLayer] = op;
+        for (var l = 0; l < config.SubLayers; l++) _subLayers[l].Tape = _tapedForwards[l].Saved;
+
         _lossesFloat = precision.Master == DType.Float32 ? new float[Tokens] : [];
         _lossesDouble = precision.Master == DType.Float64 ? new double[Tokens] : [];
-        AllocatedBytes = Layout.Length * (2L * precision.Master.SizeOf() + (precision.HasOperandCopy ? precision.Operand.SizeOf() : 0))
-                         + _scratch.ByteLength + _state.ByteLength + _subLayers.Sum(s => s.SavedBytes);
+        AllocatedBytes = Layout.Length * (2L * precision.Master.SizeOf() + (precision.HasOperandCopy ? precision.Operand.SizeOf() : 0)) + _arena.Tensor.ByteLength;
+
+        Tensor Named(string name) => schedule.Named.TryGetValue(name, out var r) ? View(r) : default;
     }
 
     /// <summary>The device everything lives on.</summary>
@@ -82,6 +129,9 @@ public sealed class KeelModel : IDisposable
 
     /// <summary>Where each parameter tensor lives in the flat buffers.</summary>
     public ParameterLayout Layout { get; }
+
+    /// <summary>The memory plan this model runs: its schedule and the arena offsets of every activation.</summary>
+    public MemoryPlan Plan { get; }
 
     /// <summary>Sequences per forward pass.</summary>
     public int BatchSize { get; }
@@ -102,21 +152,21 @@ public sealed class KeelModel : IDisposable
     public Tensor OperandParameters => _operands?.Tensor ?? default;
 
     /// <summary>Token ids of the current batch [tokens] (Int32), written by <see cref="SetBatch"/>.</summary>
-    public Tensor TokenIds => _state["tokens"];
+    public Tensor TokenIds { get; }
 
     /// <summary>Targets of the current batch [tokens] (Int32; −1 ignores a position).</summary>
-    public Tensor Targets => _state["targets"];
+    public Tensor Targets { get; }
 
-    /// <summary>The logits [tokens, vocab] (master type) after a forward pass; dLogits after a training forward.</summary>
-    public Tensor Logits => _state["logits"];
+    /// <summary>The logits [tokens, vocab] (master type) after a forward pass; dLogits after a training forward (until the backward).</summary>
+    public Tensor Logits { get; }
 
-    /// <summary>Each token's loss [tokens] (master type) after a forward pass with targets.</summary>
-    public Tensor Losses => _state["losses"];
+    /// <summary>Each token's loss [tokens] (master type) after a forward pass with targets (kept through the backward).</summary>
+    public Tensor Losses { get; }
 
     /// <summary>x0, the embedding output [tokens, hidden].</summary>
-    public Tensor Embedded => _state["x0"];
+    public Tensor Embedded => _x0;
 
-    /// <summary>Bytes this model allocated on the device.</summary>
+    /// <summary>Bytes this model allocated on the device: parameters, gradients, operand copy and the activation arena.</summary>
     public long AllocatedBytes { get; }
 
     /// <summary>The scratch tensors shared by all sub-layers (not kept between them), for a memory planner.</summary>
@@ -144,8 +194,12 @@ public sealed class KeelModel : IDisposable
     }
 
     /// <summary>What the model keeps outside the sub-layers: the batch, x0 and z0 with the input stage's statistics, logits and losses.</summary>
-    private static IReadOnlyList<ActivationSpec> StateSpecs(ModelConfig config, ModelPrecision precision, int batchSize, ResidualNormOptions inputStage)
+    public static IReadOnlyList<ActivationSpec> StateSpecs(ParameterLayout layout, ModelPrecision precision, int batchSize)
     {
+        ArgumentNullException.ThrowIfNull(layout);
+        ArgumentNullException.ThrowIfNull(precision);
+        var config = layout.Config;
+        var inputStage = layout.ResidualNorm(-1);
         long tokens = (long)batchSize * config.SequenceLength;
         var rows = new TensorShape(tokens, config.Hidden);
         var specs = new List<ActivationSpec>
@@ -232,69 +286,33 @@ public sealed class KeelModel : IDisposable
     /// </summary>
     public void Forward(bool withLoss = true, float lossGradientScale = 0f)
     {
-        Device.EmbeddingForward(TokenIds, Layout.View(Parameters, Layout.Embedding), _state["x0"]);
-        FormInput(0);
-        var x = _state["x0"];
-        var z = _state["z0"];
-        foreach (var subLayer in _subLayers)
-        {
-            subLayer.Forward(x, z);
-            (x, z) = (subLayer.Output, subLayer.OutputOperand);
-        }
-        Device.Gemm(z, false, _context.Weight(Layout.LmHead), true, Logits);
-        if (withLoss) Device.CrossEntropy(Logits, Targets, Losses, lossGradientScale > 0 ? Logits : default, lossGradientScale);
+        _withLoss = withLoss;
+        _lossGradientScale = lossGradientScale;
+        Run(0, _forwardOps);
     }
 
-    /// <summary>Back-propagates from the dLogits a training <see cref="Forward"/> left, accumulating into <see cref="Gradients"/>.</summary>
-    public void Backward()
-    {
-        var zLast = _subLayers[^1].OutputOperand;
-        var dLogits = Logits;
-        if (Precision.HasOperandCopy)
-        {
-            dLogits = _scratch["d_logits"];
-            Device.Convert(Logits, dLogits);
-        }
-        Device.Gemm(dLogits, true, zLast, false, _context.Gradient(Layout.LmHead), beta: 1f);
-        var previous = 1;
-        Device.Gemm(dLogits, false, _context.Weight(Layout.LmHead), false, _scratch["dz_1"]);
-        Tensor dy = default, dz = _scratch["dz_1"];
-        for (var l = _subLayers.Length - 1; l >= 0; l--)
-        {
-            var current = 1 - previous;
-            Tensor dx = _scratch[current == 0 ? "dx_0" : "dx_1"], dzIn = _scratch[current == 0 ? "dz_0" : "dz_1"];
-            var (x, z) = Input(l);
-            _subLayers[l].Backward(x, z, dy, dz, dx, dzIn);
-            (dy, dz, previous) = (dx, dzIn, current);
-        }
-        var dEmbedded = _scratch[previous == 0 ? "dx_1" : "dx_0"];
-        var x0 = _state["x0"];
-        Device.ResidualNormBackward(_inputStage, x0, default, x0, NormWeights.None, _inputNorm, _inputStatistics, dy, dz,
-                                    dEmbedded, default, NormWeights.None, _inputNormGradients);
-        Device.EmbeddingBackward(TokenIds, dEmbedded, _context.Gradient(Layout.Embedding));
-    }
+    /// <summary>Back-propagates from the dLogits a training <see cref="Forward"/> left, accumulating into <see cref="Gradients"/> (recomputing what the plan dropped).</summary>
+    public void Backward() => Run(_forwardOps, _ops.Length);
 
     /// <summary>
     /// Writes z_l = N_in_l(x_l) (or z_l = x_l in operand type when sub-layer <paramref name="subLayer"/> has no
-    /// input norm) from x_l alone. The forward pass does this for l = 0; the fused kernel of sub-layer l − 1 does
-    /// it for l ≥ 1, and a memory planner that dropped z_l calls this before <see cref="RecomputeSubLayer"/>.
+    /// input norm) from x_l alone, into the input of sub-layer l's taped forward. The forward pass does this for l = 0;
+    /// the fused kernel of sub-layer l − 1 does it for l ≥ 1, and a plan that dropped z_l runs it before the backward.
     /// </summary>
     public void FormInput(int subLayer)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(subLayer);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(subLayer, _subLayers.Length);
-        var (x, z) = Input(subLayer);
-        var options = subLayer == 0 ? _inputStage : _inputStage with { InputNorm = Layout.InputNorm(subLayer) is not null };
-        Device.ResidualNormForward(options, x, default, NormWeights.None, Layout.View(Parameters, Layout.InputNorm(subLayer)),
-                                   _scratch["y_scratch"], z, subLayer == 0 ? _inputStatistics : options.InputNorm ? _formStatistics : default);
+        var op = _tapedForwards[subLayer];
+        FormInputInto(subLayer, op.X, op.Z);
     }
 
-    /// <summary>Re-runs sub-layer <paramref name="subLayer"/>'s forward from its stored input x_l (z_l formed again first), rewriting its saved tensors.</summary>
+    /// <summary>Re-runs sub-layer <paramref name="subLayer"/>'s taped forward from its input x_l (z_l formed again first), rewriting its saved tensors.</summary>
     public void RecomputeSubLayer(int subLayer)
     {
         FormInput(subLayer);
-        var (x, z) = Input(subLayer);
-        _subLayers[subLayer].Forward(x, z);
+        var op = _tapedForwards[subLayer];
+        _subLayers[subLayer].Forward(op.X, op.Z, op.Saved);
     }
 
     /// <summary>The sum of the token losses of the last forward pass, in fp64 (a host copy; waits for the device).</summary>
@@ -331,17 +349,92 @@ public sealed class KeelModel : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        foreach (var subLayer in _subLayers) subLayer.Dispose();
-        _state.Dispose();
-        _scratch.Dispose();
+        _arena.Dispose();
         _operands?.Dispose();
         _gradients.Dispose();
         _parameters.Dispose();
     }
 
-    /// <summary>(x_l, z_l): the model's x0 and z0, or the previous sub-layer's outputs.</summary>
-    private (Tensor X, Tensor Z) Input(int l) =>
-        l == 0 ? (_state["x0"], _state["z0"]) : (_subLayers[l - 1].Output, _subLayers[l - 1].OutputOperand);
+    /// <summary>Runs ops [<paramref name="from"/>, <paramref name="to"/>) of the schedule.</summary>
+    private void Run(int from, int to)
+    {
+        for (var i = from; i < to; i++)
+        {
+            var op = _ops[i];
+            var l = op.Op.SubLayer;
+            switch (op.Op.Kind)
+            {
+                case StepOpKind.Embed:
+                    Device.EmbeddingForward(TokenIds, Layout.View(Parameters, Layout.Embedding), _x0);
+                    FormInputInto(0, _x0, _z0);
+                    break;
+                case StepOpKind.FormInput:
+                    FormInputInto(l, op.X, op.Z);
+                    break;
+                case StepOpKind.Forward:
+                    _subLayers[l].Forward(op.X, op.Z, op.Saved);
+                    break;
+                case StepOpKind.RecomputeActivation:
+                    ((FeedForwardSubLayer)_subLayers[l]).Activate(op.X, op.Z);
+                    break;
+                case StepOpKind.Head:
+                    Device.Gemm(op.Z, false, _context.Weight(Layout.LmHead), true, Logits);
+                    if (_withLoss) Device.CrossEntropy(Logits, Targets, Losses, _lossGradientScale > 0 ? Logits : default, _lossGradientScale);
+                    break;
+                case StepOpKind.HeadBackward:
+                    HeadBackward(op.Z);
+                    break;
+                case StepOpKind.Backward:
+                {
+                    var current = 1 - _previous;
+                    _subLayers[l].Backward(op.X, op.Z, op.Saved, _dy, _dzNext, _dx[current], _dz[current], op.Scratch);
+                    (_dy, _dzNext, _previous) = (_dx[current], _dz[current], current);
+                    break;
+                }
+                case StepOpKind.InputBackward:
+                    var dEmbedded = _dx[1 - _previous];
+                    Device.ResidualNormBackward(_inputStage, _x0, default, _x0, NormWeights.None, _inputNorm, _inputStatistics, _dy, _dzNext,
+                                                dEmbedded, default, NormWeights.None, _inputNormGradients);
+                    Device.EmbeddingBackward(TokenIds, dEmbedded, _context.Gradient(Layout.Embedding));
+                    break;
+            }
+        }
+    }
+
+    /// <summary>The LM head's gradients from dLogits (in the logits' place): its weight gradient and dz_L into dz_1.</summary>
+    private void HeadBackward(Tensor zLast)
+    {
+        var dLogits = Logits;
+        if (Precision.HasOperandCopy)
+        {
+            dLogits = _dLogits;
+            Device.Convert(Logits, dLogits);
+        }
+        Device.Gemm(dLogits, true, zLast, false, _context.Gradient(Layout.LmHead), beta: 1f);
+        Device.Gemm(dLogits, false, _context.Weight(Layout.LmHead), false, _dz[1]);
+        (_dy, _dzNext, _previous) = (default, _dz[1], 1);
+    }
+
+    /// <summary>z = N_in_l(x) into <paramref name="z"/> (the input stage's statistics for l = 0, the scratch ones otherwise).</summary>
+    private void FormInputInto(int subLayer, Tensor x, Tensor z)
+    {
+        var options = subLayer == 0 ? _inputStage : _inputStage with { InputNorm = Layout.InputNorm(subLayer) is not null };
+        Device.ResidualNormForward(options, x, default, NormWeights.None, Layout.View(Parameters, Layout.InputNorm(subLayer)),
+                                   _yScratch, z, subLayer == 0 ? _inputStatistics : options.InputNorm ? _formStatistics : default);
+    }
+
+    private Tensor View(TensorRef r) =>
+        r.IsNone ? default : new Tensor(_arena.Tensor.Address + (ulong)Plan.Offset(r.Resource, r.Offset), r.Spec!.DType, r.Spec.Shape);
+
+    private Tensor[] Views(IReadOnlyList<TensorRef> refs, Dictionary<IReadOnlyList<TensorRef>, Tensor[]> bound)
+    {
+        if (refs.Count == 0) return [];
+        if (!bound.TryGetValue(refs, out var views)) bound[refs] = views = [.. refs.Select(View)];
+        return views;
+    }
+
+    /// <summary>A schedule op with its tensors resolved to arena views (ops that share a placement share the arrays).</summary>
+    private sealed record BoundOp(StepOp Op, Tensor X, Tensor Z, Tensor[] Saved, Tensor[] Scratch);
 
     private void CopyIn<T>(ReadOnlySpan<T> host, Tensor destination) where T : unmanaged, INumberBase<T>
     {

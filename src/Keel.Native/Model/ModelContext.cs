@@ -4,7 +4,7 @@ namespace Keel.Native.Model;
 
 /// <summary>What every sub-layer of one model shares: the device, the shapes, and the flat parameter buffers.</summary>
 internal sealed class ModelContext(IDevice device, ModelConfig config, ModelPrecision precision, ParameterLayout layout, int batch,
-                                   Tensor parameters, Tensor operands, Tensor gradients, ActivationBuffers scratch)
+                                   Tensor parameters, Tensor operands, Tensor gradients)
 {
     public IDevice Device { get; } = device;
     public ModelConfig Config { get; } = config;
@@ -21,9 +21,6 @@ internal sealed class ModelContext(IDevice device, ModelConfig config, ModelPrec
 
     /// <summary>The gradients, laid out like the parameters; every op accumulates into them.</summary>
     public Tensor Gradients { get; } = gradients;
-
-    /// <summary>Scratch tensors that no sub-layer keeps past its own backward (see <see cref="KeelModel.ScratchSpecs"/>).</summary>
-    public ActivationBuffers Scratch { get; } = scratch;
 
     /// <summary>The GEMM view of parameter <paramref name="index"/>.</summary>
     public Tensor Weight(int index) => Layout.View(Operands, index);

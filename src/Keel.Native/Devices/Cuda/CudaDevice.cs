@@ -13,8 +13,8 @@ namespace Keel.Native.Devices.Cuda;
 /// </summary>
 public sealed class CudaDevice : KernelDevice
 {
-    // cuBLAS asks for 32 MiB on Hopper to reach its fastest kernels; smaller GPUs need 4 MiB.
-    private const long CublasWorkspaceBytes = 32L << 20;
+    /// <summary>The cuBLAS workspace every GEMM may use: 32 MiB, what cuBLAS asks for on Hopper to reach its fastest kernels (smaller GPUs need 4 MiB).</summary>
+    public const long CublasWorkspaceBytes = 32L << 20;
 
     [ThreadStatic] private static CudaContext? s_current;
 

@@ -127,6 +127,23 @@ public sealed unsafe class EmbeddingKernels : IDisposable
     /// <summary>The number of sort keys for <paramref name="count"/> tokens: the next power of two, at least 64.</summary>
     public static long SortLength(long count) => Math.Max(64, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)count));
 
+    /// <summary>
+    /// Bytes of scratch this launcher holds once it has run forward and backward on <paramref name="count"/> tokens of
+    /// width <paramref name="dim"/>: the error word, the sort keys and the tile partial sums, each as <see cref="Scratch"/>
+    /// sizes it (a memory planner counts these).
+    /// </summary>
+    public static long ScratchBytes(long count, int dim)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
+        var tiles = (count + TileSize - 1) / TileSize;
+        long keys = ScratchLength(2 * SortLength(count)) * sizeof(int);
+        long partials = count == 0 ? 0 : ScratchLength(tiles * 2 * dim) * sizeof(float);
+        return ErrorWords * sizeof(int) + keys + partials;
+    }
+
+    private static long ScratchLength(long length) => (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)length);
+
     /// <inheritdoc />
     public void Dispose()
     {
@@ -191,7 +208,7 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         {
             buffer?.Dispose();
             buffer = null;
-            buffer = _device.Allocate(dtype, new TensorShape((long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)length)));
+            buffer = _device.Allocate(dtype, new TensorShape(ScratchLength(length)));
         }
         return buffer.Tensor.Slice(0, length);
     }

@@ -1,0 +1,246 @@
+using Keel.Native.Kernels.Launchers;
+using Keel.Native.Model;
+using Keel.Native.Numerics;
+using Keel.Native.Reference;
+
+namespace Keel.Native.Memory;
+
+/// <summary>What kind of work produces a tensor: what a selective policy keeps (GEMMs, attention) or recomputes (the rest).</summary>
+public enum ProducerClass
+{
+    /// <summary>A matrix product (cuBLAS), possibly followed by RoPE in place.</summary>
+    Gemm,
+
+    /// <summary>The attention kernel.</summary>
+    Attention,
+
+    /// <summary>The fused residual norm (or a standalone norm).</summary>
+    Norm,
+
+    /// <summary>An elementwise activation (SwiGLU, GELU).</summary>
+    Activation,
+}
+
+/// <summary>
+/// One op of a sub-layer's forward with what it costs to run again: FLOPs as DESIGN.md counts them (a GEMM 2·m·n·k, causal
+/// attention 2·B·S²·D·heads as FlashAttention counts it, elementwise work one FLOP per arithmetic step, exp and division
+/// included), and the bytes it must read and write.
+/// </summary>
+/// <param name="Name">What it computes.</param>
+/// <param name="Class">GEMM, attention, norm or activation.</param>
+/// <param name="Flops">FLOPs to run it once.</param>
+/// <param name="Bytes">Bytes it reads and writes once.</param>
+public sealed record ForwardOp(string Name, ProducerClass Class, double Flops, long Bytes);
+
+/// <summary>One tensor a sub-layer's forward produces, and the op that produces it (its recompute cost, given that op's inputs).</summary>
+/// <param name="Spec">Name, shape, element type, and whether a backward pass reads it.</param>
+/// <param name="Producer">The op that writes it.</param>
+public sealed record InventoryTensor(ActivationSpec Spec, ForwardOp Producer)
+{
+    /// <summary>Its size.</summary>
+    public long Bytes => Spec.ByteLength;
+}
+
+/// <summary>Device memory a step uses outside the activations, parameters and optimizer state: GEMM workspace and the kernel launchers' scratch.</summary>
+/// <param name="Name">What it is.</param>
+/// <param name="Bytes">Its size.</param>
+public sealed record Workspace(string Name, long Bytes);
+
+/// <summary>
+/// Everything one training step of a model keeps in device memory, tensor by tensor: for each sub-layer every tensor its
+/// forward produces (shape, element type, whether the backward needs it, the FLOPs and bytes to recompute it), the model's
+/// own state and scratch, the parameters, gradients and optimizer state, and the workspaces of the GEMM library and the
+/// kernels. The planner sizes the arena from these very specs (the ones the model allocates from), so a plan's figures are
+/// what the model will allocate.
+/// </summary>
+public sealed class MemoryInventory
+{
+    private readonly Dictionary<(SubLayerKind, ResidualNormOptions), IReadOnlyList<InventoryTensor>> _tensors = [];
+    private readonly Dictionary<IReadOnlyList<InventoryTensor>, double> _forwardFlops = new(ReferenceEqualityComparer.Instance);
+    private double? _chainForwardFlops;
+
+    /// <summary>Takes stock of <paramref name="config"/> (validated) at <paramref name="precision"/> for batches of <paramref name="batchSize"/> sequences on <paramref name="target"/>.</summary>
+    public MemoryInventory(ModelConfig config, ModelPrecision precision, int batchSize, MemoryTarget target)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(precision);
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        Layout = new ParameterLayout(config.Validate());
+        Config = config;
+        Precision = precision;
+        BatchSize = batchSize;
+        Target = target;
+        var master = precision.Master.SizeOf();
+        ParameterBytes = Layout.Length * master;
+        GradientBytes = ParameterBytes;
+        OptimizerStateBytes = 2 * ParameterBytes + 2 * sizeof(float);
+        OperandCopyBytes = precision.HasOperandCopy ? Layout.Length * precision.Operand.SizeOf() : 0;
+        StateSpecs = KeelModel.StateSpecs(Layout, precision, batchSize);
+        ScratchSpecs = KeelModel.ScratchSpecs(config, precision, batchSize);
+        Workspaces = WorkspacesOf(config, Tokens, target);
+        var rowNorm = config.Norm == NormKind.Layer ? 7.0 : 5.0;
+        InputNormFlops = rowNorm * Tokens * config.Hidden;
+        StepFlops = KeelModel.TrainingFlopsPerToken(config) * Tokens;
+    }
+
+    /// <summary>The model.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>The element types.</summary>
+    public ModelPrecision Precision { get; }
+
+    /// <summary>Sequences per forward pass.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Tokens per forward pass.</summary>
+    public long Tokens => (long)BatchSize * Config.SequenceLength;
+
+    /// <summary>The device kind.</summary>
+    public MemoryTarget Target { get; }
+
+    /// <summary>The parameter layout.</summary>
+    public ParameterLayout Layout { get; }
+
+    /// <summary>Master parameters.</summary>
+    public long ParameterBytes { get; }
+
+    /// <summary>Gradients (master type, laid out like the parameters).</summary>
+    public long GradientBytes { get; }
+
+    /// <summary>AdamW's two moments (master type) and its norm/clip pair.</summary>
+    public long OptimizerStateBytes { get; }
+
+    /// <summary>The operand-typed copy of the parameters the GEMMs read (bf16 on GPUs), or 0.</summary>
+    public long OperandCopyBytes { get; }
+
+    /// <summary>Parameters, gradients, optimizer state and operand copy: what the step needs whatever the plan.</summary>
+    public long StaticBytes => ParameterBytes + GradientBytes + OptimizerStateBytes + OperandCopyBytes;
+
+    /// <summary>Workspaces beyond the activations (see <see cref="Workspace"/>).</summary>
+    public IReadOnlyList<Workspace> Workspaces { get; }
+
+    /// <summary>The model's tensors outside the sub-layers: the batch, x0 and z0, logits and losses.</summary>
+    public IReadOnlyList<ActivationSpec> StateSpecs { get; }
+
+    /// <summary>The scratch the model shares between sub-layers (gradients flowing back, the backward's temporaries).</summary>
+    public IReadOnlyList<ActivationSpec> ScratchSpecs { get; }
+
+    /// <summary>FLOPs of one standalone input norm z = N_in(x) (what recomputing a dropped z costs).</summary>
+    public double InputNormFlops { get; }
+
+    /// <summary>Model FLOPs of one training step without recomputation (forward and backward, <see cref="KeelModel.TrainingFlopsPerToken"/>).</summary>
+    public double StepFlops { get; }
+
+    /// <summary>The tensors sub-layer <paramref name="subLayer"/>'s forward produces, in the model's allocation order.</summary>
+    public IReadOnlyList<InventoryTensor> Tensors(int subLayer)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(subLayer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(subLayer, Config.SubLayers);
+        var kind = subLayer % 2 == 0 ? SubLayerKind.Attention : SubLayerKind.FeedForward;
+        var residual = Layout.ResidualNorm(subLayer);
+        if (!_tensors.TryGetValue((kind, residual), out var list))
+            _tensors[(kind, residual)] = list = Build(kind, residual);
+        return list;
+    }
+
+    /// <summary>The tensors of a general sub-layer of <paramref name="kind"/> (one past the first pair when the model has one).</summary>
+    public IReadOnlyList<InventoryTensor> Tensors(SubLayerKind kind) =>
+        Tensors(Math.Min(Config.SubLayers - 2, 2) + (kind == SubLayerKind.Attention ? 0 : 1));
+
+    /// <summary>FLOPs of sub-layer <paramref name="subLayer"/>'s whole forward (each op once).</summary>
+    public double ForwardFlops(int subLayer)
+    {
+        var tensors = Tensors(subLayer);
+        if (!_forwardFlops.TryGetValue(tensors, out var flops))
+            _forwardFlops[tensors] = flops = tensors.Select(t => t.Producer).Distinct().Sum(op => op.Flops);
+        return flops;
+    }
+
+    /// <summary>FLOPs of one forward of every sub-layer.</summary>
+    public double ChainForwardFlops => _chainForwardFlops ??= Enumerable.Range(0, Config.SubLayers).Sum(ForwardFlops);
+
+    /// <summary>FLOPs of the activation (SwiGLU or GELU) of a feed-forward sub-layer.</summary>
+    public double ActivationFlops => Tensors(SubLayerKind.FeedForward).First(t => t.Producer.Class == ProducerClass.Activation).Producer.Flops;
+
+    private List<InventoryTensor> Build(SubLayerKind kind, ResidualNormOptions residual)
+    {
+        var c = Config;
+        long t = Tokens;
+        int h = c.Hidden, d = c.HeadDim, f = c.FeedForwardSize;
+        int o = Precision.Operand.SizeOf(), m = Precision.Master.SizeOf();
+        var specs = SubLayer.ActivationSpecs(kind, c, Precision, BatchSize, residual);
+        ForwardOp Gemm(string name, long n, long k, bool rope = false) =>
+            new(name, ProducerClass.Gemm, 2.0 * t * n * k + (rope ? 6.0 * t * n : 0), (t * k + n * k + t * n) * o + (rope ? 2 * t * n * o : 0));
+
+        var norms = (residual.OutputNorm ? 1 : 0) + (residual.InputNorm ? 1 : 0);
+        var rowNorm = c.Norm == NormKind.Layer ? 7.0 : 5.0;
+        var statistics = specs.Where(s => s.Name.StartsWith("mean_", StringComparison.Ordinal) || s.Name.StartsWith("rstd_", StringComparison.Ordinal)).Sum(s => s.ByteLength);
+        var norm = new ForwardOp("residual norm", ProducerClass.Norm, (2.0 + rowNorm * norms) * t * h, t * h * (2L * m + 2L * o) + statistics);
+        var producers = new Dictionary<string, ForwardOp>(StringComparer.Ordinal);
+        if (kind == SubLayerKind.Attention)
+        {
+            long q = (long)c.Heads * d, kv = (long)c.KvHeads * d;
+            var attention = new ForwardOp("attention", ProducerClass.Attention, 2.0 * BatchSize * c.SequenceLength * (double)c.SequenceLength * d * c.Heads,
+                                          (t * (2 * q + 2 * kv)) * o + (long)BatchSize * c.Heads * c.SequenceLength * m);
+            producers["q"] = Gemm("q projection + RoPE", q, h, rope: true);
+            producers["k"] = Gemm("k projection + RoPE", kv, h, rope: true);
+            producers["v"] = Gemm("v projection", kv, h);
+            producers["o"] = attention;
+            producers["lse"] = attention;
+            producers["f"] = Gemm("output projection", h, q);
+        }
+        else
+        {
+            var swiGlu = c.FeedForward == FeedForwardKind.SwiGlu;
+            producers[swiGlu ? "gate_up" : "u"] = Gemm(swiGlu ? "gate and up projections" : "up projection", swiGlu ? 2L * f : f, h);
+            producers["h"] = new ForwardOp(swiGlu ? "SwiGLU" : "GELU", ProducerClass.Activation, (swiGlu ? 6.0 : 10.0) * t * f,
+                                           (swiGlu ? 3L : 2L) * t * f * o);
+            producers["f"] = Gemm("down projection", h, f);
+        }
+        return [.. specs.Select(s => new InventoryTensor(s, producers.GetValueOrDefault(s.Name) ?? norm))];
+    }
+
+    private static List<Workspace> WorkspacesOf(ModelConfig config, long tokens, MemoryTarget target)
+    {
+        var list = new List<Workspace>();
+        if (target.GemmWorkspaceBytes > 0) list.Add(new("cuBLAS workspace", target.GemmWorkspaceBytes));
+        if (!target.RunsKernels) return list;
+        list.Add(new("gradient-norm partial sums", OptimizerKernels.MaxPartials * sizeof(float)));
+        list.Add(new("embedding token check and backward sort", EmbeddingKernels.ScratchBytes(tokens, config.Hidden)));
+        var norm = KernelWorkspaces.ResidualNormBytes(config, tokens);
+        if (norm > 0) list.Add(new("residual-norm gain partial sums", norm));
+        var attention = KernelWorkspaces.AttentionBytes(config, tokens);
+        if (attention > 0) list.Add(new("attention backward workspace", attention));
+        return list;
+    }
+}
+
+/// <summary>
+/// The scratch of kernel launchers that keep a device buffer of their own, by launcher. Each returns what its launcher
+/// allocates for a model's step; a launcher that keeps nothing (or is not in this build) returns 0.
+/// </summary>
+public static class KernelWorkspaces
+{
+    /// <summary>
+    /// The residual-norm launcher's gain-gradient partial sums. Hook for that launcher: returns 0 until it keeps a device
+    /// buffer of its own; then this returns its size for <paramref name="tokens"/> rows of the model's width.
+    /// </summary>
+    public static long ResidualNormBytes(ModelConfig config, long tokens)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        return 0;
+    }
+
+    /// <summary>
+    /// The attention launcher's backward workspace. Hook for that launcher: returns 0 until it keeps a device buffer of its
+    /// own; then this returns its size for the model's attention shape.
+    /// </summary>
+    public static long AttentionBytes(ModelConfig config, long tokens)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
+        return 0;
+    }
+}
