@@ -19,13 +19,14 @@ public static class KeelCli
             settings.CaseInsensitiveEnumValues = true;
             settings.AutoVersion = true;
         });
-        var parsed = parser.ParseArguments<TrainOptions, EvalOptions, SampleOptions, BenchOptions, InfoOptions, CompileOptions>(args);
+        var parsed = parser.ParseArguments<TrainOptions, EvalOptions, SampleOptions, PlanOptions, BenchOptions, InfoOptions, CompileOptions>(args);
         try
         {
             return parsed.MapResult(
                 (TrainOptions o) => TrainCommand.Run(o, output, error),
                 (EvalOptions o) => EvalCommand.Run(o, output),
                 (SampleOptions o) => SampleCommand.Run(o, output),
+                (PlanOptions o) => PlanCommand.Run(o, output),
                 (InfoOptions o) => InfoCommand.Run(o, output),
                 (CompileOptions o) => CompileCommand.Run(o, output, error),
                 (BenchOptions o) => BenchCommand.Run(o, output, error),

@@ -1,11 +1,12 @@
 using CommandLine;
+using Keel.Native.Memory;
 using Keel.Native.Model;
 using Keel.Native.Reference;
 using Keel.Native.Training;
 
 namespace Keel.Cli.Commands;
 
-/// <summary>The model and device options of <c>train</c>.</summary>
+/// <summary>The model, device and budget options <c>train</c> and <c>plan</c> share.</summary>
 internal abstract class ModelOptions
 {
     [Option("arch", Default = Architecture.Keel, HelpText = "Architecture: Keel, PreLN, PostLN or DeepNorm.")]
@@ -46,6 +47,9 @@ internal abstract class ModelOptions
 
     [Option("device", Default = DeviceChoice.Auto, HelpText = "Auto (GPU if present, else CPU), Cpu, Cuda or Emulated.")]
     public DeviceChoice Device { get; init; } = DeviceChoice.Auto;
+
+    [Option("budget", HelpText = "Device memory the step may use, like 80GiB, 141GB or 512MiB (GB = 10^9 bytes, GiB = 2^30). Default: the GPU's memory.")]
+    public string? Budget { get; init; }
 
     public ModelConfig ModelConfig(int vocabulary)
     {
@@ -111,6 +115,12 @@ internal sealed class TrainOptions : ModelOptions
     [Option("profile", Default = false, HelpText = "Print a per-op timing table at the end (CUDA events on the GPU, wall time on the CPU).")]
     public bool Profile { get; init; }
 
+    [Option("memory", Default = "store", HelpText = "Activation policy: store (keep everything), selective (recompute norms and activations), every:K (keep x every K sub-layers, recompute segments), binomial:S (Revolve with S slots), or auto (least recompute that fits --budget). keel plan shows them all.")]
+    public string Memory { get; init; } = "store";
+
+    [Option("no-graphs", Default = false, HelpText = "On a GPU, launch every op of every step instead of replaying the step as a CUDA graph.")]
+    public bool NoGraphs { get; init; }
+
     public TrainingOptions TrainingOptions()
     {
         var d = new TrainingOptions();
@@ -125,6 +135,9 @@ internal sealed class TrainOptions : ModelOptions
             EvalInterval = EvalInterval ?? d.EvalInterval,
             CheckpointInterval = CheckpointInterval ?? d.CheckpointInterval,
             MaxConsecutiveBadSteps = MaxBadSteps ?? d.MaxConsecutiveBadSteps,
+            Memory = MemoryPolicy.Parse(Memory),
+            MemoryBudget = Budget is null ? null : ByteSize.Parse(Budget),
+            CudaGraphs = !NoGraphs,
         };
     }
 }
@@ -163,6 +176,10 @@ internal static class TrainCommand
             output.WriteLine($"Model   {config.Architecture}, L = {config.SubLayers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, " +
                              $"FFN {config.FeedForward} {config.FeedForwardSize}, {config.Norm}Norm, {trainer.Model.Layout.ParameterCount:N0} parameters, {trainer.Model.Precision.Master}/{trainer.Model.Precision.Operand}");
             output.WriteLine($"Data    {Describe(trainer.Data.Source)}: {trainer.Data.Train.Length:N0} training / {trainer.Data.Validation.Length:N0} validation tokens ({trainer.Tokenizer})");
+            var plan = trainer.Model.Plan;
+            output.WriteLine($"Memory  {plan.Policy}: {ByteSize.Format(plan.TotalBytes)} planned (activations {ByteSize.Format(plan.ArenaBytes)}, lower bound {ByteSize.Format(plan.Arena.LowerBound)}), recompute +{100 * plan.RecomputeFraction:0.0}% FLOPs" +
+                             (trainer.Options.MemoryBudget is { } budget ? $", budget {ByteSize.Format(budget)}" : ""));
+            output.WriteLine($"Graphs  {GraphsLine(trainer, device)}");
             output.WriteLine($"Train   {trainer.Options.Steps} steps × {trainer.TokensPerStep:N0} tokens, lr {trainer.Options.LearningRate:g3}, warm-up {trainer.Options.WarmupSteps}, seed {trainer.Options.Seed}");
             var loop = new TrainingLoop(trainer, runDirectory, output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out))
             {
@@ -198,6 +215,12 @@ internal static class TrainCommand
         }
         return 0;
     }
+
+    private static string GraphsLine(Trainer trainer, Keel.Native.Devices.IDevice device) =>
+        trainer.UsesCudaGraphs ? "on: steps after the first replay one CUDA graph per micro-batch"
+        : !trainer.Options.CudaGraphs ? "off (--no-graphs)"
+        : device is ProfiledDevice ? "off while profiling (every op is timed on its own)"
+        : $"off: the {device.Kind} device has no CUDA graphs";
 
     /// <summary>The data source name that stands for the built-in task.</summary>
     internal const string SyntheticSource = "builtin:copy-task";

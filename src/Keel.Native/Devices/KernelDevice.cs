@@ -166,6 +166,12 @@ public abstract class KernelDevice : IDevice
     /// <summary>Releases the subclass's resources.</summary>
     protected abstract void Dispose(bool disposing);
 
+    /// <summary>Marks the deferred device-side checks as due, after work the launchers did not issue themselves (a graph replay).</summary>
+    protected void ExpectDeferredChecks()
+    {
+        if (_embedding.IsValueCreated) _embedding.Value.ExpectCheck();
+    }
+
     /// <summary>Throws for errors that kernels recorded in device memory rather than stop the stream for (deferred checks).</summary>
     private void ThrowRecordedErrors()
     {

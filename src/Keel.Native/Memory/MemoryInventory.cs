@@ -57,6 +57,7 @@ public sealed class MemoryInventory
 {
     private readonly Dictionary<(SubLayerKind, ResidualNormOptions), IReadOnlyList<InventoryTensor>> _tensors = [];
     private readonly Dictionary<IReadOnlyList<InventoryTensor>, double> _forwardFlops = new(ReferenceEqualityComparer.Instance);
+    private readonly IReadOnlyList<InventoryTensor>?[] _bySubLayer;
     private double? _chainForwardFlops;
 
     /// <summary>Takes stock of <paramref name="config"/> (validated) at <paramref name="precision"/> for batches of <paramref name="batchSize"/> sequences on <paramref name="target"/>.</summary>
@@ -68,6 +69,7 @@ public sealed class MemoryInventory
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         Layout = new ParameterLayout(config.Validate());
         Config = config;
+        _bySubLayer = new IReadOnlyList<InventoryTensor>?[config.SubLayers];
         Precision = precision;
         BatchSize = batchSize;
         Target = target;
@@ -137,11 +139,12 @@ public sealed class MemoryInventory
     {
         ArgumentOutOfRangeException.ThrowIfNegative(subLayer);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(subLayer, Config.SubLayers);
+        if (_bySubLayer[subLayer] is { } cached) return cached;
         var kind = subLayer % 2 == 0 ? SubLayerKind.Attention : SubLayerKind.FeedForward;
         var residual = Layout.ResidualNorm(subLayer);
         if (!_tensors.TryGetValue((kind, residual), out var list))
             _tensors[(kind, residual)] = list = Build(kind, residual);
-        return list;
+        return _bySubLayer[subLayer] = list;
     }
 
     /// <summary>The tensors of a general sub-layer of <paramref name="kind"/> (one past the first pair when the model has one).</summary>

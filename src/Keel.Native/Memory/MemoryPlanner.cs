@@ -6,7 +6,7 @@ namespace Keel.Native.Memory;
 /// <summary>No policy fits the budget; the message says what would.</summary>
 /// <param name="message">What does not fit, and the smallest budget that would.</param>
 /// <param name="smallestBudget">The smallest budget any policy fits (the least memory any plan of this model needs).</param>
-public sealed class MemoryBudgetException(string message, long smallestBudget) : ArgumentException(message, "budget")
+public sealed class MemoryBudgetException(string message, long smallestBudget) : ArgumentException(message)
 {
     /// <summary>The smallest budget any policy fits.</summary>
     public long SmallestBudget { get; } = smallestBudget;
@@ -47,7 +47,11 @@ public static class MemoryPlanner
     /// </para>
     /// </summary>
     /// <exception cref="MemoryBudgetException">Nothing fits; the message gives the smallest budget that would.</exception>
-    public static MemoryPlan Auto(MemoryInventory inventory, long budget)
+    public static MemoryPlan Auto(MemoryInventory inventory, long budget) =>
+        TryAuto(inventory, budget) ?? throw NothingFits(inventory, budget);
+
+    /// <summary><see cref="Auto"/>'s plan, or null when nothing fits.</summary>
+    public static MemoryPlan? TryAuto(MemoryInventory inventory, long budget)
     {
         ArgumentNullException.ThrowIfNull(inventory);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(budget);
@@ -61,9 +65,9 @@ public static class MemoryPlanner
             var every = LargestFitting(Fit, MemoryPolicy.Every, 1, layers - 1, (int)Math.Ceiling(Math.Sqrt(layers)));
             if (selective is not null || every is not null)
                 return new[] { selective, every }.OfType<MemoryPlan>().MinBy(p => p.RecomputeFlops)!;
-            if (LargestFitting(Fit, MemoryPolicy.Binomial, 1, layers, 1) is { } binomial) return binomial;
+            return LargestFitting(Fit, MemoryPolicy.Binomial, 1, layers, 1);
         }
-        throw NothingFits(inventory, budget);
+        return null;
     }
 
     /// <summary>The plan needing the least memory: binomial checkpointing with one slot (the embedding output).</summary>
@@ -71,33 +75,26 @@ public static class MemoryPlanner
 
     /// <summary>
     /// The largest even number of sub-layers, at most the config's, with which the model (otherwise unchanged) fits
-    /// <paramref name="budget"/> under <see cref="Auto"/>; 0 when not even two fit.
+    /// <paramref name="budget"/> under <see cref="Auto"/>; 0 when not even two fit. Auto finds a plan exactly when the
+    /// plan needing the least memory (<see cref="Smallest"/>) fits, so that is what each candidate depth is checked with:
+    /// first the deepest whose static state alone fits, then shallower ones, stepping down by as many sub-layer pairs as
+    /// the overshoot is worth in static state (whose size is the same for every pair).
     /// </summary>
     public static int LargestDepth(ModelConfig config, ModelPrecision precision, int batchSize, MemoryTarget target, long budget)
     {
         ArgumentNullException.ThrowIfNull(config);
-        bool Fits(int layers)
+        ArgumentNullException.ThrowIfNull(target);
+        MemoryInventory Inventory(int layers) => new(config with { SubLayers = layers }, precision, batchSize, target);
+        // Every pair adds the same parameter tensors at the same alignment, so the static state is affine in the pairs.
+        long two = Inventory(2).StaticBytes + target.ContextAllowanceBytes, perPair = Math.Max(1, Inventory(4).StaticBytes + target.ContextAllowanceBytes - two);
+        var pairs = two > budget ? 0 : (int)Math.Min(config.SubLayers / 2, 1 + (budget - two) / perPair);
+        for (var layers = 2 * pairs; layers >= 2;)
         {
-            var inventory = new MemoryInventory(config with { SubLayers = layers }, precision, batchSize, target);
-            if (inventory.StaticBytes + target.ContextAllowanceBytes > budget) return false;
-            try
-            {
-                Auto(inventory, budget);
-                return true;
-            }
-            catch (MemoryBudgetException)
-            {
-                return false;
-            }
+            var smallest = Smallest(Inventory(layers));
+            if (smallest.Fits(budget)) return layers;
+            layers -= 2 * (int)Math.Clamp((smallest.TotalBytes - budget + perPair - 1) / Math.Max(1, perPair), 1, layers);
         }
-        int low = 0, high = config.SubLayers / 2;
-        while (low < high)
-        {
-            var mid = (low + high + 1) / 2;
-            if (Fits(2 * mid)) low = mid;
-            else high = mid - 1;
-        }
-        return 2 * low;
+        return 0;
     }
 
     /// <summary>The plan of <paramref name="policy"/> when it fits, else null; the lower bound rejects most misses before packing.</summary>

@@ -18,6 +18,8 @@ internal sealed class ScheduleBuilder
     private readonly Dictionary<string, TensorRef> _named = new(StringComparer.Ordinal);
     private readonly Dictionary<(IReadOnlyList<InventoryTensor>, int, int, int, int), TensorRef[]> _placements = [];
     private readonly Dictionary<(int, int), int[]> _pairs = [];
+    private readonly Dictionary<TensorRef[], int[]> _writes = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<IReadOnlyList<InventoryTensor>, (int X, int Z)> _outputIndices = new(ReferenceEqualityComparer.Instance);
     private readonly int _batch, _input, _head, _gradients, _form;
     private readonly int[] _backwardWorkspace = new int[2];
     private readonly TensorRef[][] _scratch = new TensorRef[2][];
@@ -149,12 +151,8 @@ internal sealed class ScheduleBuilder
 
         var kept = new Dictionary<int, TensorRef> { [0] = _named["x0"] };
         TensorRef x = _named["x0"], z = _named["z0"];
-        for (var l = 0; l < lastStart; l++)
-        {
-            var keep = checkpoints.TryGetValue(l + 1, out var c);
-            (x, z) = Untaped(l, x, z, stream, keep ? c : -1);
-            if (keep) kept[l + 1] = x;
-        }
+        if (lastStart > 0)
+            (x, z) = Advance(0, lastStart, x, z, stream, l => checkpoints.TryGetValue(l + 1, out var c) ? c : -1, (l, xOut) => kept[l + 1] = xOut);
         var tapes = new (TensorRef X, TensorRef Z, TensorRef[] Saved)[_layers];
         TapedRun(lastStart, _layers, x, z, tapes);
         Head(Outputs(_inventory.Tensors(_layers - 1), tapes[_layers - 1].Saved).Z);
@@ -196,13 +194,11 @@ internal sealed class ScheduleBuilder
                         throw new InvalidOperationException($"Revolve asked for a snapshot the schedule cannot take without a copy: {action}.");
                     break;
                 case RevolveActionKind.Advance:
-                    for (var l = action.Position; l < action.Position + action.Count; l++)
-                    {
-                        var snapshot = l == action.Position + action.Count - 1 && i + 1 < actions.Count
-                            && actions[i + 1] is { Kind: RevolveActionKind.TakeSnapshot, Slot: > 0 } next ? next.Slot : -1;
-                        (x, z) = Untaped(l, x, z, stream, snapshot >= 0 ? slotResources[snapshot] : -1);
-                        if (snapshot >= 0) (slotRefs[snapshot], slotPositions[snapshot]) = (x, l + 1);
-                    }
+                    // A snapshot right after the advance is written by its last forward straight into the slot.
+                    var end = action.Position + action.Count;
+                    var snapshot = i + 1 < actions.Count && actions[i + 1] is { Kind: RevolveActionKind.TakeSnapshot, Slot: > 0 } next ? next.Slot : -1;
+                    (x, z) = Advance(action.Position, action.Count, x, z, stream, l => l + 1 == end && snapshot >= 0 ? slotResources[snapshot] : -1,
+                                     (l, xOut) => (slotRefs[snapshot], slotPositions[snapshot]) = (xOut, l + 1));
                     break;
                 case RevolveActionKind.Restore:
                     x = slotRefs[action.Slot];
@@ -222,25 +218,51 @@ internal sealed class ScheduleBuilder
 
     // ------------------------------------------------------------------------------------------------ pieces
 
-    /// <summary>x and z ping-pong blocks and one untaped workspace per kind, for forwards that keep nothing.</summary>
-    private (int[] X, int[] Z, int[] Workspace) StreamResources() =>
+    /// <summary>
+    /// x and z ping-pong blocks and one workspace for forwards that keep nothing (sized for either kind: an advance runs
+    /// both kinds within one op, so two workspaces would both be live there).
+    /// </summary>
+    private (int[] X, int[] Z, int Workspace) StreamResources() =>
         ([Resource("stream.x[0]", ResourceRole.Stream), Resource("stream.x[1]", ResourceRole.Stream)],
          [Resource("stream.z[0]", ResourceRole.Stream), Resource("stream.z[1]", ResourceRole.Stream)],
-         [Resource("untaped.attention", ResourceRole.Untaped), Resource("untaped.feed-forward", ResourceRole.Untaped)]);
+         Resource("untaped", ResourceRole.Untaped));
 
-    /// <summary>An untaped forward of <paramref name="l"/>: x_out to <paramref name="keepX"/> when ≥ 0 (a checkpoint), else the stream.</summary>
-    private (TensorRef X, TensorRef Z) Untaped(int l, TensorRef x, TensorRef z, (int[] X, int[] Z, int[] Workspace) stream, int keepX)
+    /// <summary>
+    /// One <see cref="StepOpKind.Advance"/> op over [<paramref name="from"/>, from + <paramref name="count"/>): sub-layer l
+    /// writes x_out into <paramref name="keepX"/>(l) when that is ≥ 0 (a checkpoint; <paramref name="kept"/> hears of it),
+    /// else into the stream. Returns the last x and z.
+    /// </summary>
+    private (TensorRef X, TensorRef Z) Advance(int from, int count, TensorRef x, TensorRef z, (int[] X, int[] Z, int Workspace) stream,
+                                               Func<int, int> keepX, Action<int, TensorRef> kept)
     {
-        var specs = _inventory.Tensors(l);
-        int xOut = keepX >= 0 ? keepX : stream.X[l % 2], zOut = stream.Z[l % 2], workspace = stream.Workspace[l % 2];
-        var key = (specs, xOut, zOut, workspace, 0);
-        if (!_placements.TryGetValue(key, out var saved))
+        var steps = new TensorRef[count][];
+        var writes = new List<int>();
+        var seen = new HashSet<TensorRef[]>(ReferenceEqualityComparer.Instance);
+        double flops = 0;
+        TensorRef x0 = x, z0 = z;
+        for (var j = 0; j < count; j++)
         {
-            saved = Place(specs, i => specs[i].Spec.Name switch { "x_out" => xOut, "z_out" => zOut, _ => workspace });
-            _placements[key] = saved;
+            var l = from + j;
+            var specs = _inventory.Tensors(l);
+            var keep = keepX(l);
+            int xOut = keep >= 0 ? keep : stream.X[l % 2], zOut = stream.Z[l % 2];
+            var key = (specs, xOut, zOut, stream.Workspace, 0);
+            if (!_placements.TryGetValue(key, out var saved))
+                _placements[key] = saved = Place(specs, i => specs[i].Spec.Name switch { "x_out" => xOut, "z_out" => zOut, _ => stream.Workspace });
+            if (seen.Add(saved))
+                foreach (var r in WritesOf(saved))
+                    if (!writes.Contains(r)) writes.Add(r);
+            steps[j] = saved;
+            flops += _inventory.ForwardFlops(l);
+            (x, z) = Outputs(specs, saved);
+            if (keep >= 0) kept(l, x);
         }
-        Forward(l, x, z, saved, taped: false);
-        return Outputs(specs, saved);
+        Add(new StepOp
+        {
+            Kind = StepOpKind.Advance, SubLayer = from, Count = count, X = x0, Z = z0, Steps = steps,
+            Reads = Pair(x0.Resource, z0.Resource), Writes = [.. writes], Flops = flops,
+        });
+        return (x, z);
     }
 
     /// <summary>Taped forwards of [a, b), sub-layer a + j into tape slot j of its kind.</summary>
@@ -260,8 +282,8 @@ internal sealed class ScheduleBuilder
 
     private void Forward(int l, TensorRef x, TensorRef z, TensorRef[] saved, bool taped)
     {
-        var writes = Distinct(saved);
-        if (writes.Contains(x.Resource) || writes.Contains(z.Resource))
+        var writes = WritesOf(saved);
+        if (Array.IndexOf(writes, x.Resource) >= 0 || Array.IndexOf(writes, z.Resource) >= 0)
             throw new InvalidOperationException($"Forward({l}) would overwrite its own input.");
         Add(new StepOp
         {
@@ -305,6 +327,13 @@ internal sealed class ScheduleBuilder
         return pair;
     }
 
+    /// <summary>The resources a placement writes (cached per placement: untaped forwards share theirs).</summary>
+    private int[] WritesOf(TensorRef[] saved)
+    {
+        if (!_writes.TryGetValue(saved, out var writes)) _writes[saved] = writes = Distinct(saved);
+        return writes;
+    }
+
     private static int[] Distinct(TensorRef[] refs)
     {
         var list = new List<int>(3);
@@ -313,8 +342,11 @@ internal sealed class ScheduleBuilder
         return [.. list];
     }
 
-    private static (TensorRef X, TensorRef Z) Outputs(IReadOnlyList<InventoryTensor> specs, TensorRef[] saved) =>
-        (saved[Index(specs, "x_out")], saved[Index(specs, "z_out")]);
+    private (TensorRef X, TensorRef Z) Outputs(IReadOnlyList<InventoryTensor> specs, TensorRef[] saved)
+    {
+        if (!_outputIndices.TryGetValue(specs, out var at)) _outputIndices[specs] = at = (Index(specs, "x_out"), Index(specs, "z_out"));
+        return (saved[at.X], saved[at.Z]);
+    }
 
     private static int Index(IReadOnlyList<InventoryTensor> specs, string name) =>
         IndexOrNone(specs, name) is var i and >= 0 ? i : throw new InvalidOperationException($"No tensor named {name}.");

@@ -14,6 +14,13 @@ public enum StepOpKind
     /// <summary>Sub-layer l's forward from (X, Z) = (x_l, z_l), writing its tensors where <see cref="StepOp.Saved"/> says.</summary>
     Forward,
 
+    /// <summary>
+    /// Sub-layers SubLayer .. SubLayer + Count − 1 forward, one after another, keeping nothing but what
+    /// <see cref="StepOp.Steps"/> places in checkpoints: the first reads (X, Z), each later one its predecessor's x_out
+    /// and z_out. One op for the run, so a long chain of recomputation costs the schedule one entry.
+    /// </summary>
+    Advance,
+
     /// <summary>The FFN activation h again from the kept pre-activation: X (gate_up or u) read, Z (h) written.</summary>
     RecomputeActivation,
 
@@ -108,7 +115,7 @@ public sealed class StepOp
     /// <summary>The sub-layer, or −1.</summary>
     public int SubLayer { get; init; } = -1;
 
-    /// <summary>For <see cref="StepOpKind.Forward"/>: true when a backward reads what it writes (its tape).</summary>
+    /// <summary>For <see cref="StepOpKind.Forward"/>: true when a backward reads what it writes (its tape); Advance keeps no tape.</summary>
     public bool Taped { get; init; }
 
     /// <summary>x_l (Forward, Backward, FormInput), or the kept pre-activation (RecomputeActivation).</summary>
@@ -119,6 +126,12 @@ public sealed class StepOp
 
     /// <summary>Forward and Backward: where each tensor of the sub-layer's spec list lives (<see cref="TensorRef.None"/> where a backward does not read it).</summary>
     public IReadOnlyList<TensorRef> Saved { get; init; } = [];
+
+    /// <summary>Advance: the number of sub-layers it runs.</summary>
+    public int Count { get; init; }
+
+    /// <summary>Advance: for each sub-layer it runs, where its tensors go (shared between steps that place them alike).</summary>
+    public IReadOnlyList<TensorRef[]> Steps { get; init; } = [];
 
     /// <summary>Backward: d_f then the branch's gradient temporaries (<see cref="KeelModel.ScratchSpecs"/> order).</summary>
     public IReadOnlyList<TensorRef> Scratch { get; init; } = [];
@@ -133,7 +146,12 @@ public sealed class StepOp
     public double Flops { get; init; }
 
     /// <inheritdoc />
-    public override string ToString() => SubLayer >= 0 ? $"{Kind}({SubLayer}{(Kind == StepOpKind.Forward && !Taped ? ", untaped" : "")})" : Kind.ToString();
+    public override string ToString() => Kind switch
+    {
+        StepOpKind.Advance => $"Advance({SubLayer}..{SubLayer + Count - 1})",
+        _ when SubLayer >= 0 => $"{Kind}({SubLayer})",
+        _ => Kind.ToString(),
+    };
 }
 
 /// <summary>
@@ -167,8 +185,8 @@ public sealed class StepSchedule
     /// <summary>Forward FLOPs of all ops (sub-layer forwards, each as often as it runs, and recomputed norms and activations).</summary>
     public double ForwardFlops => Ops.Sum(op => op.Flops);
 
-    /// <summary>How many times the ops run sub-layer forwards (taped or not).</summary>
-    public int SubLayerForwards => Ops.Count(op => op.Kind == StepOpKind.Forward);
+    /// <summary>How many sub-layer forwards the ops run (taped or not).</summary>
+    public long SubLayerForwards => Ops.Sum(op => op.Kind switch { StepOpKind.Forward => 1L, StepOpKind.Advance => op.Count, _ => 0L });
 
     private void DeriveLifetimes()
     {

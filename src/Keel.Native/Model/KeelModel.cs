@@ -105,7 +105,8 @@ public sealed class KeelModel : IDisposable
         _inputStatistics = new NormStatistics(default, default, Named("mean_in"), Named("rstd_in"));
         _formStatistics = new NormStatistics(default, default, Named("form_mean"), Named("form_rstd"));
         var bound = new Dictionary<IReadOnlyList<TensorRef>, Tensor[]>(ReferenceEqualityComparer.Instance);
-        _ops = [.. schedule.Ops.Select(op => new BoundOp(op, View(op.X), View(op.Z), Views(op.Saved, bound), Views(op.Scratch, bound)))];
+        _ops = [.. schedule.Ops.Select(op => new BoundOp(op, View(op.X), View(op.Z), Views(op.Saved, bound), Views(op.Scratch, bound),
+                                                          [.. op.Steps.Select(step => Views(step, bound))]))];
         _forwardOps = schedule.ForwardOpCount;
         _tapedForwards = new BoundOp[config.SubLayers];
         foreach (var op in _ops.Where(o => o.Op.Kind == StepOpKind.Forward && o.Op.Taped)) _tapedForwards[op.Op.SubLayer] = op;
@@ -374,6 +375,18 @@ public sealed class KeelModel : IDisposable
                 case StepOpKind.Forward:
                     _subLayers[l].Forward(op.X, op.Z, op.Saved);
                     break;
+                case StepOpKind.Advance:
+                {
+                    Tensor x = op.X, z = op.Z;
+                    for (var j = 0; j < op.Steps.Length; j++)
+                    {
+                        var subLayer = _subLayers[l + j];
+                        var saved = op.Steps[j];
+                        subLayer.Forward(x, z, saved);
+                        (x, z) = (saved[subLayer.OutputIndex], saved[subLayer.OutputOperandIndex]);
+                    }
+                    break;
+                }
                 case StepOpKind.RecomputeActivation:
                     ((FeedForwardSubLayer)_subLayers[l]).Activate(op.X, op.Z);
                     break;
@@ -434,7 +447,7 @@ public sealed class KeelModel : IDisposable
     }
 
     /// <summary>A schedule op with its tensors resolved to arena views (ops that share a placement share the arrays).</summary>
-    private sealed record BoundOp(StepOp Op, Tensor X, Tensor Z, Tensor[] Saved, Tensor[] Scratch);
+    private sealed record BoundOp(StepOp Op, Tensor X, Tensor Z, Tensor[] Saved, Tensor[] Scratch, Tensor[][] Steps);
 
     private void CopyIn<T>(ReadOnlySpan<T> host, Tensor destination) where T : unmanaged, INumberBase<T>
     {

@@ -75,6 +75,12 @@ public abstract class SubLayer
     /// <summary>Bytes of <see cref="Saved"/>.</summary>
     public long SavedBytes => Saved.Sum(s => s.ByteLength);
 
+    /// <summary>Index of x_out in <see cref="Saved"/>.</summary>
+    internal int OutputIndex => _xOut;
+
+    /// <summary>Index of z_out in <see cref="Saved"/>.</summary>
+    internal int OutputOperandIndex => _zOut;
+
     /// <summary>Where the taped forward writes <see cref="Saved"/> (set by the model from its plan).</summary>
     internal Tensor[] Tape
     {

@@ -1,5 +1,8 @@
 using System.Diagnostics;
+using Keel.Cuda.Driver;
 using Keel.Native.Devices;
+using Keel.Native.Devices.Cuda;
+using Keel.Native.Memory;
 using Keel.Native.Model;
 
 namespace Keel.Native.Training;
@@ -12,7 +15,11 @@ namespace Keel.Native.Training;
 /// <param name="Skipped">True when the loss or the gradients were not finite and no update was applied.</param>
 /// <param name="Tokens">Tokens the step trained on.</param>
 /// <param name="Seconds">Wall time of the step.</param>
-public readonly record struct StepResult(int Step, double Loss, double LearningRate, double GradientNorm, bool Skipped, int Tokens, double Seconds);
+/// <param name="IssueSeconds">
+/// Host time spent issuing the forward and backward passes (or replaying their CUDA graph), up to the wait for the
+/// losses: on a GPU, where ops are asynchronous, the launch overhead; on the CPU device the computation itself.
+/// </param>
+public readonly record struct StepResult(int Step, double Loss, double LearningRate, double GradientNorm, bool Skipped, int Tokens, double Seconds, double IssueSeconds);
 
 /// <summary>Thrown when too many consecutive steps had a NaN or infinite loss or gradient.</summary>
 public sealed class TrainingDivergedException(string message) : Exception(message);
@@ -25,10 +32,19 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// <see cref="TrainingOptions.MaxConsecutiveBadSteps"/> in a row the trainer stops with
 /// <see cref="TrainingDivergedException"/>. On the CPU device a run is reproducible bit for bit from its seed,
 /// and <see cref="Checkpoints"/> resumes it exactly.
+/// <para>
+/// The model runs the memory plan of <see cref="TrainingOptions.Memory"/> (auto: the least recompute that fits the
+/// budget). On a GPU with <see cref="TrainingOptions.CudaGraphs"/>, the first step runs op by op (it compiles kernels and
+/// lets launchers size their scratch); the second captures one micro-batch's forward and backward into a CUDA graph, and
+/// every micro-batch from then on uploads its batch into the model's fixed buffers and replays that graph. The optimizer
+/// (whose learning rate and step number change) runs outside the graph.
+/// </para>
 /// </summary>
 public sealed class Trainer : IDisposable
 {
     private readonly int[] _tokens, _targets;
+    private readonly CudaDevice? _graphDevice;
+    private CudaGraphExec? _stepGraph;
 
     /// <summary>Builds the model and optimizer; checks everything before allocating.</summary>
     /// <param name="device">Where to train.</param>
@@ -37,7 +53,10 @@ public sealed class Trainer : IDisposable
     /// <param name="data">Tokenized training and validation text.</param>
     /// <param name="tokenizer">The tokenizer that made <paramref name="data"/> (recorded in checkpoints).</param>
     /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
-    /// <exception cref="ArgumentException">The config cannot work, its vocabulary is smaller than the tokenizer's, or the data is shorter than one sequence.</exception>
+    /// <exception cref="ArgumentException">
+    /// The config cannot work, its vocabulary is smaller than the tokenizer's, the data is shorter than one sequence, or
+    /// the memory plan does not fit the budget (<see cref="MemoryBudgetException"/>, saying what would).
+    /// </exception>
     public Trainer(IDevice device, ModelConfig config, TrainingOptions options, TokenDataset data, TokenizerKind tokenizer, ModelPrecision? precision = null)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -52,7 +71,10 @@ public sealed class Trainer : IDisposable
         Options = options;
         Data = data;
         Tokenizer = tokenizer;
-        Model = new KeelModel(device, config, precision ?? ModelPrecision.For(device), options.BatchSize);
+        precision ??= ModelPrecision.For(device);
+        var plan = PlanMemory(device, config, precision, options);
+        Model = new KeelModel(device, config, precision, options.BatchSize, plan);
+        if (options.CudaGraphs && device is CudaDevice cuda) _graphDevice = cuda;
         try
         {
             Optimizer = new AdamWOptimizer(Model, options);
@@ -93,6 +115,34 @@ public sealed class Trainer : IDisposable
     /// <summary>Bytes the model and the optimizer allocated on the device.</summary>
     public long AllocatedBytes => Model.AllocatedBytes + Optimizer.AllocatedBytes;
 
+    /// <summary>True when steps after the first replay a CUDA graph (a GPU, <see cref="TrainingOptions.CudaGraphs"/>, no profiler in between).</summary>
+    public bool UsesCudaGraphs => _graphDevice is not null;
+
+    /// <summary>The plan for <paramref name="options"/>' memory policy and budget (auto's default budget: the device's memory).</summary>
+    /// <exception cref="MemoryBudgetException">Auto found nothing that fits, or the chosen policy needs more than the budget.</exception>
+    public static MemoryPlan PlanMemory(IDevice device, ModelConfig config, ModelPrecision precision, TrainingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(options);
+        var inventory = new MemoryInventory(config, precision, options.BatchSize, MemoryTarget.For(device.Kind));
+        var budget = options.MemoryBudget ?? (options.Memory.Kind == MemoryPolicyKind.Auto ? TrainingDevices.MemoryBytes(device) : null);
+        var plan = MemoryPlanner.Plan(inventory, options.Memory, budget);
+        if (budget is { } b && !plan.Fits(b))
+        {
+            var hint = "";
+            try
+            {
+                hint = $"; auto would choose {MemoryPlanner.Auto(inventory, b).Policy}";
+            }
+            catch (MemoryBudgetException e)
+            {
+                hint = $"; {e.Message}";
+            }
+            throw new MemoryBudgetException($"The {plan.Policy} memory policy needs {ByteSize.Format(plan.TotalBytes)}, more than the budget of {ByteSize.Format(b)}{hint}", plan.TotalBytes);
+        }
+        return plan;
+    }
+
     /// <summary>Initializes the parameters from <see cref="TrainingOptions.Seed"/>.</summary>
     public void Initialize() => Model.Initialize(Options.Seed);
 
@@ -105,12 +155,22 @@ public sealed class Trainer : IDisposable
         var scale = 1f / TokensPerStep;
         Model.ZeroGradients();
         double lossSum = 0;
+        long issue = 0;
         for (var micro = 0; micro < Options.AccumulationSteps; micro++)
         {
             Batches.FillTraining(Data.Train, Options.Seed, step, micro, Options.BatchSize, Model.Config.SequenceLength, _tokens, _targets);
             Model.SetBatch(_tokens, _targets);
-            Model.Forward(withLoss: true, lossGradientScale: scale);
-            Model.Backward();
+            var start = Stopwatch.GetTimestamp();
+            if (_graphDevice is not null && CompletedSteps > 0)
+            {
+                _stepGraph ??= _graphDevice.Capture(() => ForwardBackward(scale));
+                _graphDevice.Replay(_stepGraph);
+            }
+            else
+            {
+                ForwardBackward(scale);
+            }
+            issue += Stopwatch.GetTimestamp() - start;
             lossSum += Model.SumLosses();
         }
         var loss = lossSum / TokensPerStep;
@@ -118,7 +178,7 @@ public sealed class Trainer : IDisposable
         var (norm, applied) = Optimizer.Step(learningRate, double.IsFinite(loss));
         CompletedSteps = step;
         ConsecutiveBadSteps = applied ? 0 : ConsecutiveBadSteps + 1;
-        var result = new StepResult(step, loss, learningRate, norm, !applied, TokensPerStep, watch.Elapsed.TotalSeconds);
+        var result = new StepResult(step, loss, learningRate, norm, !applied, TokensPerStep, watch.Elapsed.TotalSeconds, (double)issue / Stopwatch.Frequency);
         if (ConsecutiveBadSteps >= Options.MaxConsecutiveBadSteps)
             throw new TrainingDivergedException(
                 $"Stopped at step {step}: the loss or the gradients were NaN or infinite in {ConsecutiveBadSteps} consecutive steps (last loss {loss}, gradient norm {norm}); " +
@@ -130,9 +190,16 @@ public sealed class Trainer : IDisposable
     public double EvaluateValidation() =>
         Evaluation.MeanLoss(Model, Data.Validation, Options.EvalBatches * Options.BatchSize).MeanLoss;
 
+    private void ForwardBackward(float scale)
+    {
+        Model.Forward(withLoss: true, lossGradientScale: scale);
+        Model.Backward();
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {
+        _stepGraph?.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
     }

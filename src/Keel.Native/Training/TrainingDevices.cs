@@ -37,6 +37,18 @@ public static class TrainingDevices
         _ => throw new ArgumentOutOfRangeException(nameof(choice), choice, "Unknown device."),
     };
 
+    /// <summary>The memory a run on <paramref name="device"/> may plan for: a GPU's total memory, else the memory available to this process.</summary>
+    public static long MemoryBytes(IDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return device switch
+        {
+            ProfiledDevice profiled => MemoryBytes(profiled.Inner),
+            CudaDevice cuda => cuda.MemoryInfo.TotalBytes,
+            _ => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
+        };
+    }
+
     /// <summary>True when the CUDA driver loads and reports at least one GPU.</summary>
     public static bool HasGpu()
     {

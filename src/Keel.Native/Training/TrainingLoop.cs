@@ -20,7 +20,8 @@ public sealed record RunSummary(string RunDirectory, string Checkpoint, string M
 /// <summary>
 /// Runs a <see cref="Trainer"/> to its last step with the files a person wants from a run: a live progress line
 /// (step, loss, tokens/s, ETA), <c>metrics.jsonl</c> (one JSON object per step: step, loss, lr, grad_norm,
-/// tokens_per_s, memory_bytes, skipped, and val_loss on evaluation steps), the validation loss every
+/// tokens_per_s, issue_ms (host time issuing the passes: launch overhead on a GPU), memory_bytes, skipped, and val_loss
+/// on evaluation steps), the validation loss every
 /// <see cref="TrainingOptions.EvalInterval"/> steps, checkpoints, and <c>loss.png</c> at the end.
 /// </summary>
 public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWriter output, bool interactive)
@@ -86,6 +87,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                     ["lr"] = result.LearningRate,
                     ["grad_norm"] = Finite(result.GradientNorm),
                     ["tokens_per_s"] = Math.Round(result.Tokens / result.Seconds, 1),
+                    ["issue_ms"] = Math.Round(result.IssueSeconds * 1e3, 3),
                     ["memory_bytes"] = trainer.AllocatedBytes,
                     ["process_bytes"] = Environment.WorkingSet,
                     ["skipped"] = result.Skipped,

@@ -1,3 +1,5 @@
+using Keel.Native.Memory;
+
 namespace Keel.Native.Training;
 
 /// <summary>
@@ -58,6 +60,22 @@ public sealed record TrainingOptions
 
     /// <summary>Stop after this many consecutive steps whose loss or gradients were NaN or infinite (each is skipped).</summary>
     public int MaxConsecutiveBadSteps { get; init => field = Positive(value, nameof(MaxConsecutiveBadSteps)); } = 5;
+
+    /// <summary>
+    /// Which activations a step keeps and which it recomputes (<see cref="MemoryPolicy"/>): store (default), selective,
+    /// every:K, binomial:S, or auto, which picks the plan with the least recompute that fits <see cref="MemoryBudget"/>
+    /// (by default the device's memory). Losses and gradients do not depend on it.
+    /// </summary>
+    public MemoryPolicy Memory { get; init => field = value ?? throw new ArgumentNullException(nameof(Memory)); } = MemoryPolicy.Store;
+
+    /// <summary>Device bytes the step may use (parameters, optimizer state, activations, workspaces); null for the device's memory under auto and no limit otherwise.</summary>
+    public long? MemoryBudget { get; init => field = value is null or > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MemoryBudget), value, "MemoryBudget must be positive."); }
+
+    /// <summary>
+    /// On a GPU, capture each micro-batch's forward and backward into a CUDA graph after the first step and replay it
+    /// (one launch instead of tens of thousands); ignored on other devices and while profiling.
+    /// </summary>
+    public bool CudaGraphs { get; init; } = true;
 
     /// <summary>The learning rate of step <paramref name="step"/> (from 1): linear warm-up to the peak, then cosine to the minimum at <see cref="Steps"/>.</summary>
     public double LearningRateAt(int step)

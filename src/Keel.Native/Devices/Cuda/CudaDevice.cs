@@ -81,6 +81,49 @@ public sealed class CudaDevice : KernelDevice
         return CudaEvent.Create(_context, timing);
     }
 
+    /// <summary>
+    /// Records the work <paramref name="work"/> queues on <see cref="Stream"/> into an executable CUDA graph; nothing runs
+    /// while it records. The work must queue only device work: no allocation (the capture is thread-local, so one fails
+    /// with a <see cref="Keel.Cuda.CudaException"/> naming the call), no copy to the host and no synchronization. Kernel
+    /// arguments, including every tensor address, are frozen into the graph: replay it only while they stay valid, with
+    /// whatever changes between replays uploaded into the same buffers first. The caller owns the result.
+    /// </summary>
+    public CudaGraphExec Capture(Action work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        Bind();
+        CudaGraph.BeginCapture(_stream, StreamCaptureMode.ThreadLocal);
+        try
+        {
+            work();
+        }
+        catch
+        {
+            // End the capture so the stream is usable again; the partial graph is of no use.
+            try
+            {
+                CudaGraph.EndCapture(_stream).Dispose();
+            }
+            catch (Keel.Cuda.CudaException)
+            {
+                // The capture was already invalidated by whatever failed; the first exception says what.
+            }
+            throw;
+        }
+        using var graph = CudaGraph.EndCapture(_stream);
+        return graph.Instantiate();
+    }
+
+    /// <summary>Queues one replay of <paramref name="graph"/> (from <see cref="Capture"/>) on <see cref="Stream"/>.</summary>
+    public void Replay(CudaGraphExec graph)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        Bind();
+        graph.Launch(_stream);
+        // The replayed kernels may record errors (token ids) like their eager launches; check at the next synchronization.
+        ExpectDeferredChecks();
+    }
+
     /// <summary>Free and total device memory, as the driver reports them now.</summary>
     public CudaMemoryInfo MemoryInfo
     {

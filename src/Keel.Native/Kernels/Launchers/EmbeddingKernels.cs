@@ -202,6 +202,9 @@ public sealed unsafe class EmbeddingKernels : IDisposable
             $"tokens[{(uint)word[3]}] = {word[2]} is outside the vocabulary ({(uint)word[0]} token(s) out of range; an embedding op since the last synchronization met them).");
     }
 
+    /// <summary>Makes the next <see cref="ThrowIfTokensWereOutOfRange"/> read the error word: kernels ran that this launcher did not queue itself (a replayed graph).</summary>
+    internal void ExpectCheck() => _checkPending |= _errors is not null;
+
     private Tensor Scratch(ref DeviceBuffer? buffer, DType dtype, long length)
     {
         if (buffer is null || buffer.Tensor.Length < length)

@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Globalization;
+using CommandLine;
+using Keel.Cli.Output;
+using Keel.Native.Devices;
+using Keel.Native.Memory;
+using Keel.Native.Model;
+using Keel.Native.Training;
+
+namespace Keel.Cli.Commands;
+
+[Verb("plan", HelpText = "The memory a training step needs, under each activation policy, for a model, a batch and a budget: parameters, gradients, optimizer state, activations (arena and lower bound), workspaces, the peak, the recompute overhead in extra FLOPs, which policies fit, and what auto would choose. Needs no GPU; any depth takes well under a second.")]
+internal sealed class PlanOptions : ModelOptions
+{
+    [Option("tokenizer", Default = TokenizerKind.Byte, HelpText = "Sets the vocabulary as train would: Byte (256) or Gpt2 (50257).")]
+    public TokenizerKind Tokenizer { get; init; } = TokenizerKind.Byte;
+
+    [Option("vocab", HelpText = "Vocabulary size, overriding --tokenizer's.")]
+    public int? Vocabulary { get; init; }
+
+    [Option("policies", HelpText = "More policies to show, comma-separated (every:K, binomial:S, ...), beside store, selective, every:1, every:√L, binomial:2 and binomial:log2(L)+1.")]
+    public string? Policies { get; init; }
+}
+
+/// <summary><c>keel plan</c>: every policy's memory and recompute for a model, and what fits the budget.</summary>
+internal static class PlanCommand
+{
+    public static int Run(PlanOptions options, TextWriter output)
+    {
+        var watch = Stopwatch.StartNew();
+        var config = options.ModelConfig(options.Vocabulary ?? TextTokenizers.VocabularySize(options.Tokenizer)).Validate();
+        var batch = options.BatchSize ?? new TrainingOptions().BatchSize;
+        var (target, precision, budget, budgetSource) = Target(options);
+        var extra = (options.Policies ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(MemoryPolicy.Parse).ToList();
+        if (extra.Any(p => p.Kind == MemoryPolicyKind.Auto)) throw new ArgumentException("--policies lists policies to show; auto is always shown when there is a budget.", "policies");
+
+        var inventory = new MemoryInventory(config, precision, batch, target);
+        var layers = config.SubLayers;
+        var sqrt = Math.Max(1, (int)Math.Round(Math.Sqrt(layers)));
+        var log = (int)Math.Ceiling(Math.Log2(layers)) + 1;
+        MemoryPolicy[] standard = [MemoryPolicy.Store, MemoryPolicy.Selective, MemoryPolicy.Every(1), MemoryPolicy.Every(sqrt), MemoryPolicy.Binomial(2), MemoryPolicy.Binomial(log)];
+        var policies = standard.Concat(extra).Distinct().Where(p => p.Kind != MemoryPolicyKind.Every || p.Parameter < layers).ToList();
+
+        MemoryPlan? auto = null;
+        MemoryBudgetException? none = null;
+        if (budget is { } b)
+        {
+            try
+            {
+                auto = MemoryPlanner.Auto(inventory, b);
+                if (!policies.Contains(auto.Policy)) policies.Add(auto.Policy);
+            }
+            catch (MemoryBudgetException e)
+            {
+                none = e;
+            }
+        }
+        var plans = policies.Select(p => auto is not null && p == auto.Policy ? auto : MemoryPlanner.Plan(inventory, p)).ToList();
+
+        output.WriteLine(Invariant($"Model      {config.Architecture}, L = {layers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, FFN {config.FeedForward} {config.FeedForwardSize}, {config.Norm}Norm, vocabulary {config.VocabularySize}, {inventory.Layout.ParameterCount / 1e9:0.000} B parameters"));
+        output.WriteLine(Invariant($"Step       batch {batch} × sequence {config.SequenceLength} = {inventory.Tokens:N0} tokens, {inventory.StepFlops / 1e12:0.###} TFLOP without recompute"));
+        output.WriteLine(Invariant($"Target     {target.Kind}: {precision.Master} master state and residual stream, {precision.Operand} GEMM operands; budget {(budget is { } bb ? $"{ByteSize.Format(bb)} ({ByteSize.FormatGiB(bb)}, {budgetSource})" : "none (give --budget, or run where a GPU is)")}"));
+        output.WriteLine();
+        output.WriteLine("Every policy needs:");
+        var fixedTable = new TextTable("", "bytes", "").AlignRight("bytes");
+        fixedTable.Add("parameters", ByteSize.Format(inventory.ParameterBytes), $"{precision.Master} master weights");
+        fixedTable.Add("gradients", ByteSize.Format(inventory.GradientBytes), precision.Master.ToString());
+        fixedTable.Add("optimizer state", ByteSize.Format(inventory.OptimizerStateBytes), "AdamW first and second moments");
+        if (inventory.OperandCopyBytes > 0) fixedTable.Add("weight copy", ByteSize.Format(inventory.OperandCopyBytes), $"{precision.Operand} parameters the GEMMs read");
+        foreach (var w in inventory.Workspaces) fixedTable.Add("workspace", ByteSize.Format(w.Bytes), w.Name);
+        if (target.ContextAllowanceBytes > 0) fixedTable.Add("context", ByteSize.Format(target.ContextAllowanceBytes), "CUDA context, modules and library state (a stated allowance)");
+        fixedTable.Write(output);
+        output.WriteLine();
+
+        var table = new TextTable("policy", "activations", "lower bound", "arena/bound", "peak", "recompute", "forwards", "fits").AlignRight("activations", "lower bound", "arena/bound", "peak", "recompute", "forwards");
+        foreach (var plan in plans)
+        {
+            table.Add(plan.Policy.ToString() + (auto is not null && plan == auto ? " (auto)" : ""),
+                      ByteSize.Format(plan.ArenaBytes), ByteSize.Format(plan.Arena.LowerBound), Invariant($"{plan.Arena.Ratio:0.000}"),
+                      ByteSize.Format(plan.TotalBytes), Invariant($"+{100 * plan.RecomputeFraction:0.0#}%"),
+                      Invariant($"{plan.Schedule.SubLayerForwards}/{layers}"),
+                      budget is { } limit ? plan.Fits(limit) ? "yes" : "no" : "");
+        }
+        table.Write(output);
+        output.WriteLine("activations: the arena every activation, the batch, the logits and the scratch live in; lower bound: the most bytes live at one op;");
+        output.WriteLine("peak: everything at once (static state, arena, workspaces, context); recompute: extra forward FLOPs over the step's model FLOPs;");
+        output.WriteLine("forwards: sub-layer forwards run per step over those of a step that keeps everything.");
+        output.WriteLine();
+
+        if (auto is not null)
+        {
+            output.WriteLine(Invariant($"auto: {auto.Policy}, peak {ByteSize.Format(auto.TotalBytes)} of {ByteSize.Format(budget!.Value)}, recompute +{100 * auto.RecomputeFraction:0.0}% FLOPs ({auto.Schedule.SubLayerForwards - layers} extra sub-layer forwards)."));
+        }
+        else if (none is not null)
+        {
+            output.WriteLine("auto: " + none.Message);
+            var depth = MemoryPlanner.LargestDepth(config, precision, batch, target, budget!.Value);
+            output.WriteLine(depth > 0
+                ? Invariant($"At this width, batch and precision, at most {depth} sub-layers fit {ByteSize.Format(budget.Value)} (auto).")
+                : "Not even two sub-layers of this width fit the budget.");
+        }
+        output.WriteLine(Invariant($"Planned in {watch.Elapsed.TotalSeconds:0.00} s."));
+        return 0;
+    }
+
+    /// <summary>The device kind planned for, its precision, and the budget with where it came from.</summary>
+    private static (MemoryTarget Target, ModelPrecision Precision, long? Budget, string Source) Target(PlanOptions options)
+    {
+        long? budget = options.Budget is { } text ? ByteSize.Parse(text) : null;
+        var source = "--budget";
+        var kind = options.Device switch
+        {
+            DeviceChoice.Cpu => DeviceKind.Cpu,
+            DeviceChoice.Emulated => DeviceKind.Emulated,
+            _ => DeviceKind.Cuda,
+        };
+        if (budget is null && kind == DeviceKind.Cuda && TrainingDevices.HasGpu())
+        {
+            using var device = TrainingDevices.Open(DeviceChoice.Cuda);
+            budget = TrainingDevices.MemoryBytes(device);
+            source = device.Name;
+        }
+        var precision = kind == DeviceKind.Cpu ? ModelPrecision.Float32 : ModelPrecision.Mixed;
+        return (MemoryTarget.For(kind), precision, budget, source);
+    }
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
