@@ -49,6 +49,18 @@ public static class TrainingDevices
         };
     }
 
+    /// <summary>On a GPU, the device memory in use now (total less free, as the driver reports it, other processes included); null elsewhere.</summary>
+    public static long? UsedBytes(IDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return device switch
+        {
+            ProfiledDevice profiled => UsedBytes(profiled.Inner),
+            CudaDevice cuda => cuda.MemoryInfo is var info ? info.TotalBytes - info.FreeBytes : null,
+            _ => null,
+        };
+    }
+
     /// <summary>True when the CUDA driver loads and reports at least one GPU.</summary>
     public static bool HasGpu()
     {

@@ -20,8 +20,9 @@ public sealed record RunSummary(string RunDirectory, string Checkpoint, string M
 /// <summary>
 /// Runs a <see cref="Trainer"/> to its last step with the files a person wants from a run: a live progress line
 /// (step, loss, tokens/s, ETA), <c>metrics.jsonl</c> (one JSON object per step: step, loss, lr, grad_norm,
-/// tokens_per_s, issue_ms (host time issuing the passes: launch overhead on a GPU), memory_bytes, skipped, and val_loss
-/// on evaluation steps), the validation loss every
+/// tokens_per_s, issue_ms (host time issuing the passes: launch overhead on a GPU), memory_bytes (allocated by the model
+/// and optimizer), planned_bytes (the memory plan's peak), device_used_bytes (on a GPU, in use as the driver reports it),
+/// skipped, and val_loss on evaluation steps), the validation loss every
 /// <see cref="TrainingOptions.EvalInterval"/> steps, checkpoints, and <c>loss.png</c> at the end.
 /// </summary>
 public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWriter output, bool interactive)
@@ -89,9 +90,11 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                     ["tokens_per_s"] = Math.Round(result.Tokens / result.Seconds, 1),
                     ["issue_ms"] = Math.Round(result.IssueSeconds * 1e3, 3),
                     ["memory_bytes"] = trainer.AllocatedBytes,
+                    ["planned_bytes"] = trainer.Model.Plan.TotalBytes,
                     ["process_bytes"] = Environment.WorkingSet,
                     ["skipped"] = result.Skipped,
                 };
+                if (TrainingDevices.UsedBytes(trainer.Model.Device) is { } used) line["device_used_bytes"] = used;
                 if (result.Skipped)
                     output.WriteLine($"{(interactive ? "\n" : "")}step {result.Step}: loss {result.Loss} / gradient norm {result.GradientNorm} not finite; step skipped ({trainer.ConsecutiveBadSteps} in a row, stop at {options.MaxConsecutiveBadSteps})");
                 var final = result.Step == options.Steps;

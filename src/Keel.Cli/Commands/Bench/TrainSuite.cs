@@ -1,4 +1,5 @@
 using System.Globalization;
+using Keel.Native.Memory;
 using Keel.Native.Model;
 using Keel.Native.Reference;
 using Keel.Native.Training;
@@ -10,7 +11,10 @@ namespace Keel.Cli.Commands.Bench;
 /// and the loss read back as training does) for a model config, as tokens/s and model FLOP utilization against
 /// the measured bf16 GEMM ceiling, beside the same model in PyTorch eager (<c>perf/baselines/keel_model.py</c>).
 /// A case is <c>key=value</c> pairs separated by commas: L (sub-layers), h, heads, kv, ffn, seq, batch, vocab,
-/// arch (keel, preln, postln, deepnorm), ffn_kind (swiglu, gelu), norm (rms, layer); unnamed keys keep the defaults of the first case.
+/// arch (keel, preln, postln, deepnorm), ffn_kind (swiglu, gelu), norm (rms, layer), memory (a policy: store, selective,
+/// every:K, binomial:S, auto), graphs (on, off); unnamed keys keep the defaults of the first case. Each case also logs
+/// the host time spent issuing the step (launch overhead; with graphs, one replay), the plan's peak and, on a GPU, the
+/// device memory in use as the driver reports it.
 /// </summary>
 internal sealed class TrainSuite : IBenchmarkSuite
 {
@@ -31,24 +35,33 @@ internal sealed class TrainSuite : IBenchmarkSuite
     {
         foreach (var text in context.Shapes.Count > 0 ? context.Shapes : DefaultCases)
         {
-            var (config, batch) = Parse(text);
-            var options = new TrainingOptions { BatchSize = batch, Steps = int.MaxValue / 2, WarmupSteps = 10, EvalInterval = 0 };
+            var (config, batch, memory, graphs) = Parse(text);
+            var options = new TrainingOptions { BatchSize = batch, Steps = int.MaxValue / 2, WarmupSteps = 10, EvalInterval = 0, Memory = memory, CudaGraphs = graphs };
             var data = TokenDataset.FromText(SyntheticTask.Generate(1, 20 * (config.SequenceLength + 1) * batch), new ByteTokenizer(), 0.05, "bench");
             using var trainer = new Trainer(context.Device, config, options, data, TokenizerKind.Byte);
             trainer.Initialize();
-            var microseconds = context.MedianMicroseconds(_ => trainer.Step());
+            var issue = new List<double>();
+            var microseconds = context.MedianMicroseconds(_ => issue.Add(trainer.Step().IssueSeconds));
             var flops = trainer.TokensPerStep * KeelModel.TrainingFlopsPerToken(config);
             report.Add(new BenchResult(text, "step", microseconds, 0, flops));
+            issue.Sort();
+            var issueMicroseconds = issue[issue.Count / 2] * 1e6;
+            var plan = trainer.Model.Plan;
+            var used = TrainingDevices.UsedBytes(context.Device) is { } bytes ? string.Create(CultureInfo.InvariantCulture, $", device memory in use {bytes / 1e9:0.00} GB ({100.0 * bytes / plan.TotalBytes:0.0}% of the plan)") : "";
             context.Log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{text}: {trainer.TokensPerStep / (microseconds * 1e-6):N0} tokens/s, {flops / (microseconds * 1e-6) / 1e12:0.0} model TFLOP/s, {trainer.AllocatedBytes / 1e9:0.00} GB allocated"));
+                $"{text}: {trainer.TokensPerStep / (microseconds * 1e-6):N0} tokens/s, {flops / (microseconds * 1e-6) / 1e12:0.0} model TFLOP/s, {trainer.AllocatedBytes / 1e9:0.00} GB allocated; ") +
+                string.Create(CultureInfo.InvariantCulture,
+                $"{plan.Policy} plan {plan.TotalBytes / 1e9:0.00} GB (+{100 * plan.RecomputeFraction:0.0}% FLOPs){used}; host issue {issueMicroseconds:0} µs per step ({100 * issueMicroseconds / microseconds:0.0}% of the step, graphs {(trainer.UsesCudaGraphs ? "on" : "off")})"));
         }
     }
 
     /// <summary>A case's config and batch size.</summary>
-    internal static (ModelConfig Config, int Batch) Parse(string text)
+    internal static (ModelConfig Config, int Batch, MemoryPolicy Memory, bool Graphs) Parse(string text)
     {
         var config = new ModelConfig { VocabularySize = 50257, Hidden = 1024, Heads = 16, KvHeads = 8, FeedForwardSize = 3072, SubLayers = 24, SequenceLength = 1024 };
         var batch = 8;
+        var memory = MemoryPolicy.Store;
+        var graphs = true;
         foreach (var pair in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var parts = pair.Split('=', 2, StringSplitOptions.TrimEntries);
@@ -66,12 +79,15 @@ internal sealed class TrainSuite : IBenchmarkSuite
                 "arch" => config with { Architecture = Enum.Parse<Architecture>(value, ignoreCase: true) },
                 "ffn_kind" => config with { FeedForward = Enum.Parse<FeedForwardKind>(value, ignoreCase: true) },
                 "norm" => config with { Norm = Enum.Parse<NormKind>(value, ignoreCase: true) },
-                "batch" => config,
-                _ => throw new ArgumentException($"Unknown key '{key}' in train case '{text}'; keys: L, h, heads, kv, ffn, seq, batch, vocab, arch, ffn_kind, norm.", "shape"),
+                "batch" or "memory" or "graphs" => config,
+                _ => throw new ArgumentException($"Unknown key '{key}' in train case '{text}'; keys: L, h, heads, kv, ffn, seq, batch, vocab, arch, ffn_kind, norm, memory, graphs.", "shape"),
             };
             if (key == "batch") batch = Int(value);
+            if (key == "memory") memory = MemoryPolicy.Parse(value);
+            if (key == "graphs") graphs = value is "on" or "true" ? true : value is "off" or "false" ? false
+                : throw new ArgumentException($"graphs={value} in train case '{text}': on or off.", "shape");
         }
-        return (config.Validate(), batch);
+        return (config.Validate(), batch, memory, graphs);
 
         int Int(string value) => int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n
             : throw new ArgumentException($"'{value}' in train case '{text}' is not an integer.", "shape");
