@@ -15,7 +15,10 @@ public abstract class KernelDevice : IDevice
 {
     private readonly Lazy<CastKernels> _cast;
     private readonly Lazy<OptimizerKernels> _optimizer;
+    private readonly Lazy<ResidualNormKernels> _residualNorm;
+    private readonly Func<long, Tensor> _residualNormPartials;
     private DeviceBuffer? _normPartials;
+    private DeviceBuffer? _residualNormScratch;
 
     /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
     protected KernelDevice(IKernelRuntime runtime)
@@ -23,6 +26,8 @@ public abstract class KernelDevice : IDevice
         Runtime = runtime;
         _cast = new(() => new CastKernels(runtime));
         _optimizer = new(() => new OptimizerKernels(runtime));
+        _residualNorm = new(() => new ResidualNormKernels(runtime));
+        _residualNormPartials = ResidualNormPartials;
     }
 
     /// <summary>Where this device's kernels compile and launch.</summary>
@@ -76,13 +81,37 @@ public abstract class KernelDevice : IDevice
         _optimizer.Value.AdamW(options, step, learningRate, parameters, gradients, firstMoment, secondMoment, parametersBf16, clip);
 
     /// <inheritdoc />
-    public virtual void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm,
-                                            Tensor y, Tensor z, NormStatistics statistics) => throw NoKernel("residual norm");
+    /// <remarks>z must be BFloat16 here (or empty without InputNorm); <see cref="ResidualNormKernels"/> lists the element types.</remarks>
+    public void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm,
+                                    Tensor y, Tensor z, NormStatistics statistics) =>
+        _residualNorm.Value.Forward(options, x, f, outNorm, inNorm, y, z, statistics);
 
     /// <inheritdoc />
-    public virtual void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
-                                             NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
-                                             NormWeights outNormGradients, NormWeights inNormGradients) => throw NoKernel("residual norm");
+    /// <remarks>dz must be BFloat16 here (or empty without InputNorm); the gradient sums go through a scratch buffer this device keeps.</remarks>
+    public void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
+                                     NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
+                                     NormWeights outNormGradients, NormWeights inNormGradients) =>
+        _residualNorm.Value.Backward(options, x, f, y, outNorm, inNorm, statistics, dy, dz, dx, df, outNormGradients, inNormGradients,
+                                     _residualNormPartials);
+
+    /// <summary>
+    /// The residual-norm backward's per-block gradient sums: allocated on first use and kept, so later steps of the
+    /// same shape allocate nothing; replaced by a larger one (after the queued work that may read it) when a shape needs more.
+    /// </summary>
+    private Tensor ResidualNormPartials(long length)
+    {
+        if (_residualNormScratch is null || _residualNormScratch.Tensor.Length < length)
+        {
+            if (_residualNormScratch is not null)
+            {
+                Synchronize();
+                _residualNormScratch.Dispose();
+                _residualNormScratch = null;
+            }
+            _residualNormScratch = Allocate(DType.Float32, new TensorShape(length));
+        }
+        return _residualNormScratch.Tensor;
+    }
 
     /// <inheritdoc />
     public virtual void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
@@ -124,6 +153,7 @@ public abstract class KernelDevice : IDevice
     public void Dispose()
     {
         _normPartials?.Dispose();
+        _residualNormScratch?.Dispose();
         Dispose(true);
         GC.SuppressFinalize(this);
     }

@@ -10,6 +10,6 @@ public static class KernelCatalog
 {
     /// <summary>All specializations, by file then defines.</summary>
     public static IReadOnlyList<KernelSpec> All { get; } =
-        new[] { CastKernels.Spec, OptimizerKernels.Spec }
+        new[] { CastKernels.Spec, OptimizerKernels.Spec }.Concat(ResidualNormKernels.Specs)
             .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
 }
