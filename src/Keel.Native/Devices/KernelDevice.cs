@@ -15,10 +15,11 @@ public abstract class KernelDevice : IDevice
 {
     private readonly Lazy<CastKernels> _cast;
     private readonly Lazy<OptimizerKernels> _optimizer;
-    private readonly Lazy<ResidualNormKernels> _residualNorm;
-    private readonly Func<long, Tensor> _residualNormPartials;
+    private readonly ActivationKernels _activations;
+    private readonly Lazy<EmbeddingKernels> _embedding;
+    private readonly CrossEntropyKernels _crossEntropy;
+    private readonly ResidualNormKernels _residualNorm;
     private DeviceBuffer? _normPartials;
-    private DeviceBuffer? _residualNormScratch;
 
     /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
     protected KernelDevice(IKernelRuntime runtime)
@@ -26,8 +27,11 @@ public abstract class KernelDevice : IDevice
         Runtime = runtime;
         _cast = new(() => new CastKernels(runtime));
         _optimizer = new(() => new OptimizerKernels(runtime));
-        _residualNorm = new(() => new ResidualNormKernels(runtime));
-        _residualNormPartials = ResidualNormPartials;
+        // These launchers load their kernels on first use, after checking the arguments.
+        _activations = new ActivationKernels(runtime);
+        _embedding = new(() => new EmbeddingKernels(runtime, this));
+        _crossEntropy = new CrossEntropyKernels(runtime);
+        _residualNorm = new ResidualNormKernels(runtime, this);
     }
 
     /// <summary>Where this device's kernels compile and launch.</summary>
@@ -84,34 +88,14 @@ public abstract class KernelDevice : IDevice
     /// <remarks>z must be BFloat16 here (or empty without InputNorm); <see cref="ResidualNormKernels"/> lists the element types.</remarks>
     public void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm,
                                     Tensor y, Tensor z, NormStatistics statistics) =>
-        _residualNorm.Value.Forward(options, x, f, outNorm, inNorm, y, z, statistics);
+        _residualNorm.Forward(options, x, f, outNorm, inNorm, y, z, statistics);
 
     /// <inheritdoc />
-    /// <remarks>dz must be BFloat16 here (or empty without InputNorm); the gradient sums go through a scratch buffer this device keeps.</remarks>
+    /// <remarks>dz must be BFloat16 here (or empty without InputNorm); the gradient sums go through scratch the launcher keeps.</remarks>
     public void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
                                      NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
                                      NormWeights outNormGradients, NormWeights inNormGradients) =>
-        _residualNorm.Value.Backward(options, x, f, y, outNorm, inNorm, statistics, dy, dz, dx, df, outNormGradients, inNormGradients,
-                                     _residualNormPartials);
-
-    /// <summary>
-    /// The residual-norm backward's per-block gradient sums: allocated on first use and kept, so later steps of the
-    /// same shape allocate nothing; replaced by a larger one (after the queued work that may read it) when a shape needs more.
-    /// </summary>
-    private Tensor ResidualNormPartials(long length)
-    {
-        if (_residualNormScratch is null || _residualNormScratch.Tensor.Length < length)
-        {
-            if (_residualNormScratch is not null)
-            {
-                Synchronize();
-                _residualNormScratch.Dispose();
-                _residualNormScratch = null;
-            }
-            _residualNormScratch = Allocate(DType.Float32, new TensorShape(length));
-        }
-        return _residualNormScratch.Tensor;
-    }
+        _residualNorm.Backward(options, x, f, y, outNorm, inNorm, statistics, dy, dz, dx, df, outNormGradients, inNormGradients);
 
     /// <inheritdoc />
     public virtual void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
@@ -128,32 +112,43 @@ public abstract class KernelDevice : IDevice
                                           Tensor dOutput, Tensor dq, Tensor dk, Tensor dv) => throw NoKernel("attention");
 
     /// <inheritdoc />
-    public virtual void SwiGluForward(Tensor gateUp, Tensor h) => throw NoKernel("SwiGLU");
+    /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
+    public void SwiGluForward(Tensor gateUp, Tensor h) => _activations.SwiGluForward(gateUp, h);
 
     /// <inheritdoc />
-    public virtual void SwiGluBackward(Tensor gateUp, Tensor dh, Tensor dGateUp) => throw NoKernel("SwiGLU");
+    /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
+    public void SwiGluBackward(Tensor gateUp, Tensor dh, Tensor dGateUp) => _activations.SwiGluBackward(gateUp, dh, dGateUp);
 
     /// <inheritdoc />
-    public virtual void GeluForward(Tensor x, Tensor y) => throw NoKernel("GELU");
+    /// <remarks>BFloat16 or Float32 tensors of one type, 16-byte aligned; y may be x.</remarks>
+    public void GeluForward(Tensor x, Tensor y) => _activations.GeluForward(x, y);
 
     /// <inheritdoc />
-    public virtual void GeluBackward(Tensor x, Tensor dy, Tensor dx) => throw NoKernel("GELU");
+    /// <remarks>BFloat16 or Float32 tensors of one type, 16-byte aligned; dx may be dy.</remarks>
+    public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => _activations.GeluBackward(x, dy, dx);
 
     /// <inheritdoc />
-    public virtual void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => throw NoKernel("embedding");
+    /// <remarks>
+    /// Float32 or BFloat16 table, Float32 output. Token ids are checked on the device; one out of range makes
+    /// this throw <see cref="ArgumentOutOfRangeException"/> after the launch (see <see cref="EmbeddingKernels"/>).
+    /// </remarks>
+    public void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => _embedding.Value.Forward(tokens, table, output);
 
     /// <inheritdoc />
-    public virtual void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => throw NoKernel("embedding");
+    /// <remarks>Float32 dOutput and dTable; a sort on the device fixes the order, no float atomics (see <see cref="EmbeddingKernels"/>).</remarks>
+    public void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => _embedding.Value.Backward(tokens, dOutput, dTable);
 
     /// <inheritdoc />
-    public virtual void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
-        throw NoKernel("cross entropy");
+    /// <remarks>Float32 logits and gradient, 16-byte aligned; a target outside [0, vocab) other than −1 gives a NaN row.</remarks>
+    public void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
+        _crossEntropy.Forward(logits, targets, losses, dLogits, lossScale);
 
     /// <inheritdoc />
     public void Dispose()
     {
         _normPartials?.Dispose();
-        _residualNormScratch?.Dispose();
+        if (_embedding.IsValueCreated) _embedding.Value.Dispose();
+        _residualNorm.Dispose();
         Dispose(true);
         GC.SuppressFinalize(this);
     }

@@ -10,6 +10,11 @@ public static class KernelCatalog
 {
     /// <summary>All specializations, by file then defines.</summary>
     public static IReadOnlyList<KernelSpec> All { get; } =
-        new[] { CastKernels.Spec, OptimizerKernels.Spec }.Concat(ResidualNormKernels.Specs)
+        new[]
+        {
+            CastKernels.Spec, OptimizerKernels.Spec,
+            ActivationKernels.BFloat16Spec, ActivationKernels.Float32Spec, EmbeddingKernels.Spec, CrossEntropyKernels.Spec,
+        }
+            .Concat(ResidualNormKernels.Specs)
             .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
 }

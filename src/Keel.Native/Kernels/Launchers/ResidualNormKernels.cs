@@ -15,8 +15,10 @@ namespace Keel.Native.Kernels.Launchers;
 /// BFloat16 (df has f's type); z and dz BFloat16. Every tensor 16-byte aligned, hidden a multiple of 8 from
 /// <see cref="MinHidden"/> to <see cref="MaxHidden"/>.
 /// </para>
+/// Owns the backward's scratch (the per-block gradient sums), allocated on the device on first use and grown
+/// when a larger shape comes by, so steady-state calls allocate nothing.
 /// </summary>
-public sealed unsafe class ResidualNormKernels
+public sealed unsafe class ResidualNormKernels : IDisposable
 {
     /// <summary>The smallest hidden size (one 8-element chunk per row).</summary>
     public const int MinHidden = 8;
@@ -30,13 +32,20 @@ public sealed unsafe class ResidualNormKernels
     // bound), so two blocks of 256 threads (or one of 512) fit. More would only queue and enlarge the partials.
     private const int BackwardThreadsPerMultiprocessor = 512;
 
+    private readonly IDevice _device;
     private readonly Lazy<Functions>[] _functions;
     private readonly int _multiprocessors;
+    private DeviceBuffer? _partials;
 
-    /// <summary>Prepares the launches on <paramref name="runtime"/>; each specialization is compiled when first used.</summary>
-    public ResidualNormKernels(IKernelRuntime runtime)
+    /// <summary>
+    /// Prepares the launches on <paramref name="runtime"/>, with scratch memory from <paramref name="device"/> (the
+    /// device the runtime runs); each specialization is compiled when first used.
+    /// </summary>
+    public ResidualNormKernels(IKernelRuntime runtime, IDevice device)
     {
         ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(device);
+        _device = device;
         _functions = new Lazy<Functions>[SpecTable.Length];
         for (var i = 0; i < SpecTable.Length; i++)
         {
@@ -97,16 +106,14 @@ public sealed unsafe class ResidualNormKernels
 
     /// <summary>
     /// The backward pass (see <see cref="IDevice.ResidualNormBackward"/>): overwrites dx and df, adds the gain and
-    /// bias gradients. <paramref name="partials"/> is asked once per call for a Float32 scratch tensor of at least
-    /// the given length (the per-block gradient sums), after the arguments have been checked.
+    /// bias gradients.
     /// </summary>
     /// <exception cref="ArgumentException">A tensor's type, size or alignment does not fit the options and x.</exception>
     public void Backward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
                          NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
-                         NormWeights outNormGradients, NormWeights inNormGradients, Func<long, Tensor> partials)
+                         NormWeights outNormGradients, NormWeights inNormGradients)
     {
         ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(partials);
         var (rows, hidden) = RowsAndHidden(x);
         bool layer = options.Kind == NormKind.Layer;
         CheckBranch(f, x.Length);
@@ -135,13 +142,7 @@ public sealed unsafe class ResidualNormKernels
         var residentBlocks = (long)_multiprocessors * Math.Max(1, BackwardThreadsPerMultiprocessor / blockThreads);
         var blocks = (int)Math.Min((rows + groups - 1) / groups, residentBlocks);
         var parameters = ParameterCount(options);
-        var scratch = parameters == 0 ? default : partials((long)blocks * parameters * hidden);
-        if (parameters > 0)
-        {
-            Require.DType(scratch, DType.Float32, nameof(partials));
-            Require.AtLeast(scratch, (long)blocks * parameters * hidden, nameof(partials));
-            Require.Aligned(scratch, 16, nameof(partials));
-        }
+        var scratch = parameters == 0 ? default : Partials((long)blocks * parameters * hidden);
 
         ulong px = x.Address, pf = f.IsEmpty ? 0 : f.Address, py = y.Address, pgOut = outNorm.Gain.Address, pgIn = inNorm.Gain.Address;
         ulong pmOut = statistics.MeanOut.Address, prOut = statistics.RstdOut.Address;
@@ -174,6 +175,29 @@ public sealed unsafe class ResidualNormKernels
         void** finalArgs = stackalloc void*[] { &pp, &blocks, &hidden, &g0, &g1, &g2, &g3 };
         var columnBlocks = ((long)parameters * hidden + FinalizeColumns - 1) / FinalizeColumns;
         functions.Finalize.Launch(LaunchShapes.Blocks(columnBlocks, FinalizeThreads), finalArgs);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _partials?.Dispose();
+        _partials = null;
+    }
+
+    /// <summary>The gradient sums' scratch, at least <paramref name="length"/> floats; a larger one replaces it after the queued work that may read it.</summary>
+    private Tensor Partials(long length)
+    {
+        if (_partials is null || _partials.Tensor.Length < length)
+        {
+            if (_partials is not null)
+            {
+                _device.Synchronize();
+                _partials.Dispose();
+                _partials = null;
+            }
+            _partials = _device.Allocate(DType.Float32, new TensorShape(length));
+        }
+        return _partials.Tensor;
     }
 
     /// <summary>
