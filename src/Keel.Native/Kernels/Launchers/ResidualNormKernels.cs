@@ -62,14 +62,6 @@ public sealed unsafe class ResidualNormKernels : IDisposable
     /// <summary>Every specialization these launchers may run, for the compile tests and <c>keel compile</c>.</summary>
     public static IReadOnlyList<KernelSpec> Specs { get; } = SpecTable.Distinct().ToList();
 
-    /// <summary>The specialization that runs <paramref name="options"/> with an f (and df) of <paramref name="fType"/>.</summary>
-    /// <exception cref="ArgumentException"><paramref name="fType"/> is neither Float32 nor BFloat16.</exception>
-    public static KernelSpec SpecFor(ResidualNormOptions options, DType fType)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        return SpecTable[SpecIndex(options, fType)];
-    }
-
     /// <summary>
     /// The forward pass (see <see cref="IDevice.ResidualNormForward"/>): y = N_out(alpha·x + f) or the sum itself,
     /// z = N_in(y) in BFloat16 or, without InputNorm, y rounded to BFloat16 when z is given; saves the statistics.
@@ -101,7 +93,7 @@ public sealed unsafe class ResidualNormKernels : IDisposable
             &px, &pf, &pgOut, &pbOut, &pgIn, &pbIn, &py, &pz, &pmOut, &prOut, &pmIn, &prIn,
             &rows, &hidden, &threadsPerRow, &alpha, &eps,
         };
-        kernel.Launch(LaunchShapes.Blocks((rows + groups - 1) / groups, blockThreads), args);
+        kernel.Launch(LaunchShapes.Blocks(((long)rows + groups - 1) / groups, blockThreads), args);
     }
 
     /// <summary>
@@ -140,7 +132,7 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         var threadsPerRow = ThreadsPerRow(hidden, BackwardChunks);
         var (groups, blockThreads) = Block(threadsPerRow);
         var residentBlocks = (long)_multiprocessors * Math.Max(1, BackwardThreadsPerMultiprocessor / blockThreads);
-        var blocks = (int)Math.Min((rows + groups - 1) / groups, residentBlocks);
+        var blocks = (int)Math.Min(((long)rows + groups - 1) / groups, residentBlocks);
         var parameters = ParameterCount(options);
         var scratch = parameters == 0 ? default : Partials((long)blocks * parameters * hidden);
 
