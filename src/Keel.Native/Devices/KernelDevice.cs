@@ -50,7 +50,15 @@ public abstract class KernelDevice : IDevice
     public abstract void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged;
 
     /// <inheritdoc />
-    public abstract void CopyToHost<T>(Tensor source, Span<T> destination) where T : unmanaged;
+    /// <remarks>Also reports the errors kernels recorded on the device since the last synchronization (out-of-range token ids).</remarks>
+    public void CopyToHost<T>(Tensor source, Span<T> destination) where T : unmanaged
+    {
+        CopyToHostCore(source, destination);
+        ThrowRecordedErrors();
+    }
+
+    /// <summary>Copies device memory to the host after the work queued before it.</summary>
+    protected abstract void CopyToHostCore<T>(Tensor source, Span<T> destination) where T : unmanaged;
 
     /// <inheritdoc />
     public abstract void Copy(Tensor source, Tensor destination);
@@ -59,7 +67,15 @@ public abstract class KernelDevice : IDevice
     public abstract void Clear(Tensor destination);
 
     /// <inheritdoc />
-    public abstract void Synchronize();
+    /// <remarks>Also reports the errors kernels recorded on the device since the last synchronization (out-of-range token ids).</remarks>
+    public void Synchronize()
+    {
+        SynchronizeCore();
+        ThrowRecordedErrors();
+    }
+
+    /// <summary>Waits until all work issued so far has finished.</summary>
+    protected abstract void SynchronizeCore();
 
     /// <inheritdoc />
     public abstract void Gemm(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
@@ -129,8 +145,9 @@ public abstract class KernelDevice : IDevice
 
     /// <inheritdoc />
     /// <remarks>
-    /// Float32 or BFloat16 table, Float32 output. Token ids are checked on the device; one out of range makes
-    /// this throw <see cref="ArgumentOutOfRangeException"/> after the launch (see <see cref="EmbeddingKernels"/>).
+    /// Float32 or BFloat16 table, Float32 output. Token ids are checked on the device; one out of range is
+    /// reported as <see cref="ArgumentOutOfRangeException"/> by the next synchronization or copy to the host
+    /// (see <see cref="EmbeddingKernels"/>).
     /// </remarks>
     public void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => _embedding.Value.Forward(tokens, table, output);
 
@@ -155,6 +172,12 @@ public abstract class KernelDevice : IDevice
 
     /// <summary>Releases the subclass's resources.</summary>
     protected abstract void Dispose(bool disposing);
+
+    /// <summary>Throws for errors that kernels recorded in device memory rather than stop the stream for (deferred checks).</summary>
+    private void ThrowRecordedErrors()
+    {
+        if (_embedding.IsValueCreated) _embedding.Value.ThrowIfTokensWereOutOfRange();
+    }
 
     private NotSupportedException NoKernel(string op) => new($"The {op} kernels are not available on {Kind} devices in this build.");
 }

@@ -115,7 +115,7 @@ public sealed class CudaDevice : KernelDevice
     }
 
     /// <inheritdoc />
-    public override void CopyToHost<T>(Tensor source, Span<T> destination)
+    protected override void CopyToHostCore<T>(Tensor source, Span<T> destination)
     {
         HostMemory.CheckCopy<T>(destination.Length, source, nameof(source));
         Bind();
@@ -139,7 +139,7 @@ public sealed class CudaDevice : KernelDevice
     }
 
     /// <inheritdoc />
-    public override void Synchronize()
+    protected override void SynchronizeCore()
     {
         Bind();
         _stream.Synchronize();

@@ -10,12 +10,11 @@ namespace Keel.Native.Kernels.Launchers;
 /// device, then tile sums along the sorted keys; no float atomics).
 /// <para>
 /// Token ids are checked on the device, never trusted as addresses: an id outside [0, vocab) gives a NaN
-/// output row forward and is skipped backward, and is counted in a small error word in device memory. The
-/// launcher reads that word back after each launch (a wait for the device: once per embedding call, so
-/// twice per training step) and throws <see cref="ArgumentOutOfRangeException"/> naming <c>tokens</c>, the
-/// first bad position and its id. The backward checks right after the sort, before dTable is touched.
-/// Because of that read-back these two ops cannot be captured into a CUDA graph; a deferred check at the
-/// device's next synchronization would lift that.
+/// output row forward and is skipped backward (dTable receives nothing for it), and is counted in a small
+/// error word in device memory. Reading that word back would make the host wait for the device after every
+/// call and keep the ops out of CUDA graphs, so the check is deferred: <see cref="ThrowIfTokensWereOutOfRange"/>,
+/// which the device calls whenever it synchronizes anyway, reads the word once after any number of launches
+/// and throws <see cref="ArgumentOutOfRangeException"/> naming <c>tokens</c>, the first bad position and its id.
 /// </para>
 /// Owns its scratch (the error word, the sort keys and the tile partial sums), allocated on the device on
 /// first use and grown when a larger batch comes by, so steady-state calls allocate nothing.
@@ -36,6 +35,7 @@ public sealed unsafe class EmbeddingKernels : IDisposable
     private readonly Lazy<Functions> _functions;
     private readonly int _maxBlocks;
     private DeviceBuffer? _errors, _keys, _partials;
+    private bool _checkPending;
 
     /// <summary>Prepares to launch on <paramref name="runtime"/>, with scratch memory from <paramref name="device"/> (the device the runtime runs).</summary>
     public EmbeddingKernels(IKernelRuntime runtime, IDevice device)
@@ -52,7 +52,6 @@ public sealed unsafe class EmbeddingKernels : IDisposable
     /// A type or element count is wrong, dim is not a multiple of 4 (Float32 table) or 8 (BFloat16), or a tensor is
     /// not 16-byte aligned — before the launch.
     /// </exception>
-    /// <exception cref="ArgumentOutOfRangeException">A token id is outside [0, vocab) (after the launch; see the class remarks).</exception>
     public void Forward(Tensor tokens, Tensor table, Tensor output)
     {
         var count = TokenCount(tokens);
@@ -70,7 +69,7 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         var blocks = Math.Clamp((vectors + Threads - 1) / Threads, 1, _maxBlocks);
         void** args = stackalloc void*[] { &t, &w, &o, &count, &vocab, &dim, &e };
         (table.DType == DType.Float32 ? functions.ForwardF32 : functions.ForwardBf16).Launch(LaunchShapes.Blocks(blocks, Threads), args);
-        ThrowOnBadTokens(vocab);
+        _checkPending = true;
     }
 
     /// <summary>
@@ -81,7 +80,6 @@ public sealed unsafe class EmbeddingKernels : IDisposable
     /// tokens is not Int32; dOutput or dTable is not Float32, dTable is not a matrix [vocab, dim] with dim a
     /// multiple of 4, dOutput does not have T·dim elements or overlaps dTable, or a tensor is not 16-byte aligned.
     /// </exception>
-    /// <exception cref="ArgumentOutOfRangeException">A token id is outside [0, vocab); dTable is left unchanged.</exception>
     public void Backward(Tensor tokens, Tensor dOutput, Tensor dTable)
     {
         var count = TokenCount(tokens);
@@ -104,7 +102,7 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         var chunk = (int)Math.Min(n, SortChunk);
         void** sortArgs = stackalloc void*[] { &t, &count, &vocab, &k, &n, &e };
         functions.SortKeys.Launch(LaunchShapes.Blocks(n / chunk, Math.Min(SortThreads, chunk / 2)), sortArgs);
-        ThrowOnBadTokens(vocab);
+        _checkPending = true;
         var mergeBlocks = Math.Clamp((n / 2 + Threads - 1) / Threads, 1, _maxBlocks);
         long size = 2L * chunk;
         int logStride;
@@ -169,14 +167,22 @@ public sealed unsafe class EmbeddingKernels : IDisposable
     // errors[0]: count; errors[2..3]: the smallest (position << 32 | id) as a little-endian u64, all ones when none.
     private void ResetErrors() => _device.CopyFromHost<int>(stackalloc int[ErrorWords] { 0, 0, -1, -1 }, _errors!);
 
-    private void ThrowOnBadTokens(int vocab)
+    /// <summary>
+    /// Reads the device's error word if an embedding op ran since the last check, and throws for the first
+    /// out-of-range token id any of them met. The read waits for the device: call it where the host waits anyway.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An embedding op since the last check met a token id outside [0, vocab).</exception>
+    public void ThrowIfTokensWereOutOfRange()
     {
+        if (!_checkPending) return;
+        // Cleared first: the read below synchronizes the device, which calls back here.
+        _checkPending = false;
         Span<int> word = stackalloc int[ErrorWords];
         _device.CopyToHost<int>(_errors!, word);
         if (word[0] == 0) return;
         ResetErrors();
         throw new ArgumentOutOfRangeException("tokens", word[2],
-            $"tokens[{(uint)word[3]}] = {word[2]} is outside [0, {vocab}) ({(uint)word[0]} token(s) out of range).");
+            $"tokens[{(uint)word[3]}] = {word[2]} is outside the vocabulary ({(uint)word[0]} token(s) out of range; an embedding op since the last synchronization met them).");
     }
 
     private Tensor Scratch(ref DeviceBuffer? buffer, DType dtype, long length)
