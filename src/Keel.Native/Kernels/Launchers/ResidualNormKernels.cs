@@ -93,7 +93,7 @@ public sealed unsafe class ResidualNormKernels : IDisposable
             &px, &pf, &pgOut, &pbOut, &pgIn, &pbIn, &py, &pz, &pmOut, &prOut, &pmIn, &prIn,
             &rows, &hidden, &threadsPerRow, &alpha, &eps,
         };
-        kernel.Launch(LaunchShapes.Blocks(((long)rows + groups - 1) / groups, blockThreads), args);
+        kernel.Launch(LaunchShapes.Blocks(((long)rows + groups - 1) / groups, blockThreads), args, ForwardCost(options, rows, hidden, f, z));
     }
 
     /// <summary>
@@ -147,7 +147,8 @@ public sealed unsafe class ResidualNormKernels : IDisposable
             &px, &pf, &py, &pgOut, &pgIn, &pmOut, &prOut, &pmIn, &prIn, &pdy, &pdz, &pdx, &pdf, &pp,
             &rows, &hidden, &threadsPerRow, &alpha,
         };
-        functions.Backward.Launch(LaunchShapes.Blocks(blocks, blockThreads), args);
+        functions.Backward.Launch(LaunchShapes.Blocks(blocks, blockThreads), args,
+                                  BackwardCost(options, rows, hidden, f, dy, dz, (long)blocks * parameters * hidden));
         if (parameters == 0) return;
 
         // The gradients in partials order: N_out's gain (and bias), then N_in's.
@@ -166,7 +167,9 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         ulong g0 = gradients[0], g1 = gradients[1], g2 = gradients[2], g3 = gradients[3];
         void** finalArgs = stackalloc void*[] { &pp, &blocks, &hidden, &g0, &g1, &g2, &g3 };
         var columnBlocks = ((long)parameters * hidden + FinalizeColumns - 1) / FinalizeColumns;
-        functions.Finalize.Launch(LaunchShapes.Blocks(columnBlocks, FinalizeThreads), finalArgs);
+        double partialCount = (double)blocks * parameters * hidden;
+        functions.Finalize.Launch(LaunchShapes.Blocks(columnBlocks, FinalizeThreads), finalArgs,
+                                  new KernelCost(4 * partialCount + 8.0 * parameters * hidden, partialCount));
     }
 
     /// <inheritdoc />
@@ -207,6 +210,33 @@ public sealed unsafe class ResidualNormKernels : IDisposable
     {
         var groups = Math.Max(1, BlockThreads / threadsPerRow);
         return (groups, groups * threadsPerRow);
+    }
+
+    /// <summary>
+    /// The forward's bytes (x, f, y, z per element; gains and biases; saved statistics) and FLOPs (the sum, then
+    /// about 7 per element per norm), as kernels/residual_norm.cu counts them.
+    /// </summary>
+    private static KernelCost ForwardCost(ResidualNormOptions options, long rows, long hidden, Tensor f, Tensor z)
+    {
+        var norms = (options.OutputNorm ? 1 : 0) + (options.InputNorm ? 1 : 0);
+        var perElement = 4 + (f.IsEmpty ? 0 : f.DType.SizeOf()) + 4 + (z.IsEmpty ? 0 : z.DType.SizeOf());
+        var statistics = norms * (options.Kind == NormKind.Layer ? 2 : 1);
+        return new KernelCost((double)rows * hidden * perElement + 4.0 * statistics * (hidden + rows), (double)rows * hidden * (2 + 7 * norms));
+    }
+
+    /// <summary>
+    /// The backward's bytes (dy, dz; y with N_in; x and f with N_out; dx and df; gains and statistics; the
+    /// partials it writes) and FLOPs (about 12 per element per norm, 1 for dx).
+    /// </summary>
+    private static KernelCost BackwardCost(ResidualNormOptions options, long rows, long hidden, Tensor f, Tensor dy, Tensor dz, long partials)
+    {
+        var norms = (options.OutputNorm ? 1 : 0) + (options.InputNorm ? 1 : 0);
+        var fBytes = f.IsEmpty ? 0 : f.DType.SizeOf();
+        var perElement = (dy.IsEmpty ? 0 : 4) + (dz.IsEmpty ? 0 : dz.DType.SizeOf()) + (options.InputNorm ? 4 : 0)
+                         + (options.OutputNorm ? 4 + fBytes : 0) + 4 + fBytes;
+        var statistics = norms * (options.Kind == NormKind.Layer ? 2 : 1);
+        return new KernelCost((double)rows * hidden * perElement + 4.0 * (norms * hidden + statistics * rows + partials),
+                              (double)rows * hidden * (1 + 12 * norms));
     }
 
     /// <summary>How many gain and bias gradient vectors the backward produces.</summary>
