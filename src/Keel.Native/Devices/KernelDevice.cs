@@ -18,6 +18,7 @@ public abstract class KernelDevice : IDevice
     private readonly ActivationKernels _activations;
     private readonly Lazy<EmbeddingKernels> _embedding;
     private readonly CrossEntropyKernels _crossEntropy;
+    private readonly ResidualNormKernels _residualNorm;
     private DeviceBuffer? _normPartials;
 
     /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
@@ -30,6 +31,7 @@ public abstract class KernelDevice : IDevice
         _activations = new ActivationKernels(runtime);
         _embedding = new(() => new EmbeddingKernels(runtime, this));
         _crossEntropy = new CrossEntropyKernels(runtime);
+        _residualNorm = new ResidualNormKernels(runtime, this);
     }
 
     /// <summary>Where this device's kernels compile and launch.</summary>
@@ -99,13 +101,17 @@ public abstract class KernelDevice : IDevice
         _optimizer.Value.AdamW(options, step, learningRate, parameters, gradients, firstMoment, secondMoment, parametersBf16, clip);
 
     /// <inheritdoc />
-    public virtual void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm,
-                                            Tensor y, Tensor z, NormStatistics statistics) => throw NoKernel("residual norm");
+    /// <remarks>z must be BFloat16 here (or empty without InputNorm); <see cref="ResidualNormKernels"/> lists the element types.</remarks>
+    public void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm,
+                                    Tensor y, Tensor z, NormStatistics statistics) =>
+        _residualNorm.Forward(options, x, f, outNorm, inNorm, y, z, statistics);
 
     /// <inheritdoc />
-    public virtual void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
-                                             NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
-                                             NormWeights outNormGradients, NormWeights inNormGradients) => throw NoKernel("residual norm");
+    /// <remarks>dz must be BFloat16 here (or empty without InputNorm); the gradient sums go through scratch the launcher keeps.</remarks>
+    public void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
+                                     NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
+                                     NormWeights outNormGradients, NormWeights inNormGradients) =>
+        _residualNorm.Backward(options, x, f, y, outNorm, inNorm, statistics, dy, dz, dx, df, outNormGradients, inNormGradients);
 
     /// <inheritdoc />
     public virtual void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
@@ -159,6 +165,7 @@ public abstract class KernelDevice : IDevice
     {
         _normPartials?.Dispose();
         if (_embedding.IsValueCreated) _embedding.Value.Dispose();
+        _residualNorm.Dispose();
         Dispose(true);
         GC.SuppressFinalize(this);
     }

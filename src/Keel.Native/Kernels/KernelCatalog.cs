@@ -15,5 +15,6 @@ public static class KernelCatalog
             CastKernels.Spec, OptimizerKernels.Spec,
             ActivationKernels.BFloat16Spec, ActivationKernels.Float32Spec, EmbeddingKernels.Spec, CrossEntropyKernels.Spec,
         }
+            .Concat(ResidualNormKernels.Specs)
             .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
 }
