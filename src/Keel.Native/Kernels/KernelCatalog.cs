@@ -10,6 +10,7 @@ public static class KernelCatalog
 {
     /// <summary>All specializations, by file then defines.</summary>
     public static IReadOnlyList<KernelSpec> All { get; } =
-        new[] { CastKernels.Spec, OptimizerKernels.Spec }
+        new[] { CastKernels.Spec, OptimizerKernels.Spec, RopeKernels.Spec }
+            .Concat(AttentionKernels.Specs)
             .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
 }
