@@ -94,10 +94,12 @@ public abstract class KernelDevice : IDevice
                                              NormWeights outNormGradients, NormWeights inNormGradients) => throw NoKernel("residual norm");
 
     /// <inheritdoc />
-    public void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) => RopeRotate(x, output, theta, inverse: false);
+    public void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) =>
+        RopeRotate(x, output, theta, inverse: false, nameof(x), nameof(output));
 
     /// <inheritdoc />
-    public void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) => RopeRotate(dOutput, dx, theta, inverse: true);
+    public void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) =>
+        RopeRotate(dOutput, dx, theta, inverse: true, nameof(dOutput), nameof(dx));
 
     /// <inheritdoc />
     public void AttentionForward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp) =>
@@ -162,9 +164,9 @@ public abstract class KernelDevice : IDevice
 
     // One (cos, sin) table per head dimension and theta, computed on the device in fp64 and grown to the longest
     // sequence seen; positions start at 0, so a longer table serves every shorter sequence.
-    private void RopeRotate(Tensor input, Tensor output, float theta, bool inverse)
+    private void RopeRotate(Tensor input, Tensor output, float theta, bool inverse, string inputName, string outputName)
     {
-        RopeKernels.Check(input, output);
+        RopeKernels.Check(input, output, inputName, outputName);
         RopeKernels.CheckTheta(theta);
         if (input.IsEmpty) return;
         int sequence = (int)input.Shape[1], headDim = (int)input.Shape[3];
