@@ -37,18 +37,13 @@ public class AttentionKernelTests
         // Two kv heads (one when four query heads share it), batch 2 for the short sequences.
         var kvHeads = group == 4 ? 1 : 2;
         var options = new AttentionOptions(Batch: sequence == 128 ? 1 : 2, sequence, kvHeads * group, kvHeads, headDim, causal);
-        var data = Problem.Draw(options, seed: headDim * 1000 + group * 100 + sequence + (causal ? 7 : 0));
-        var what = $"D={headDim} group={group} S={sequence} {(causal ? "causal" : "full")}";
-
-        var (output, lse) = Forward(device, options, data, DType.BFloat16);
-        DeviceData.AssertClose(data.Output, output, OutputTolerance, $"output, {what}");
-        DeviceData.AssertClose(data.LogSumExp, lse, LogSumExpTolerance, $"logsumexp, {what}");
-
-        var expected = Backward(TestDevices.Reference, options, data, DType.Float32);
-        var actual = Backward(device, options, data, DType.BFloat16);
-        string[] names = ["dq", "dk", "dv"];
-        for (var i = 0; i < 3; i++) AssertGradientClose(expected[i], actual[i], data.DOutput, $"{names[i]}, {what}");
+        AssertMatchesReference(device, options, seed: headDim * 1000 + group * 100 + sequence + (causal ? 7 : 0));
     }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
+    public void AnExplicitScaleIsUsed(DeviceKind kind) =>
+        AssertMatchesReference(TestDevices.Get(kind), new AttentionOptions(Batch: 1, Sequence: 70, QueryHeads: 2, KvHeads: 1, HeadDim: 64, Scale: 0.3f), seed: 3);
 
     [Theory]
     [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
@@ -79,6 +74,21 @@ public class AttentionKernelTests
         Assert.Throws<ArgumentException>("k", () => device.AttentionForward(options, q, q, kv, q, lse));
         Assert.Throws<ArgumentException>("logSumExp", () => device.AttentionForward(options, q, kv, kv, q, kv));
         Assert.Throws<ArgumentException>("dk", () => device.AttentionBackward(options, q, kv, kv, q, lse, q, q, q, kv));
+    }
+
+    private static void AssertMatchesReference(IDevice device, AttentionOptions options, int seed)
+    {
+        var data = Problem.Draw(options, seed);
+        var what = $"D={options.HeadDim} Hq={options.QueryHeads} Hkv={options.KvHeads} S={options.Sequence} {(options.Causal ? "causal" : "full")} scale {options.EffectiveScale:G3}";
+
+        var (output, lse) = Forward(device, options, data, DType.BFloat16);
+        DeviceData.AssertClose(data.Output, output, OutputTolerance, $"output, {what}");
+        DeviceData.AssertClose(data.LogSumExp, lse, LogSumExpTolerance, $"logsumexp, {what}");
+
+        var expected = Backward(TestDevices.Reference, options, data, DType.Float32);
+        var actual = Backward(device, options, data, DType.BFloat16);
+        string[] names = ["dq", "dk", "dv"];
+        for (var i = 0; i < 3; i++) AssertGradientClose(expected[i], actual[i], data.DOutput, $"{names[i]}, {what}");
     }
 
     private static (float[] Output, float[] LogSumExp) Forward(IDevice device, AttentionOptions o, Problem data, DType dtype)
