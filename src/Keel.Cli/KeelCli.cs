@@ -1,5 +1,6 @@
 using CommandLine;
 using Keel.Cli.Commands;
+using Keel.Cli.Commands.Bench;
 using Keel.Cuda;
 using Keel.Cuda.Interop;
 using Keel.Native.Kernels;
@@ -18,12 +19,13 @@ public static class KeelCli
             settings.CaseInsensitiveEnumValues = true;
             settings.AutoVersion = true;
         });
-        var parsed = parser.ParseArguments<InfoOptions, CompileOptions>(args);
+        var parsed = parser.ParseArguments<InfoOptions, CompileOptions, BenchOptions>(args);
         try
         {
             return parsed.MapResult(
                 (InfoOptions o) => InfoCommand.Run(o, output),
                 (CompileOptions o) => CompileCommand.Run(o, output, error),
+                (BenchOptions o) => BenchCommand.Run(o, output, error),
                 _ => 2);
         }
         catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException

@@ -15,6 +15,9 @@ public abstract class KernelDevice : IDevice
 {
     private readonly Lazy<CastKernels> _cast;
     private readonly Lazy<OptimizerKernels> _optimizer;
+    private readonly ActivationKernels _activations;
+    private readonly Lazy<EmbeddingKernels> _embedding;
+    private readonly CrossEntropyKernels _crossEntropy;
     private readonly Lazy<AttentionKernels> _attention;
     private readonly Lazy<RopeKernels> _rope;
     private readonly Func<long, Tensor> _attentionWorkspace;
@@ -29,6 +32,10 @@ public abstract class KernelDevice : IDevice
         Runtime = runtime;
         _cast = new(() => new CastKernels(runtime));
         _optimizer = new(() => new OptimizerKernels(runtime));
+        // These launchers load their kernels on first use, after checking the arguments.
+        _activations = new ActivationKernels(runtime);
+        _embedding = new(() => new EmbeddingKernels(runtime, this));
+        _crossEntropy = new CrossEntropyKernels(runtime);
         _attention = new(() => new AttentionKernels(runtime));
         _rope = new(() => new RopeKernels(runtime));
         _attentionWorkspace = AttentionWorkspace;
@@ -50,7 +57,15 @@ public abstract class KernelDevice : IDevice
     public abstract void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged;
 
     /// <inheritdoc />
-    public abstract void CopyToHost<T>(Tensor source, Span<T> destination) where T : unmanaged;
+    /// <remarks>Also reports the errors kernels recorded on the device since the last synchronization (out-of-range token ids).</remarks>
+    public void CopyToHost<T>(Tensor source, Span<T> destination) where T : unmanaged
+    {
+        CopyToHostCore(source, destination);
+        ThrowRecordedErrors();
+    }
+
+    /// <summary>Copies device memory to the host after the work queued before it.</summary>
+    protected abstract void CopyToHostCore<T>(Tensor source, Span<T> destination) where T : unmanaged;
 
     /// <inheritdoc />
     public abstract void Copy(Tensor source, Tensor destination);
@@ -59,7 +74,15 @@ public abstract class KernelDevice : IDevice
     public abstract void Clear(Tensor destination);
 
     /// <inheritdoc />
-    public abstract void Synchronize();
+    /// <remarks>Also reports the errors kernels recorded on the device since the last synchronization (out-of-range token ids).</remarks>
+    public void Synchronize()
+    {
+        SynchronizeCore();
+        ThrowRecordedErrors();
+    }
+
+    /// <summary>Waits until all work issued so far has finished.</summary>
+    protected abstract void SynchronizeCore();
 
     /// <inheritdoc />
     public abstract void Gemm(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f);
@@ -111,26 +134,37 @@ public abstract class KernelDevice : IDevice
         _attention.Value.Backward(options, q, k, v, output, logSumExp, dOutput, dq, dk, dv, _attentionWorkspace);
 
     /// <inheritdoc />
-    public virtual void SwiGluForward(Tensor gateUp, Tensor h) => throw NoKernel("SwiGLU");
+    /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
+    public void SwiGluForward(Tensor gateUp, Tensor h) => _activations.SwiGluForward(gateUp, h);
 
     /// <inheritdoc />
-    public virtual void SwiGluBackward(Tensor gateUp, Tensor dh, Tensor dGateUp) => throw NoKernel("SwiGLU");
+    /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
+    public void SwiGluBackward(Tensor gateUp, Tensor dh, Tensor dGateUp) => _activations.SwiGluBackward(gateUp, dh, dGateUp);
 
     /// <inheritdoc />
-    public virtual void GeluForward(Tensor x, Tensor y) => throw NoKernel("GELU");
+    /// <remarks>BFloat16 or Float32 tensors of one type, 16-byte aligned; y may be x.</remarks>
+    public void GeluForward(Tensor x, Tensor y) => _activations.GeluForward(x, y);
 
     /// <inheritdoc />
-    public virtual void GeluBackward(Tensor x, Tensor dy, Tensor dx) => throw NoKernel("GELU");
+    /// <remarks>BFloat16 or Float32 tensors of one type, 16-byte aligned; dx may be dy.</remarks>
+    public void GeluBackward(Tensor x, Tensor dy, Tensor dx) => _activations.GeluBackward(x, dy, dx);
 
     /// <inheritdoc />
-    public virtual void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => throw NoKernel("embedding");
+    /// <remarks>
+    /// Float32 or BFloat16 table, Float32 output. Token ids are checked on the device; one out of range is
+    /// reported as <see cref="ArgumentOutOfRangeException"/> by the next synchronization or copy to the host
+    /// (see <see cref="EmbeddingKernels"/>).
+    /// </remarks>
+    public void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => _embedding.Value.Forward(tokens, table, output);
 
     /// <inheritdoc />
-    public virtual void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => throw NoKernel("embedding");
+    /// <remarks>Float32 dOutput and dTable; a sort on the device fixes the order, no float atomics (see <see cref="EmbeddingKernels"/>).</remarks>
+    public void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => _embedding.Value.Backward(tokens, dOutput, dTable);
 
     /// <inheritdoc />
-    public virtual void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
-        throw NoKernel("cross entropy");
+    /// <remarks>Float32 logits and gradient, 16-byte aligned; a target outside [0, vocab) other than −1 gives a NaN row.</remarks>
+    public void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
+        _crossEntropy.Forward(logits, targets, losses, dLogits, lossScale);
 
     /// <inheritdoc />
     public void Dispose()
@@ -138,6 +172,7 @@ public abstract class KernelDevice : IDevice
         _normPartials?.Dispose();
         _attentionScratch?.Dispose();
         _ropeTable?.Dispose();
+        if (_embedding.IsValueCreated) _embedding.Value.Dispose();
         Dispose(true);
         GC.SuppressFinalize(this);
     }
@@ -153,7 +188,7 @@ public abstract class KernelDevice : IDevice
         {
             if (_attentionScratch is not null)
             {
-                Synchronize();
+                SynchronizeCore();
                 _attentionScratch.Dispose();
                 _attentionScratch = null;
             }
@@ -176,7 +211,7 @@ public abstract class KernelDevice : IDevice
             var positions = key.HeadDim == headDim && key.Theta == theta ? Math.Max(sequence, key.Positions) : sequence;
             if (_ropeTable is not null)
             {
-                Synchronize();
+                SynchronizeCore();
                 _ropeTable.Dispose();
                 _ropeTable = null;
             }
@@ -185,6 +220,12 @@ public abstract class KernelDevice : IDevice
             _ropeTableKey = (headDim, theta, positions);
         }
         _rope.Value.Rotate(input, output, _ropeTable, inverse);
+    }
+
+    /// <summary>Throws for errors that kernels recorded in device memory rather than stop the stream for (deferred checks).</summary>
+    private void ThrowRecordedErrors()
+    {
+        if (_embedding.IsValueCreated) _embedding.Value.ThrowIfTokensWereOutOfRange();
     }
 
     private NotSupportedException NoKernel(string op) => new($"The {op} kernels are not available on {Kind} devices in this build.");

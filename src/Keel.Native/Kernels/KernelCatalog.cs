@@ -10,7 +10,11 @@ public static class KernelCatalog
 {
     /// <summary>All specializations, by file then defines.</summary>
     public static IReadOnlyList<KernelSpec> All { get; } =
-        new[] { CastKernels.Spec, OptimizerKernels.Spec, RopeKernels.Spec }
+        new[]
+        {
+            CastKernels.Spec, OptimizerKernels.Spec, RopeKernels.Spec,
+            ActivationKernels.BFloat16Spec, ActivationKernels.Float32Spec, EmbeddingKernels.Spec, CrossEntropyKernels.Spec,
+        }
             .Concat(AttentionKernels.Specs)
             .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
 }

@@ -37,8 +37,11 @@ public static partial class KernelSources
     /// The entry points of <paramref name="file"/>: every <c>extern "C" __global__</c> function, in source
     /// order. By convention entry points are never inside <c>#if</c>, so every specialization has them all.
     /// </summary>
-    public static IReadOnlyList<string> EntryPoints(string file) =>
-        EntryPointPattern().Matches(Read(file)).Select(m => m.Groups["name"].Value).ToList();
+    public static IReadOnlyList<string> EntryPoints(string file) => EntryPointsIn(Read(file));
+
+    /// <summary>The <c>extern "C" __global__</c> functions declared in CUDA source <paramref name="source"/>, in order.</summary>
+    public static IReadOnlyList<string> EntryPointsIn(string source) =>
+        EntryPointPattern().Matches(source).Select(m => m.Groups["name"].Value).ToList();
 
     [GeneratedRegex(@"extern\s+""C""\s+__global__\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(?<name>keel_\w+)\s*\(")]
     private static partial Regex EntryPointPattern();

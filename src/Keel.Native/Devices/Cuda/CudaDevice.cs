@@ -74,6 +74,13 @@ public sealed class CudaDevice : KernelDevice
     /// <summary>The stream every op is queued on (for events and graph capture).</summary>
     public CudaStream Stream => _stream;
 
+    /// <summary>Creates an event on this device's context, for timing work on <see cref="Stream"/>; the caller owns it.</summary>
+    public CudaEvent CreateEvent(bool timing = true)
+    {
+        Bind();
+        return CudaEvent.Create(_context, timing);
+    }
+
     /// <summary>Free and total device memory, as the driver reports them now.</summary>
     public CudaMemoryInfo MemoryInfo
     {
@@ -108,7 +115,7 @@ public sealed class CudaDevice : KernelDevice
     }
 
     /// <inheritdoc />
-    public override void CopyToHost<T>(Tensor source, Span<T> destination)
+    protected override void CopyToHostCore<T>(Tensor source, Span<T> destination)
     {
         HostMemory.CheckCopy<T>(destination.Length, source, nameof(source));
         Bind();
@@ -132,7 +139,7 @@ public sealed class CudaDevice : KernelDevice
     }
 
     /// <inheritdoc />
-    public override void Synchronize()
+    protected override void SynchronizeCore()
     {
         Bind();
         _stream.Synchronize();

@@ -55,7 +55,7 @@ public sealed class EmulatedDevice : KernelDevice
     public override void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) => _host.CopyFromHost(source, destination);
 
     /// <inheritdoc />
-    public override void CopyToHost<T>(Tensor source, Span<T> destination) => _host.CopyToHost(source, destination);
+    protected override void CopyToHostCore<T>(Tensor source, Span<T> destination) => _host.CopyToHost(source, destination);
 
     /// <inheritdoc />
     public override void Copy(Tensor source, Tensor destination) => _host.Copy(source, destination);
@@ -64,7 +64,7 @@ public sealed class EmulatedDevice : KernelDevice
     public override void Clear(Tensor destination) => _host.Clear(destination);
 
     /// <inheritdoc />
-    public override void Synchronize()
+    protected override void SynchronizeCore()
     {
     }
 

@@ -36,6 +36,17 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
         return new EmulatedKernelFunction(spec, entryPoint, entry, this);
     }
 
+    /// <summary>Loads an entry point of a CUDA source outside the library (test kernels that plant faults).</summary>
+    internal KernelFunction LoadSource(string sourcePath, string entryPoint)
+    {
+        var entries = KernelSources.EntryPointsIn(File.ReadAllText(sourcePath));
+        var spec = new KernelSpec(Path.GetFileName(sourcePath));
+        var path = _toolchain.KernelLibrary(Path.GetFileNameWithoutExtension(sourcePath), sourcePath, entries, [], _options.BoundsChecking,
+            log => new KernelCompileException(spec, "emulation", log));
+        var entry = NativeLibrary.GetExport(NativeLibrary.Load(path), "keel_emu_entry_" + entryPoint);
+        return new EmulatedKernelFunction(spec, entryPoint, entry, this);
+    }
+
     private sealed unsafe class EmulatedKernelFunction : KernelFunction
     {
         private readonly IntPtr _entry;

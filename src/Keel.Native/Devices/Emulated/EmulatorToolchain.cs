@@ -59,23 +59,34 @@ public sealed class EmulatorToolchain
     public string KernelLibrary(KernelSpec spec, bool boundsChecking)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var sources = _sourceFolder.Value;
+        var source = Path.Combine(_sourceFolder.Value, "kernels", spec.File);
+        return KernelLibrary(Path.GetFileNameWithoutExtension(spec.File), source, KernelSources.EntryPoints(spec.File), spec.DefineOptions,
+            boundsChecking, log => new KernelCompileException(spec, "emulation", log));
+    }
+
+    /// <summary>
+    /// Builds the shared object of any CUDA source file written for this project's kernels (it may include
+    /// <c>common.cuh</c>), such as the test kernels that plant faults on purpose.
+    /// </summary>
+    internal string KernelLibrary(string name, string sourcePath, IReadOnlyList<string> entryPoints, IEnumerable<string> defines,
+                                  bool boundsChecking, Func<string, Exception> failure)
+    {
+        var kernels = Path.Combine(_sourceFolder.Value, "kernels");
         var runtime = RuntimeLibrary;
-        var flags = KernelFlags(boundsChecking).Concat(spec.DefineOptions).ToList();
-        var key = KernelCache.KeyOf([_compilerIdentity.Value, runtime, sources, spec.Key, .. flags]);
-        var output = Path.Combine(Folder, "kernels", $"{Path.GetFileNameWithoutExtension(spec.File)}-{key[..16]}.so");
+        var flags = KernelFlags(boundsChecking).Concat(defines).ToList();
+        var key = KernelCache.KeyOf([_compilerIdentity.Value, runtime, kernels, sourcePath, File.ReadAllText(sourcePath), .. flags]);
+        var output = Path.Combine(Folder, "kernels", $"{name}-{key[..16]}.so");
         return Build(output, () =>
         {
-            var kernels = Path.Combine(sources, "kernels");
-            var unit = new StringBuilder($"#include \"{Path.Combine(kernels, spec.File)}\"\n");
-            foreach (var entry in KernelSources.EntryPoints(spec.File)) unit.Append($"KEEL_EMU_ENTRY({entry})\n");
+            var unit = new StringBuilder($"#include \"{sourcePath}\"\n");
+            foreach (var entry in entryPoints) unit.Append($"KEEL_EMU_ENTRY({entry})\n");
+            // Kept beside the object: fault messages give offsets into it, and this is the source they map to.
             var unitPath = output + ".cpp";
             File.WriteAllText(unitPath, unit.ToString());
             var runtimeFolder = Path.GetDirectoryName(runtime)!;
-            var arguments = flags.Concat(["-I", kernels, "-include", Path.Combine(kernels, "emu", "keel_emu.h"), unitPath,
+            return flags.Concat(["-I", kernels, "-include", Path.Combine(kernels, "emu", "keel_emu.h"), unitPath,
                 "-L", runtimeFolder, "-lkeel_emu", $"-Wl,-rpath,{runtimeFolder}", "-Wl,-z,defs"]);
-            return arguments;
-        }, log => new KernelCompileException(spec, "emulation", log));
+        }, failure);
     }
 
     private string BuildRuntime()

@@ -1,0 +1,138 @@
+using Keel.Native.Devices;
+using Keel.Native.Numerics;
+using Keel.Native.Reference;
+using Keel.Native.Tests.Support;
+
+namespace Keel.Native.Tests.Devices;
+
+/// <summary>kernels/cross_entropy.cu (fused softmax cross-entropy with its gradient) against the CPU reference device.</summary>
+public class CrossEntropyKernelTests
+{
+    // V = 259 and 50257 are odd: their rows start at every 4-byte phase of a 16-byte vector.
+    private static readonly (int Rows, int Vocab)[] Sizes = [(1, 256), (37, 259), (6, 1000), (3, 50257)];
+
+    [Theory]
+    [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
+    public void LossesAndGradientsMatchTheReferenceWithIgnoredTargets(DeviceKind kind)
+    {
+        var device = TestDevices.Get(kind);
+        foreach (var (rows, vocab) in Sizes)
+        {
+            var (logits, targets) = Problem(rows, vocab);
+            var scale = 1f / Math.Max(1, targets.Count(t => t != CrossEntropy.IgnoreTarget));
+            var expected = Run(TestDevices.Reference, rows, vocab, logits, targets, scale, inPlace: false);
+            var actual = Run(device, rows, vocab, logits, targets, scale, inPlace: false);
+            DeviceData.AssertClose(expected.Losses, actual.Losses, 1e-5, $"losses [{rows}, {vocab}]");
+            DeviceData.AssertClose(expected.DLogits, actual.DLogits, 1e-5, $"dLogits [{rows}, {vocab}]");
+            for (var t = 0; t < rows; t++)
+            {
+                if (targets[t] != CrossEntropy.IgnoreTarget) continue;
+                Assert.Equal(0f, actual.Losses[t]);
+                Assert.All(actual.DLogits.AsSpan(t * vocab, vocab).ToArray(), g => Assert.Equal(0f, g));
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
+    public void GradientInPlaceOverTheLogitsMatchesTheReference(DeviceKind kind)
+    {
+        var device = TestDevices.Get(kind);
+        foreach (var (rows, vocab) in new[] { (37, 259), (2, 50257) })
+        {
+            var (logits, targets) = Problem(rows, vocab);
+            var expected = Run(TestDevices.Reference, rows, vocab, logits, targets, 0.5f, inPlace: false);
+            var actual = Run(device, rows, vocab, logits, targets, 0.5f, inPlace: true);
+            DeviceData.AssertClose(expected.Losses, actual.Losses, 1e-5, $"losses in place [{rows}, {vocab}]");
+            DeviceData.AssertClose(expected.DLogits, actual.DLogits, 1e-5, $"dLogits in place [{rows}, {vocab}]");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
+    public void LossesAloneLeaveTheLogitsUntouched(DeviceKind kind)
+    {
+        var device = TestDevices.Get(kind);
+        var (rows, vocab) = (5, 259);
+        var (logits, targets) = Problem(rows, vocab);
+        using var x = DeviceData.Upload(device, logits, DType.Float32, new TensorShape(rows, vocab));
+        using var y = Targets(device, targets);
+        using var losses = DeviceData.Poisoned(device, DType.Float32, new TensorShape(rows));
+        device.CrossEntropy(x, y, losses, default, 1f);
+        var expected = new float[rows];
+        CrossEntropy.Forward(rows, vocab, logits, targets, expected);
+        DeviceData.AssertClose(expected, DeviceData.Download(device, losses), 1e-5, "losses without gradient");
+        Assert.Equal(logits, DeviceData.Download(device, x));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
+    public void TargetOutsideTheVocabularyGivesANaNRowAndLeavesTheOthersRight(DeviceKind kind)
+    {
+        var device = TestDevices.Get(kind);
+        var (rows, vocab) = (4, 259);
+        var (logits, targets) = Problem(rows, vocab);
+        var expected = Run(TestDevices.Reference, rows, vocab, logits, targets, 1f, inPlace: false);
+        targets[1] = vocab;
+        var actual = Run(device, rows, vocab, logits, targets, 1f, inPlace: false);
+        Assert.True(float.IsNaN(actual.Losses[1]));
+        Assert.All(actual.DLogits.AsSpan(vocab, vocab).ToArray(), g => Assert.True(float.IsNaN(g)));
+        int[] others = [0, 2, 3];
+        DeviceData.AssertClose(others.Select(t => expected.Losses[t]).ToArray(), others.Select(t => actual.Losses[t]).ToArray(), 1e-5, "losses of the other rows");
+        DeviceData.AssertClose(expected.DLogits.AsSpan(2 * vocab).ToArray(), actual.DLogits.AsSpan(2 * vocab).ToArray(), 1e-5, "dLogits of the rows after");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
+    public void BadTensorsAreRejectedBeforeLaunch(DeviceKind kind)
+    {
+        var device = TestDevices.Get(kind);
+        using var logits = device.Allocate(DType.Float32, new TensorShape(4, 259));
+        using var wide = device.Allocate(DType.Float32, new TensorShape(4 * 259 + 8));
+        using var halves = device.Allocate(DType.BFloat16, new TensorShape(4, 259));
+        using var targets = device.Allocate(DType.Int32, new TensorShape(4));
+        using var floats = device.Allocate(DType.Float32, new TensorShape(4));
+        using var losses = device.Allocate(DType.Float32, new TensorShape(4));
+
+        Assert.Throws<ArgumentException>("logits", () => device.CrossEntropy(halves, targets, losses, default, 1f));
+        Assert.Throws<ArgumentException>("logits", () => device.CrossEntropy(logits.Tensor.Reshape(new TensorShape(1036)), targets, losses, default, 1f));
+        Assert.Throws<ArgumentException>("logits", () => device.CrossEntropy(wide.Tensor.Slice(1, 1036).Reshape(new TensorShape(4, 259)), targets, losses, default, 1f));
+        Assert.Throws<ArgumentException>("targets", () => device.CrossEntropy(logits, floats, losses, default, 1f));
+        Assert.Throws<ArgumentException>("losses", () => device.CrossEntropy(logits, targets, targets, default, 1f));
+        Assert.Throws<ArgumentException>("losses", () => device.CrossEntropy(logits, targets, losses.Tensor.Slice(0, 3), default, 1f));
+        Assert.Throws<ArgumentException>("losses", () => device.CrossEntropy(logits, targets, logits.Tensor.Slice(0, 4), default, 1f));
+        Assert.Throws<ArgumentException>("dLogits", () => device.CrossEntropy(logits, targets, losses, halves, 1f));
+        Assert.Throws<ArgumentException>("dLogits", () => device.CrossEntropy(logits, targets, losses, wide.Tensor.Slice(0, 1036), 1f));
+        Assert.Throws<ArgumentException>("dLogits", () => device.CrossEntropy(logits, targets, losses, wide.Tensor.Slice(1, 1036).Reshape(new TensorShape(4, 259)), 1f));
+        var shifted = new Tensor(logits.Tensor.Address + 16, DType.Float32, new TensorShape(4, 259));
+        Assert.Throws<ArgumentException>("dLogits", () => device.CrossEntropy(logits, targets, losses, shifted, 1f));
+    }
+
+    // Logits with a spread like a trained LM head's; every fifth row ignored.
+    private static (float[] Logits, int[] Targets) Problem(int rows, int vocab)
+    {
+        var rng = new Random(rows * 65_537 + vocab);
+        var logits = DeviceData.Random(rng, (long)rows * vocab, scale: 3);
+        var targets = new int[rows];
+        for (var t = 0; t < rows; t++) targets[t] = t % 5 == 4 ? CrossEntropy.IgnoreTarget : rng.Next(vocab);
+        return (logits, targets);
+    }
+
+    private static DeviceBuffer Targets(IDevice device, int[] targets)
+    {
+        var buffer = device.Allocate(DType.Int32, new TensorShape(targets.Length));
+        device.CopyFromHost<int>(targets, buffer);
+        return buffer;
+    }
+
+    private static (float[] Losses, float[] DLogits) Run(IDevice device, int rows, int vocab, float[] logits, int[] targets, float scale, bool inPlace)
+    {
+        var shape = new TensorShape(rows, vocab);
+        using var x = DeviceData.Upload(device, logits, DType.Float32, shape);
+        using var y = Targets(device, targets);
+        using var losses = DeviceData.Poisoned(device, DType.Float32, new TensorShape(rows));
+        using var d = DeviceData.Poisoned(device, DType.Float32, inPlace ? new TensorShape(1) : shape);
+        device.CrossEntropy(x, y, losses, inPlace ? x : d, scale);
+        return (DeviceData.Download(device, losses), DeviceData.Download(device, inPlace ? x : d));
+    }
+}

@@ -1,0 +1,76 @@
+using Keel.Cuda.Driver;
+using Keel.Native.Devices;
+using Keel.Native.Devices.Emulated;
+using Keel.Native.Kernels;
+using Keel.Native.Numerics;
+using Keel.Native.Tests.Support;
+
+namespace Keel.Native.Tests.Devices;
+
+/// <summary>
+/// Faults planted in kernels (Devices/emulator_faults.cu) are caught by the emulated device with a message
+/// that names the kernel and the threads, the host process survives, and the next launch works.
+/// </summary>
+public unsafe class EmulatorFaultTests
+{
+    private static readonly string Source = Path.Combine(AppContext.BaseDirectory, "Devices", "emulator_faults.cu");
+
+    [Fact]
+    public void BarrierNotReachedByEveryThreadIsReportedWithThreadIds()
+    {
+        var error = Launch("keel_fault_early_return", grid: 1, block: 256);
+        Assert.Contains("keel_fault_early_return", error.Message);
+        Assert.Contains("0-127", error.Message);
+        Assert.Contains("128-255", error.Message);
+        Assert.Contains("exited", error.Message);
+        LaunchStillWorks();
+    }
+
+    [Fact]
+    public void WriteOnePastTheEndOfABufferIsCaught()
+    {
+        var error = Launch("keel_fault_write_past_end", grid: 1, block: 1, n: 1000);
+        Assert.Contains("keel_fault_write_past_end", error.Message);
+        Assert.Contains("MEMORY_FAULT", error.Message);
+        LaunchStillWorks();
+    }
+
+    [Fact]
+    public void StaticSharedIndexPastItsBoundIsCaught()
+    {
+        var error = Launch("keel_fault_shared_past_end", grid: 1, block: 32, n: 40);
+        Assert.Contains("BOUNDS", error.Message);
+        LaunchStillWorks();
+    }
+
+    [Fact]
+    public void ShuffleWhoseMaskNamesExitedLanesIsCaught()
+    {
+        var error = Launch("keel_fault_shuffle_after_exit", grid: 1, block: 32);
+        Assert.Contains("WARP_COLLECTIVE", error.Message);
+        Assert.Contains("keel_fault_shuffle_after_exit", error.Message);
+        LaunchStillWorks();
+    }
+
+    private static KernelLaunchException Launch(string kernel, int grid, int block, int n = 0)
+    {
+        var device = (EmulatedDevice)TestDevices.Get(DeviceKind.Emulated);
+        var function = ((EmulatedKernelRuntime)device.Runtime).LoadSource(Source, kernel);
+        using var buffer = device.Allocate(DType.Float32, new TensorShape(Math.Max(n, block * grid)));
+        var address = buffer.Tensor.Address;
+        void** args = stackalloc void*[] { &address, &n };
+        return Assert.Throws<KernelLaunchException>(() => function.Launch(new LaunchShape(new Dim3(grid), new Dim3(block)), args));
+    }
+
+    private static void LaunchStillWorks()
+    {
+        var device = (EmulatedDevice)TestDevices.Get(DeviceKind.Emulated);
+        var function = ((EmulatedKernelRuntime)device.Runtime).LoadSource(Source, "keel_fault_none");
+        var n = 300;
+        using var buffer = DeviceData.Poisoned(device, DType.Float32, new TensorShape(n));
+        var address = buffer.Tensor.Address;
+        void** args = stackalloc void*[] { &address, &n };
+        function.Launch(new LaunchShape(new Dim3(3), new Dim3(128)), args);
+        Assert.Equal(Enumerable.Range(0, n).Select(i => (float)i), DeviceData.Download(device, buffer));
+    }
+}
