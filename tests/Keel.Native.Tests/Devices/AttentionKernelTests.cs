@@ -74,6 +74,7 @@ public class AttentionKernelTests
         Assert.Throws<ArgumentException>("k", () => device.AttentionForward(options, q, q, kv, q, lse));
         Assert.Throws<ArgumentException>("logSumExp", () => device.AttentionForward(options, q, kv, kv, q, kv));
         Assert.Throws<ArgumentException>("dk", () => device.AttentionBackward(options, q, kv, kv, q, lse, q, q, q, kv));
+        Assert.Throws<ArgumentException>("output", () => device.AttentionForward(options, q, kv, kv, q, lse));
     }
 
     private static void AssertMatchesReference(IDevice device, AttentionOptions options, int seed)

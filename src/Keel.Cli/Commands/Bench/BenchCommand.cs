@@ -7,7 +7,7 @@ using Keel.Native.Devices.Cuda;
 
 namespace Keel.Cli.Commands.Bench;
 
-[Verb("bench", HelpText = "Measure kernels on the GPU against the device's measured ceilings and PyTorch in the same job. Targets: ceilings (copy bandwidth and bf16 GEMM rate).")]
+[Verb("bench", HelpText = "Measure kernels on the GPU against the device's measured ceilings and PyTorch in the same job. Targets: ceilings (copy bandwidth and bf16 GEMM rate), attention (flash attention and RoPE against SDPA).")]
 internal sealed class BenchOptions
 {
     [Value(0, MetaName = "target", Required = true, HelpText = "What to measure: ceilings, or a kernel family the build provides (norm, attention, train).")]
@@ -42,6 +42,7 @@ internal static class BenchCommand
     private static readonly IBenchmarkSuite[] Suites =
     [
         new CeilingsSuite(),
+        new AttentionSuite(),
     ];
 
     public static int Run(BenchOptions options, TextWriter output, TextWriter error)

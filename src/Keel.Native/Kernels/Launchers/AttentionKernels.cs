@@ -65,6 +65,12 @@ public sealed unsafe class AttentionKernels
         Require.Shape(logSumExp, new TensorShape(options.Batch, options.QueryHeads, options.Sequence));
         if (options.Batch > LaunchShape.MaxGridYZ)
             throw new ArgumentException($"Batch {options.Batch} exceeds the {LaunchShape.MaxGridYZ} the forward grid allows.", nameof(options));
+        foreach (var input in (ReadOnlySpan<Tensor>)[q, k, v])
+        {
+            Overlap.RequireDisjoint(output, input);
+            Overlap.RequireDisjoint(logSumExp, input);
+        }
+        Overlap.RequireDisjoint(logSumExp, output);
 
         var kernels = Load(options);
         var tiles = kernels.Tiles;
@@ -95,6 +101,15 @@ public sealed unsafe class AttentionKernels
         CheckKvShaped(options, dv);
         Require.DType(logSumExp, DType.Float32);
         Require.Shape(logSumExp, new TensorShape(options.Batch, options.QueryHeads, options.Sequence));
+        foreach (var input in (ReadOnlySpan<Tensor>)[q, k, v, output, logSumExp, dOutput])
+        {
+            Overlap.RequireDisjoint(dq, input);
+            Overlap.RequireDisjoint(dk, input);
+            Overlap.RequireDisjoint(dv, input);
+        }
+        Overlap.RequireDisjoint(dk, dq);
+        Overlap.RequireDisjoint(dv, dq);
+        Overlap.RequireDisjoint(dv, dk);
         var tiles = AttentionTiles.For(options.HeadDim);
         var keyBlocks = (options.Sequence + tiles.BackwardBlockN - 1) / tiles.BackwardBlockN;
         if (keyBlocks > LaunchShape.MaxGridYZ || (long)options.Batch * options.KvHeads > int.MaxValue)

@@ -39,9 +39,7 @@ public sealed unsafe class RopeKernels
             throw new ArgumentException($"{xName} has shape {x.Shape}; [batch, sequence, heads, headDim] expected.", xName);
         Require.Shape(output, x.Shape, outputName);
         if (x.Shape[3] % 2 != 0) throw new ArgumentException($"headDim must be even, not {x.Shape[3]}.", xName);
-        var overlap = x.Address < output.Address + (ulong)output.ByteLength && output.Address < x.Address + (ulong)x.ByteLength;
-        if (overlap && x.Address != output.Address)
-            throw new ArgumentException($"{outputName} partly overlaps {xName}; it must be the same tensor or disjoint.", outputName);
+        Overlap.RequireSameOrDisjoint(output, x, outputName, xName);
     }
 
     /// <summary>Checks that <paramref name="theta"/> is a valid frequency base: greater than 1 and finite.</summary>
