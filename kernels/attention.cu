@@ -11,27 +11,29 @@
 //     s = scale * q k_j^T;  m' = max(m, rowmax s);  p = exp(s - m');  l = l e^(m - m') + rowsum p;  o = o e^(m - m') + p v_j
 //   o /= l;  lse = m + log l   (saved for backward with o)
 // Backward (the probabilities are recomputed from q, k and lse, never stored):
-//   prepare:  Dsum_i = sum_d dO_id o_id;  dq_accum = 0;  dq_order = 0
+//   prepare:  Dsum_i = sum_d dO_id o_id;  dq_order = 0
 //   main, per key block of BN keys of one kv head, over every query head of its group and every query block:
 //     p = exp(scale q k^T - lse);  dp = dO v^T;  ds = p (dp - Dsum)
 //     dv += p^T dO;  dk += ds^T q   (registers, summed over the group's query heads: no scratch, no atomics)
 //     dq_accum += ds k              (fp32; see "Determinism")
-//   dq:  dq = bf16(scale * dq_accum);  dk = bf16(scale * dk);  dv = bf16(dv)
+//   and at the end dk = bf16(scale dk), dv = bf16(dv); the last key block of each query block writes
+//   dq = bf16(scale dq_accum).
 //
-// Determinism. Each query block's dq gets one partial from every key block; they are added in key-block order 0,
-// 1, 2, ... A counter per (batch, query head, query block) says how many partials are in; key block n waits until
-// it reads n, adds its partial (atomicAdd, so the bits land in L2 whatever the L1 holds), fences, and increments.
-// The waits only point at lower key blocks, which have lower linear block indices (grid x = batch * kv head,
-// y = key block), so the oldest unfinished block never waits and the schedule cannot deadlock as long as blocks
-// start in index order (as CUTLASS's serial split-K and FlashAttention-3's deterministic backward assume). Blocks
-// of one chain run nearly in lockstep, so the waits are short: only the first wave staggers.
+// Determinism. Each query block's dq gets one partial from every key block that sees it; they are added in key-block
+// order 0, 1, 2, ... A counter per (batch, query head, query block) says how many partials are in; key block n waits
+// until it reads n, adds its partial (the first stores it; later ones use atomicAdd, so the sum is formed in L2
+// whatever an L1 holds; the last takes the old value back and writes dq), fences, and increments. The waits only
+// point at lower key blocks, which have lower linear block indices (grid x = batch * kv head, y = key block), so the
+// oldest unfinished block never waits and the schedule cannot deadlock as long as blocks start in index order (as
+// CUTLASS's serial split-K and FlashAttention-3's deterministic backward assume). Blocks of one chain run nearly in
+// lockstep, so the waits are short: only the first wave staggers.
 //
 // FLOPs (FlashAttention's convention): forward 4 S^2 D Hq B (2 GEMMs), halved with the causal mask; backward 2.5x
 // forward (5 GEMMs: s, dp, dv, dk, dq; this kernel does exactly those). Exponentials: S^2 Hq B forward, the same
 // backward.
 // Bytes: forward reads q and writes o once (4 S Hq D B) plus lse, and reads k, v once per query block
 // (4 S Hkv D B * S / BM, mostly from L2); backward reads k, v once and q, dO, o once per key block of the group
-// (mostly L2), writes dk, dv once and moves dq_accum with atomics (4 S Hq D B * S / BN bytes through L2).
+// (mostly L2), writes dk, dv and dq once and moves dq_accum with atomics (4 S Hq D B * S / BN bytes through L2).
 //
 // Launch (tiles are -D specializations chosen by the launcher; smem rows are padded by 16 bytes, so the eight
 // 16-byte rows an ldmatrix reads fall in distinct banks):
@@ -42,7 +44,6 @@
 //   main:     grid (B * Hkv, ceil(S / BN)), BWD_WARPS warps, each owning 16 keys (BN = 16 BWD_WARPS); query tiles of
 //             BWD_BLOCK_M rows (q, dO, lse, Dsum) double-buffered with cp.async. Dynamic smem
 //             (2 BN + 4 BM) (D + 8) * 2 + BN (BM + 8) * 2 + 16 BM bytes.
-//   dq:       1-D, 256 threads, 8 elements per thread.
 #include "common.cuh"
 
 #if !defined(HEAD_DIM) || !defined(CAUSAL) || !defined(FWD_WARPS) || !defined(FWD_M_TILES) || !defined(FWD_BLOCK_N) || \
@@ -308,12 +309,11 @@ keel_attention_forward(const bf16* __restrict__ q, const bf16* __restrict__ k, c
     }
 }
 
-// Dsum[b, h, i] = dO_i . o_i (fp32), and the zeroing of dq_accum [B, S, Hq, D] fp32 and dq_order [B, Hq, ceil(S / BM)].
-// D/8 threads per (b, i, h) row, 8 elements each; rows = B S Hq.
+// Dsum[b, h, i] = dO_i . o_i (fp32), and the zeroing of dq_order [B, Hq, ceil(S / BM)]. D/8 threads per (b, i, h)
+// row, 8 elements each; rows = B S Hq.
 extern "C" __global__ void keel_attention_backward_prepare(const bf16* __restrict__ o, const bf16* __restrict__ dout,
-                                                           float* __restrict__ dsum, float* __restrict__ dq_accum,
-                                                           int* __restrict__ dq_order, i64 rows, int seq, int q_heads,
-                                                           int order_count) {
+                                                           float* __restrict__ dsum, int* __restrict__ dq_order, i64 rows,
+                                                           int seq, int q_heads, int order_count) {
     const i64 id = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     const i64 row = id / CHUNKS;
     const int chunk = (int)(id % CHUNKS);
@@ -322,9 +322,6 @@ extern "C" __global__ void keel_attention_backward_prepare(const bf16* __restric
         const Packed128<bf16> x = load128(o + row * D + 8 * chunk), y = load128(dout + row * D + 8 * chunk);
 #pragma unroll
         for (int j = 0; j < 8; j++) dot += bf16_to_float(x.v[j]) * bf16_to_float(y.v[j]);
-        const Packed128<float> zeros = {};
-        store128(dq_accum + row * D + 8 * chunk, zeros);
-        store128(dq_accum + row * D + 8 * chunk + 4, zeros);
     }
     // The D/8 lanes of a row are aligned groups within the warp (D/8 divides 32), so xor offsets below D/8 stay inside.
 #pragma unroll
@@ -339,8 +336,9 @@ extern "C" __global__ void keel_attention_backward_prepare(const bf16* __restric
 extern "C" __global__ void __launch_bounds__(BWD_THREADS)
 keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                         const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
-                        float* __restrict__ dq_accum, int* __restrict__ dq_order, bf16* __restrict__ dk,
-                        bf16* __restrict__ dv, int seq, int q_heads, int kv_heads, float scale, float scale_log2) {
+                        float* __restrict__ dq_accum, int* __restrict__ dq_order, bf16* __restrict__ dq_out,
+                        bf16* __restrict__ dk, bf16* __restrict__ dv, int seq, int q_heads, int kv_heads, float scale,
+                        float scale_log2) {
     bf16* sK = dynamic_smem<bf16>();             // [BWD_BN][STRIDE]
     bf16* sV = sK + BWD_BN * STRIDE;             // [BWD_BN][STRIDE]
     bf16* sQ = sV + BWD_BN * STRIDE;             // [2][BWD_BM][STRIDE]
@@ -491,9 +489,13 @@ keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, 
             }
         }
 
-        // Add the partial in key-block order (see Determinism in the header).
+        // Add the partial in key-block order (see Determinism in the header). The first key block stores instead of
+        // adding, so dq_accum needs no clearing; the last adds with atomicAdd's returned old value and writes the
+        // finished row of dq in bf16 itself, so no pass over dq_accum follows.
+        const bool first = n_block == 0;
+        const bool last = n_block == (CAUSAL ? (min(q0 + BWD_BM, seq) - 1) / BWD_BN : (int)gridDim.y - 1);
         int* order = dq_order + ((i64)b * q_heads + h) * q_blocks + m_block;
-        if (threadIdx.x == 0) {
+        if (!first && threadIdx.x == 0) {
             while (*reinterpret_cast<volatile int*>(order) != n_block) {
             }
             __threadfence();
@@ -505,15 +507,26 @@ keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, 
             for (int r = 0; r < 2; r++) {
                 const int query = q0 + dq_rows + g + 8 * r;
                 if (query < seq) {
-                    float* at = dq_accum + ((i64)b * seq + query) * q_stride + (i64)h * D + dq_col0 + 8 * nt + 2 * t;
-                    atomicAdd(at, dq[nt][2 * r]);
-                    atomicAdd(at + 1, dq[nt][2 * r + 1]);
+                    const i64 at = ((i64)b * seq + query) * q_stride + (i64)h * D + dq_col0 + 8 * nt + 2 * t;
+                    float x0 = dq[nt][2 * r], x1 = dq[nt][2 * r + 1];
+                    if (first && !last) {
+                        *reinterpret_cast<float2*>(dq_accum + at) = make_float2(x0, x1);
+                    } else if (!first && !last) {
+                        atomicAdd(dq_accum + at, x0);
+                        atomicAdd(dq_accum + at + 1, x1);
+                    } else {
+                        if (!first) {
+                            x0 += atomicAdd(dq_accum + at, x0);
+                            x1 += atomicAdd(dq_accum + at + 1, x1);
+                        }
+                        *reinterpret_cast<u32*>(dq_out + at) = pack_bf16x2(x0 * scale, x1 * scale);
+                    }
                 }
             }
         }
-        __threadfence();
+        if (!last) __threadfence();
         __syncthreads();  // also: every warp is done with this stage and with sdS before the next step refills them
-        if (threadIdx.x == 0) atomicAdd(order, 1);
+        if (!last && threadIdx.x == 0) atomicAdd(order, 1);
     }
 
     // dk = scale * sum ds^T q, dv = sum p^T dO, over every query head of the group.
@@ -528,21 +541,5 @@ keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, 
                 *reinterpret_cast<u32*>(dv + at + 8 * dt) = pack_bf16x2(dv_acc[dt][2 * r], dv_acc[dt][2 * r + 1]);
             }
         }
-    }
-}
-
-// dq = bf16(scale * dq_accum), n elements (a multiple of 8, 16-byte aligned).
-extern "C" __global__ void keel_attention_backward_dq(const float* __restrict__ dq_accum, bf16* __restrict__ dq, i64 n,
-                                                      float scale) {
-    const i64 stride = (i64)gridDim.x * blockDim.x;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n / 8; i += stride) {
-        const Packed128<float> lo = load128(dq_accum + 8 * i), hi = load128(dq_accum + 8 * i + 4);
-        Packed128<bf16> out;
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            out.v[j] = float_to_bf16(lo.v[j] * scale);
-            out.v[4 + j] = float_to_bf16(hi.v[j] * scale);
-        }
-        store128(dq + 8 * i, out);
     }
 }

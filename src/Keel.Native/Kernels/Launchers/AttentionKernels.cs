@@ -19,17 +19,12 @@ public sealed unsafe class AttentionKernels
     public static IReadOnlyList<KernelSpec> Specs { get; } =
         [.. HeadDims.SelectMany(d => new[] { false, true }.Select(causal => Spec(d, causal)))];
 
-    private const int ElementwiseThreads = 256;
+    private const int PrepareThreads = 256;
     private readonly IKernelRuntime _runtime;
     private readonly Variant?[] _variants = new Variant?[HeadDims.Count * 2];
-    private readonly int _maxBlocks;
 
     /// <summary>Launches on <paramref name="runtime"/>; nothing is compiled until the first call.</summary>
-    public AttentionKernels(IKernelRuntime runtime)
-    {
-        _runtime = runtime;
-        _maxBlocks = runtime.MultiprocessorCount * 8;
-    }
+    public AttentionKernels(IKernelRuntime runtime) => _runtime = runtime;
 
     /// <summary>The specialization for <paramref name="headDim"/> and the mask.</summary>
     /// <exception cref="ArgumentException"><paramref name="headDim"/> is not one of <see cref="HeadDims"/>.</exception>
@@ -44,7 +39,7 @@ public sealed unsafe class AttentionKernels
         ]);
     }
 
-    /// <summary>Float32 elements of the scratch <see cref="Backward"/> needs: dq in fp32, the rows' dO·o, the dq order counters.</summary>
+    /// <summary>Float32 elements of the scratch <see cref="Backward"/> needs: dq partial sums in fp32, the rows' dO·o, the dq order counters.</summary>
     public static long BackwardWorkspaceElements(AttentionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -128,18 +123,14 @@ public sealed unsafe class AttentionKernels
         int seq = options.Sequence, heads = options.QueryHeads, kvHeads = options.KvHeads, orderCount = (int)layout.OrderCount;
         var scale = (float)options.EffectiveScale;
         var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
-        long rows = (long)options.Batch * seq * heads, dqElements = q.Length;
+        long rows = (long)options.Batch * seq * heads;
 
-        void** prepareArgs = stackalloc void*[] { &oa, &doa, &dsum, &accum, &order, &rows, &seq, &heads, &orderCount };
+        void** prepareArgs = stackalloc void*[] { &oa, &doa, &dsum, &order, &rows, &seq, &heads, &orderCount };
         var prepareThreads = rows * (options.HeadDim / 8);
-        kernels.Prepare.Launch(LaunchShapes.Blocks((prepareThreads + ElementwiseThreads - 1) / ElementwiseThreads, ElementwiseThreads), prepareArgs);
+        kernels.Prepare.Launch(LaunchShapes.Blocks((prepareThreads + PrepareThreads - 1) / PrepareThreads, PrepareThreads), prepareArgs);
 
-        void** mainArgs = stackalloc void*[] { &qa, &ka, &va, &doa, &la, &dsum, &accum, &order, &dka, &dva, &seq, &heads, &kvHeads, &scale, &scaleLog2 };
+        void** mainArgs = stackalloc void*[] { &qa, &ka, &va, &doa, &la, &dsum, &accum, &order, &dqa, &dka, &dva, &seq, &heads, &kvHeads, &scale, &scaleLog2 };
         kernels.Backward.Launch(new LaunchShape(new Dim3(options.Batch * kvHeads, keyBlocks), new Dim3(tiles.BackwardThreads), tiles.BackwardSharedBytes), mainArgs);
-
-        void** dqArgs = stackalloc void*[] { &accum, &dqa, &dqElements, &scale };
-        var dqBlocks = Math.Clamp((dqElements / 8 + ElementwiseThreads - 1) / ElementwiseThreads, 1, _maxBlocks);
-        kernels.Dq.Launch(LaunchShapes.Blocks(dqBlocks, ElementwiseThreads), dqArgs);
     }
 
     private Variant Load(AttentionOptions options)
@@ -204,7 +195,6 @@ public sealed unsafe class AttentionKernels
             Forward = runtime.Load(spec, "keel_attention_forward");
             Prepare = runtime.Load(spec, "keel_attention_backward_prepare");
             Backward = runtime.Load(spec, "keel_attention_backward");
-            Dq = runtime.Load(spec, "keel_attention_backward_dq");
             Forward.AllowDynamicSharedMemory(Tiles.ForwardSharedBytes);
             Backward.AllowDynamicSharedMemory(Tiles.BackwardSharedBytes);
         }
@@ -213,6 +203,5 @@ public sealed unsafe class AttentionKernels
         public KernelFunction Forward { get; }
         public KernelFunction Prepare { get; }
         public KernelFunction Backward { get; }
-        public KernelFunction Dq { get; }
     }
 }
