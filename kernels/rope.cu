@@ -14,6 +14,14 @@
 //   Bytes: 4 per element read and written (8 per pair) plus the table, 8 bytes per pair but shared by the B H rows
 //   of a position (L2 resident). FLOPs: 6 per pair. Bandwidth bound. 1-D blocks of 256 threads, grid-stride.
 // The sequence of a row is (row / heads) % seq, positions starting at 0.
+//
+// Why a separate pass rather than a rotation inside attention's loads: the device ops keep RoPE apart from attention
+// (the model rotates q and k in place after the QKV GEMM), and inside attention the rotation would be redone for
+// every reread of a tile (k once per forward query block, q and k once per backward key block) with table reads in
+// the tensor-core loop. This pass moves 8 bytes per q or k element once: for hidden 2048 and 8 kv heads, about 12 KB
+// a token, ~70 us for 16k tokens at 3 TB/s, which is a few percent of the forward at S >= 4k but comparable to it at
+// S = 512. `keel bench attention` times it beside the attention passes (pass "rope") so the choice can be checked on
+// the GPU; fusing it into the QKV GEMM's epilogue would remove it, which cuBLASLt does not offer.
 #include "common.cuh"
 
 extern "C" __global__ void keel_rope_table(float* __restrict__ table, int positions, int half, float theta) {
