@@ -19,17 +19,20 @@ public static class KeelCli
             settings.CaseInsensitiveEnumValues = true;
             settings.AutoVersion = true;
         });
-        var parsed = parser.ParseArguments<InfoOptions, CompileOptions, BenchOptions>(args);
+        var parsed = parser.ParseArguments<TrainOptions, EvalOptions, SampleOptions, BenchOptions, InfoOptions, CompileOptions>(args);
         try
         {
             return parsed.MapResult(
+                (TrainOptions o) => TrainCommand.Run(o, output, error),
+                (EvalOptions o) => EvalCommand.Run(o, output),
+                (SampleOptions o) => SampleCommand.Run(o, output),
                 (InfoOptions o) => InfoCommand.Run(o, output),
                 (CompileOptions o) => CompileCommand.Run(o, output, error),
                 (BenchOptions o) => BenchCommand.Run(o, output, error),
                 _ => 2);
         }
         catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException
-                                       or KernelCompileException or IOException or InvalidDataException)
+                                       or KernelCompileException or IOException or InvalidDataException or NotSupportedException)
         {
             // An ArgumentException's message ends in "(Parameter 'x')"; the text before it already names the problem.
             var message = e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;

@@ -41,6 +41,6 @@ public sealed unsafe class CastKernels
         ulong s = source.Address, d = destination.Address;
         var blocks = Math.Clamp((n / ElementsPerThread + Threads - 1) / Threads, 1, _maxBlocks);
         void** args = stackalloc void*[] { &s, &d, &n };
-        kernel.Launch(LaunchShapes.Blocks(blocks, Threads), args);
+        kernel.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(n * (source.DType.SizeOf() + destination.DType.SizeOf()), 0));
     }
 }

@@ -44,9 +44,9 @@ public sealed unsafe class OptimizerKernels
         var blocks = (int)Math.Clamp((n / 4 + Threads - 1) / Threads, 1, MaxPartials);
         ulong g = gradients.Address, p = partials.Address, r = result.Address;
         void** partialArgs = stackalloc void*[] { &g, &n, &p };
-        _sumsqPartial.Launch(LaunchShapes.Blocks(blocks, Threads), partialArgs);
+        _sumsqPartial.Launch(LaunchShapes.Blocks(blocks, Threads), partialArgs, new KernelCost(4.0 * n, 2.0 * n));
         void** finalArgs = stackalloc void*[] { &p, &blocks, &maxNorm, &r };
-        _clipFactor.Launch(LaunchShapes.Blocks(1, Threads), finalArgs);
+        _clipFactor.Launch(LaunchShapes.Blocks(1, Threads), finalArgs, new KernelCost(4.0 * blocks + 8, blocks));
     }
 
     /// <summary>
@@ -83,7 +83,8 @@ public sealed unsafe class OptimizerKernels
         var c2 = (float)(1 - Math.Pow(beta2, step));
         var blocks = Math.Clamp((n / 4 + Threads - 1) / Threads, 1, _maxBlocks);
         void** args = stackalloc void*[] { &p, &g, &m, &v, &bf, &n, &lr, &beta1, &beta2, &c1, &c2, &eps, &wd, &c };
-        _adamw.Launch(LaunchShapes.Blocks(blocks, Threads), args);
+        // Reads p, g, m, v and writes p, m, v (fp32), plus the bf16 copy when asked; about 12 FLOPs an element.
+        _adamw.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(n * (28.0 + (bf == 0 ? 0 : 2)), 12.0 * n));
     }
 
     private static void CheckState(Tensor state, long n, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(state))] string? name = null)

@@ -1,0 +1,386 @@
+using System.Numerics;
+using Keel.Native.Devices;
+using Keel.Native.Numerics;
+using Keel.Native.Reference;
+
+namespace Keel.Native.Model;
+
+/// <summary>
+/// A Keel Transformer (or a baseline) on one device, for a fixed batch of <see cref="BatchSize"/> sequences of
+/// <see cref="ModelConfig.SequenceLength"/> tokens. Everything it needs is allocated by the constructor: the
+/// flat parameter, gradient and (when the precision asks for one) operand-copy buffers, every sub-layer's saved
+/// activations, the scratch and the logits; a step allocates nothing on the device.
+/// <para>
+/// Forward: x0 = embed(tokens); the input stage forms z0 = N_in(x0) (or z0 = x0 without input norms); sub-layer
+/// l maps (x_l, z_l) to (x_{l+1}, z_{l+1}); the LM head reads z_L (the last sub-layer's normalized output, or
+/// Pre-LN's final norm); fused softmax cross-entropy gives each token's loss and, when training, writes dLogits
+/// over the logits. Backward runs the chain in reverse and accumulates into <see cref="Gradients"/>.
+/// </para>
+/// </summary>
+public sealed class KeelModel : IDisposable
+{
+    private readonly ModelContext _context;
+    private readonly DeviceBuffer _parameters, _gradients;
+    private readonly DeviceBuffer? _operands;
+    private readonly ActivationBuffers _scratch, _state;
+    private readonly SubLayer[] _subLayers;
+    private readonly ResidualNormOptions _inputStage;
+    private readonly NormWeights _inputNorm, _inputNormGradients;
+    private readonly NormStatistics _inputStatistics, _formStatistics;
+    private readonly float[] _lossesFloat;
+    private readonly double[] _lossesDouble;
+
+    /// <summary>Builds the model on <paramref name="device"/>: validates <paramref name="config"/> and allocates everything (parameters uninitialized; call <see cref="Initialize"/> or <see cref="LoadParameters{T}"/>).</summary>
+    /// <exception cref="ArgumentException">The config cannot work (the message names the field), or the batch size is not positive.</exception>
+    public KeelModel(IDevice device, ModelConfig config, ModelPrecision precision, int batchSize)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(precision);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        Layout = new ParameterLayout(config.Validate());
+        Device = device;
+        BatchSize = batchSize;
+        var owned = new List<IDisposable>();
+        try
+        {
+            var shape = new TensorShape(Layout.Length);
+            _parameters = Own(owned, device.Allocate(precision.Master, shape));
+            _gradients = Own(owned, device.Allocate(precision.Master, shape));
+            _operands = precision.HasOperandCopy ? Own(owned, device.Allocate(precision.Operand, shape)) : null;
+            _scratch = Own(owned, new ActivationBuffers(device, ScratchSpecs(config, precision, batchSize)));
+            _inputStage = Layout.ResidualNorm(-1);
+            _state = Own(owned, new ActivationBuffers(device, StateSpecs(config, precision, batchSize, _inputStage)));
+            _context = new ModelContext(device, config, precision, Layout, batchSize, _parameters, _operands ?? _parameters, _gradients, _scratch);
+            _subLayers = new SubLayer[config.SubLayers];
+            for (var l = 0; l < config.SubLayers; l++)
+                _subLayers[l] = Own(owned, l % 2 == 0 ? new AttentionSubLayer(_context, l) : (SubLayer)new FeedForwardSubLayer(_context, l));
+        }
+        catch
+        {
+            for (var i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
+            throw;
+        }
+        _inputNorm = Layout.View(_parameters, Layout.InputNorm(0));
+        _inputNormGradients = Layout.View(_gradients, Layout.InputNorm(0));
+        _inputStatistics = new NormStatistics(default, default, _state.GetOrEmpty("mean_in"), _state.GetOrEmpty("rstd_in"));
+        _formStatistics = new NormStatistics(default, default, _scratch.GetOrEmpty("form_mean"), _scratch.GetOrEmpty("form_rstd"));
+        _lossesFloat = precision.Master == DType.Float32 ? new float[Tokens] : [];
+        _lossesDouble = precision.Master == DType.Float64 ? new double[Tokens] : [];
+        AllocatedBytes = Layout.Length * (2L * precision.Master.SizeOf() + (precision.HasOperandCopy ? precision.Operand.SizeOf() : 0))
+                         + _scratch.ByteLength + _state.ByteLength + _subLayers.Sum(s => s.SavedBytes);
+    }
+
+    /// <summary>The device everything lives on.</summary>
+    public IDevice Device { get; }
+
+    /// <summary>The model's config.</summary>
+    public ModelConfig Config => _context.Config;
+
+    /// <summary>The element types of this model's tensors.</summary>
+    public ModelPrecision Precision => _context.Precision;
+
+    /// <summary>Where each parameter tensor lives in the flat buffers.</summary>
+    public ParameterLayout Layout { get; }
+
+    /// <summary>Sequences per forward pass.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>Tokens per forward pass: BatchSize · SequenceLength.</summary>
+    public int Tokens => BatchSize * Config.SequenceLength;
+
+    /// <summary>The sub-layers, in order.</summary>
+    public IReadOnlyList<SubLayer> SubLayers => _subLayers;
+
+    /// <summary>The flat master parameters [<see cref="ParameterLayout.Length"/>].</summary>
+    public Tensor Parameters => _parameters;
+
+    /// <summary>The flat gradients, laid out like the parameters.</summary>
+    public Tensor Gradients => _gradients;
+
+    /// <summary>The operand-typed copy of the parameters the GEMMs read, or empty when the GEMMs read <see cref="Parameters"/>.</summary>
+    public Tensor OperandParameters => _operands?.Tensor ?? default;
+
+    /// <summary>Token ids of the current batch [tokens] (Int32), written by <see cref="SetBatch"/>.</summary>
+    public Tensor TokenIds => _state["tokens"];
+
+    /// <summary>Targets of the current batch [tokens] (Int32; −1 ignores a position).</summary>
+    public Tensor Targets => _state["targets"];
+
+    /// <summary>The logits [tokens, vocab] (master type) after a forward pass; dLogits after a training forward.</summary>
+    public Tensor Logits => _state["logits"];
+
+    /// <summary>Each token's loss [tokens] (master type) after a forward pass with targets.</summary>
+    public Tensor Losses => _state["losses"];
+
+    /// <summary>x0, the embedding output [tokens, hidden].</summary>
+    public Tensor Embedded => _state["x0"];
+
+    /// <summary>Bytes this model allocated on the device.</summary>
+    public long AllocatedBytes { get; }
+
+    /// <summary>The scratch tensors shared by all sub-layers (not kept between them), for a memory planner.</summary>
+    public static IReadOnlyList<ActivationSpec> ScratchSpecs(ModelConfig config, ModelPrecision precision, int batchSize)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(precision);
+        long tokens = (long)batchSize * config.SequenceLength;
+        var rows = new TensorShape(tokens, config.Hidden);
+        var specs = new List<ActivationSpec>
+        {
+            new("d_f", rows, precision.Operand, false),
+            new("dx_0", rows, precision.Master, false),
+            new("dx_1", rows, precision.Master, false),
+            new("dz_0", rows, precision.Master, false),
+            new("dz_1", rows, precision.Master, false),
+            new("y_scratch", rows, precision.Master, false),
+            new("form_rstd", new TensorShape(tokens), precision.Master, false),
+        };
+        if (config.Norm == NormKind.Layer) specs.Add(new("form_mean", new TensorShape(tokens), precision.Master, false));
+        if (precision.HasOperandCopy) specs.Add(new("d_logits", new TensorShape(tokens, config.VocabularySize), precision.Operand, false));
+        specs.AddRange(AttentionSubLayer.ScratchSpecs(config, precision, batchSize));
+        specs.AddRange(FeedForwardSubLayer.ScratchSpecs(config, precision, batchSize));
+        return specs;
+    }
+
+    /// <summary>What the model keeps outside the sub-layers: the batch, x0 and z0 with the input stage's statistics, logits and losses.</summary>
+    private static IReadOnlyList<ActivationSpec> StateSpecs(ModelConfig config, ModelPrecision precision, int batchSize, ResidualNormOptions inputStage)
+    {
+        long tokens = (long)batchSize * config.SequenceLength;
+        var rows = new TensorShape(tokens, config.Hidden);
+        var specs = new List<ActivationSpec>
+        {
+            new("tokens", new TensorShape(tokens), DType.Int32, true),
+            new("targets", new TensorShape(tokens), DType.Int32, true),
+            new("x0", rows, precision.Master, true),
+            new("z0", rows, precision.Operand, true),
+            new("logits", new TensorShape(tokens, config.VocabularySize), precision.Master, true),
+            new("losses", new TensorShape(tokens), precision.Master, false),
+        };
+        if (inputStage.InputNorm && config.Norm == NormKind.Layer) specs.Add(new("mean_in", new TensorShape(tokens), precision.Master, true));
+        if (inputStage.InputNorm) specs.Add(new("rstd_in", new TensorShape(tokens), precision.Master, true));
+        return specs;
+    }
+
+    /// <summary>
+    /// Fills the parameters from <paramref name="seed"/>: every matrix N(0, InitStd²) (DeepNorm's FFN, V and O
+    /// scaled by (8M)^(-1/4)), gains 1, biases 0, padding 0. Each tensor draws from its own stream, so the values
+    /// depend only on the seed and the tensor's index.
+    /// </summary>
+    public void Initialize(ulong seed)
+    {
+        var host = new double[Layout.Length];
+        for (var i = 0; i < Layout.Tensors.Count; i++)
+        {
+            var t = Layout.Tensors[i];
+            var span = host.AsSpan((int)t.Offset, (int)t.Length);
+            if (t.InitStd > 0)
+            {
+                var random = new SeededRandom(seed, (ulong)i);
+                for (var j = 0; j < span.Length; j++) span[j] = t.InitStd * random.NextNormal();
+            }
+            else if (t.IsGain)
+            {
+                span.Fill(1);
+            }
+        }
+        LoadParameters<double>(host);
+    }
+
+    /// <summary>Copies flat master parameters (laid out by <see cref="Layout"/>) from the host and refreshes the operand copy.</summary>
+    /// <typeparam name="T">float or double; converted to the master type.</typeparam>
+    public void LoadParameters<T>(ReadOnlySpan<T> flat) where T : unmanaged, INumberBase<T>
+    {
+        if (flat.Length != Layout.Length) throw new ArgumentException($"{flat.Length} values given; the layout has {Layout.Length}.", nameof(flat));
+        CopyIn(flat, Parameters);
+        RefreshOperands();
+    }
+
+    /// <summary>Copies the flat master parameters to the host (converted to <typeparamref name="T"/>, float or double).</summary>
+    public void ReadParameters<T>(Span<T> flat) where T : unmanaged, INumberBase<T> => CopyOut(Parameters, flat);
+
+    /// <summary>Copies the flat gradients to the host (converted to <typeparamref name="T"/>, float or double).</summary>
+    public void ReadGradients<T>(Span<T> flat) where T : unmanaged, INumberBase<T> => CopyOut(Gradients, flat);
+
+    /// <summary>Re-derives the operand-typed copy from the master parameters (after the host changed them).</summary>
+    public void RefreshOperands()
+    {
+        if (_operands is not null) Device.Convert(Parameters, _operands);
+    }
+
+    /// <summary>Sets every gradient to zero (once per optimizer step: every backward accumulates).</summary>
+    public void ZeroGradients() => Device.Clear(Gradients);
+
+    /// <summary>Copies a batch to the device: token ids and targets, each [tokens] (targets may be −1 to ignore a position).</summary>
+    public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets)
+    {
+        if (tokens.Length != Tokens) throw new ArgumentException($"{tokens.Length} tokens given; the model takes {Tokens} ({BatchSize} × {Config.SequenceLength}).", nameof(tokens));
+        if (targets.Length != Tokens) throw new ArgumentException($"{targets.Length} targets given; the model takes {Tokens}.", nameof(targets));
+        var vocab = Config.VocabularySize;
+        foreach (var t in tokens)
+            if ((uint)t >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(tokens), t, $"Token id {t} is outside the vocabulary [0, {vocab}).");
+        foreach (var t in targets)
+            if (t != CrossEntropy.IgnoreTarget && (uint)t >= (uint)vocab) throw new ArgumentOutOfRangeException(nameof(targets), t, $"Target {t} is outside the vocabulary [0, {vocab}) and not −1.");
+        Device.CopyFromHost(tokens, TokenIds);
+        Device.CopyFromHost(targets, Targets);
+    }
+
+    /// <summary>
+    /// The forward pass over the current batch up to the logits; then, with <paramref name="withLoss"/>, each
+    /// token's loss, and with <paramref name="lossGradientScale"/> &gt; 0, dLogits = (softmax − onehot)·scale
+    /// written over the logits for <see cref="Backward"/>.
+    /// </summary>
+    public void Forward(bool withLoss = true, float lossGradientScale = 0f)
+    {
+        Device.EmbeddingForward(TokenIds, Layout.View(Parameters, Layout.Embedding), _state["x0"]);
+        FormInput(0);
+        var x = _state["x0"];
+        var z = _state["z0"];
+        foreach (var subLayer in _subLayers)
+        {
+            subLayer.Forward(x, z);
+            (x, z) = (subLayer.Output, subLayer.OutputOperand);
+        }
+        Device.Gemm(z, false, _context.Weight(Layout.LmHead), true, Logits);
+        if (withLoss) Device.CrossEntropy(Logits, Targets, Losses, lossGradientScale > 0 ? Logits : default, lossGradientScale);
+    }
+
+    /// <summary>Back-propagates from the dLogits a training <see cref="Forward"/> left, accumulating into <see cref="Gradients"/>.</summary>
+    public void Backward()
+    {
+        var zLast = _subLayers[^1].OutputOperand;
+        var dLogits = Logits;
+        if (Precision.HasOperandCopy)
+        {
+            dLogits = _scratch["d_logits"];
+            Device.Convert(Logits, dLogits);
+        }
+        Device.Gemm(dLogits, true, zLast, false, _context.Gradient(Layout.LmHead), beta: 1f);
+        var previous = 1;
+        Device.Gemm(dLogits, false, _context.Weight(Layout.LmHead), false, _scratch["dz_1"]);
+        Tensor dy = default, dz = _scratch["dz_1"];
+        for (var l = _subLayers.Length - 1; l >= 0; l--)
+        {
+            var current = 1 - previous;
+            Tensor dx = _scratch[current == 0 ? "dx_0" : "dx_1"], dzIn = _scratch[current == 0 ? "dz_0" : "dz_1"];
+            var (x, z) = Input(l);
+            _subLayers[l].Backward(x, z, dy, dz, dx, dzIn);
+            (dy, dz, previous) = (dx, dzIn, current);
+        }
+        var dEmbedded = _scratch[previous == 0 ? "dx_1" : "dx_0"];
+        var x0 = _state["x0"];
+        Device.ResidualNormBackward(_inputStage, x0, default, x0, NormWeights.None, _inputNorm, _inputStatistics, dy, dz,
+                                    dEmbedded, default, NormWeights.None, _inputNormGradients);
+        Device.EmbeddingBackward(TokenIds, dEmbedded, _context.Gradient(Layout.Embedding));
+    }
+
+    /// <summary>
+    /// Writes z_l = N_in_l(x_l) (or z_l = x_l in operand type when sub-layer <paramref name="subLayer"/> has no
+    /// input norm) from x_l alone. The forward pass does this for l = 0; the fused kernel of sub-layer l − 1 does
+    /// it for l ≥ 1, and a memory planner that dropped z_l calls this before <see cref="RecomputeSubLayer"/>.
+    /// </summary>
+    public void FormInput(int subLayer)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(subLayer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(subLayer, _subLayers.Length);
+        var (x, z) = Input(subLayer);
+        var options = subLayer == 0 ? _inputStage : _inputStage with { InputNorm = Layout.InputNorm(subLayer) is not null };
+        Device.ResidualNormForward(options, x, default, NormWeights.None, Layout.View(Parameters, Layout.InputNorm(subLayer)),
+                                   _scratch["y_scratch"], z, subLayer == 0 ? _inputStatistics : options.InputNorm ? _formStatistics : default);
+    }
+
+    /// <summary>Re-runs sub-layer <paramref name="subLayer"/>'s forward from its stored input x_l (z_l formed again first), rewriting its saved tensors.</summary>
+    public void RecomputeSubLayer(int subLayer)
+    {
+        FormInput(subLayer);
+        var (x, z) = Input(subLayer);
+        _subLayers[subLayer].Forward(x, z);
+    }
+
+    /// <summary>The sum of the token losses of the last forward pass, in fp64 (a host copy; waits for the device).</summary>
+    public double SumLosses()
+    {
+        double sum = 0;
+        if (Precision.Master == DType.Float32)
+        {
+            Device.CopyToHost<float>(Losses, _lossesFloat);
+            foreach (var v in _lossesFloat) sum += v;
+        }
+        else
+        {
+            Device.CopyToHost<double>(Losses, _lossesDouble);
+            foreach (var v in _lossesDouble) sum += v;
+        }
+        return sum;
+    }
+
+    /// <summary>
+    /// Model FLOPs of one training step per token (forward + backward): 6 per matrix parameter a token passes
+    /// through (the embedding lookup excluded, the LM head included), plus causal attention counted as
+    /// FlashAttention does (forward 2·S·D·heads per token, backward 2.5 times that).
+    /// </summary>
+    public static double TrainingFlopsPerToken(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var layout = new ParameterLayout(config);
+        double matrices = layout.Tensors.Where(t => t.Decayed).Sum(t => (double)t.Length) - (config.TiedEmbeddings ? 0 : (double)config.VocabularySize * config.Hidden);
+        double attention = 3.5 * 2.0 * config.SequenceLength * config.HeadDim * config.Heads * config.Blocks;
+        return 6 * matrices + attention;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var subLayer in _subLayers) subLayer.Dispose();
+        _state.Dispose();
+        _scratch.Dispose();
+        _operands?.Dispose();
+        _gradients.Dispose();
+        _parameters.Dispose();
+    }
+
+    /// <summary>(x_l, z_l): the model's x0 and z0, or the previous sub-layer's outputs.</summary>
+    private (Tensor X, Tensor Z) Input(int l) =>
+        l == 0 ? (_state["x0"], _state["z0"]) : (_subLayers[l - 1].Output, _subLayers[l - 1].OutputOperand);
+
+    private void CopyIn<T>(ReadOnlySpan<T> host, Tensor destination) where T : unmanaged, INumberBase<T>
+    {
+        if (DTypes.Of<T>() == destination.DType) Device.CopyFromHost(host, destination);
+        else if (destination.DType == DType.Float32) Device.CopyFromHost<float>(Converted<T, float>(host), destination);
+        else Device.CopyFromHost<double>(Converted<T, double>(host), destination);
+    }
+
+    private void CopyOut<T>(Tensor source, Span<T> host) where T : unmanaged, INumberBase<T>
+    {
+        if (host.Length != Layout.Length) throw new ArgumentException($"{host.Length} values requested; the layout has {Layout.Length}.", nameof(host));
+        if (DTypes.Of<T>() == source.DType)
+        {
+            Device.CopyToHost(source, host);
+        }
+        else if (source.DType == DType.Float32)
+        {
+            var values = new float[host.Length];
+            Device.CopyToHost<float>(source, values);
+            Converted<float, T>(values).CopyTo(host);
+        }
+        else
+        {
+            var values = new double[host.Length];
+            Device.CopyToHost<double>(source, values);
+            Converted<double, T>(values).CopyTo(host);
+        }
+    }
+
+    private static TTo[] Converted<TFrom, TTo>(ReadOnlySpan<TFrom> values) where TFrom : INumberBase<TFrom> where TTo : INumberBase<TTo>
+    {
+        var result = new TTo[values.Length];
+        for (var i = 0; i < values.Length; i++) result[i] = TTo.CreateTruncating(values[i]);
+        return result;
+    }
+
+    private static TDisposable Own<TDisposable>(List<IDisposable> owned, TDisposable item) where TDisposable : IDisposable
+    {
+        owned.Add(item);
+        return item;
+    }
+}

@@ -1,0 +1,132 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Keel.Native.Reference;
+
+namespace Keel.Native.Model;
+
+/// <summary>
+/// The shape and kind of a Keel Transformer (or one of its baselines). Each value is range-checked when set
+/// (also through <c>with</c> and JSON); <see cref="Validate"/> checks the values against each other and is
+/// called before anything is allocated. Every failure is an <see cref="ArgumentException"/> naming the field.
+/// The defaults are the small model <c>keel train</c> uses on a CPU.
+/// </summary>
+public sealed record ModelConfig
+{
+    /// <summary>Number of token ids (256 for the byte tokenizer, 50257 for GPT-2 BPE).</summary>
+    public int VocabularySize { get; init => field = Positive(value, nameof(VocabularySize)); } = 256;
+
+    /// <summary>Width of the residual stream.</summary>
+    public int Hidden { get; init => field = Positive(value, nameof(Hidden)); } = 64;
+
+    /// <summary>Query heads; must divide <see cref="Hidden"/>, giving an even head dimension (RoPE rotates pairs).</summary>
+    public int Heads { get; init => field = Positive(value, nameof(Heads)); } = 4;
+
+    /// <summary>Key/value heads (grouped-query attention); must divide <see cref="Heads"/>.</summary>
+    public int KvHeads { get; init => field = Positive(value, nameof(KvHeads)); } = 2;
+
+    /// <summary>Intermediate width of the feed-forward branch.</summary>
+    public int FeedForwardSize { get; init => field = Positive(value, nameof(FeedForwardSize)); } = 192;
+
+    /// <summary>SwiGLU (default) or GELU.</summary>
+    public FeedForwardKind FeedForward { get; init => field = Defined(value, nameof(FeedForward)); } = FeedForwardKind.SwiGlu;
+
+    /// <summary>L, the number of sub-layers, attention and FFN counted separately; even (they come in pairs), at least 2.</summary>
+    public int SubLayers { get; init => field = Positive(value, nameof(SubLayers)); } = 4;
+
+    /// <summary>RMSNorm (default) or LayerNorm, for every norm of the model.</summary>
+    public NormKind Norm { get; init => field = Defined(value, nameof(Norm)); } = NormKind.Rms;
+
+    /// <summary>Keel (default) or a baseline.</summary>
+    public Architecture Architecture { get; init => field = Defined(value, nameof(Architecture)); } = Architecture.Keel;
+
+    /// <summary>
+    /// Overrides the residual scale of the sub-layers that have one other than 1 (Keel's general sub-layers,
+    /// default L; DeepNorm's every sub-layer, default (2M)^(1/4)); null for the default. Positive and finite.
+    /// </summary>
+    public float? Alpha { get; init => field = value is { } a ? PositiveFinite(a, nameof(Alpha)) : null; }
+
+    /// <summary>Tokens per training sequence (the attention window).</summary>
+    public int SequenceLength { get; init => field = Positive(value, nameof(SequenceLength)); } = 64;
+
+    /// <summary>The LM head reuses the embedding table (true, default) or has its own matrix.</summary>
+    public bool TiedEmbeddings { get; init; } = true;
+
+    /// <summary>The eps of every norm (the paper's 1e-5).</summary>
+    public float NormEpsilon { get; init => field = PositiveFinite(value, nameof(NormEpsilon)); } = 1e-5f;
+
+    /// <summary>RoPE's frequency base (10000).</summary>
+    public float RopeTheta { get; init => field = value > 1 && float.IsFinite(value) ? value : throw new ArgumentOutOfRangeException(nameof(RopeTheta), value, "RopeTheta must be finite and greater than 1."); } = Rope.DefaultTheta;
+
+    /// <summary>Standard deviation of every matrix at initialization (0.02).</summary>
+    public float InitStd { get; init => field = PositiveFinite(value, nameof(InitStd)); } = 0.02f;
+
+    /// <summary>Width of one head: Hidden / Heads.</summary>
+    [JsonIgnore]
+    public int HeadDim => Hidden / Heads;
+
+    /// <summary>Number of attention + FFN blocks, M = L / 2.</summary>
+    [JsonIgnore]
+    public int Blocks => SubLayers / 2;
+
+    /// <summary>The residual scale of the sub-layers that have one: <see cref="Alpha"/>, else L for Keel, (2M)^(1/4) for DeepNorm, 1 otherwise.</summary>
+    [JsonIgnore]
+    public float ResidualScale => Alpha ?? Architecture switch
+    {
+        Architecture.Keel => SubLayers,
+        Architecture.DeepNorm => (float)Math.Pow(2.0 * Blocks, 0.25),
+        _ => 1f,
+    };
+
+    /// <summary>The factor on the init std of DeepNorm's FFN, V and O projections, (8M)^(-1/4); 1 for the other architectures.</summary>
+    [JsonIgnore]
+    public double DeepNormInitScale => Architecture == Architecture.DeepNorm ? Math.Pow(8.0 * Blocks, -0.25) : 1;
+
+    /// <summary>Checks the fields against each other; returns this config for chaining.</summary>
+    /// <exception cref="ArgumentException">A combination cannot work; the message and ParamName name the field.</exception>
+    public ModelConfig Validate()
+    {
+        if (Hidden % Heads != 0)
+            throw new ArgumentException($"Hidden ({Hidden}) is not divisible by Heads ({Heads}).", nameof(Heads));
+        if (HeadDim % 2 != 0)
+            throw new ArgumentException($"Hidden / Heads = {HeadDim} is odd; RoPE needs an even head dimension.", nameof(Heads));
+        if (Heads % KvHeads != 0)
+            throw new ArgumentException($"KvHeads ({KvHeads}) does not divide Heads ({Heads}).", nameof(KvHeads));
+        if (SubLayers < 2 || SubLayers % 2 != 0)
+            throw new ArgumentException($"SubLayers ({SubLayers}) must be even and at least 2: attention and FFN sub-layers alternate.", nameof(SubLayers));
+        return this;
+    }
+
+    /// <summary>The JSON options of <see cref="ToJson"/> and <see cref="FromJson"/>: snake_case names, enums as names.</summary>
+    public static JsonSerializerOptions JsonOptions { get; } = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        WriteIndented = true,
+    };
+
+    /// <summary>This config as indented JSON.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+
+    /// <summary>Reads and validates a config written by <see cref="ToJson"/>.</summary>
+    /// <exception cref="InvalidDataException">The text is not such a config, or a value is out of range.</exception>
+    public static ModelConfig FromJson(string json)
+    {
+        try
+        {
+            return (JsonSerializer.Deserialize<ModelConfig>(json, JsonOptions) ?? throw new InvalidDataException("The model config is null.")).Validate();
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException)
+        {
+            throw new InvalidDataException($"Invalid model config: {e.Message}", e);
+        }
+    }
+
+    private static int Positive(int value, string name) =>
+        value > 0 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");
+
+    private static float PositiveFinite(float value, string name) =>
+        value > 0 && float.IsFinite(value) ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive and finite.");
+
+    private static T Defined<T>(T value, string name) where T : struct, Enum =>
+        Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(name, value, $"Unknown {name}.");
+}

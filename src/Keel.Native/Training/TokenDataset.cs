@@ -1,0 +1,126 @@
+using System.Text;
+
+namespace Keel.Native.Training;
+
+/// <summary>
+/// A tokenized text split into a training part and a held-out validation part (the last
+/// <c>validationFraction</c> of the tokens), kept in host memory.
+/// </summary>
+public sealed class TokenDataset
+{
+    private TokenDataset(string source, int[] train, int[] validation)
+    {
+        Source = source;
+        Train = train;
+        Validation = validation;
+    }
+
+    /// <summary>Where the text came from (a path, or a description).</summary>
+    public string Source { get; }
+
+    /// <summary>The training tokens.</summary>
+    public int[] Train { get; }
+
+    /// <summary>The held-out tokens (after the training ones in the text).</summary>
+    public int[] Validation { get; }
+
+    /// <summary>Reads and tokenizes a UTF-8 text file.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist (the message gives the path).</exception>
+    /// <exception cref="InvalidDataException">The file is not valid UTF-8, or is empty.</exception>
+    public static TokenDataset FromFile(string path, ITextTokenizer tokenizer, double validationFraction)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var full = Path.GetFullPath(path);
+        if (!File.Exists(full)) throw new FileNotFoundException($"Data file {full} does not exist.", full);
+        string text;
+        try
+        {
+            text = File.ReadAllText(full, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true));
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new InvalidDataException($"Data file {full} is not valid UTF-8 text: {e.Message}", e);
+        }
+        if (text.Length == 0) throw new InvalidDataException($"Data file {full} is empty.");
+        return FromText(text, tokenizer, validationFraction, full);
+    }
+
+    /// <summary>Tokenizes <paramref name="text"/> and splits off the last <paramref name="validationFraction"/> of the tokens.</summary>
+    public static TokenDataset FromText(string text, ITextTokenizer tokenizer, double validationFraction, string source)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (!(validationFraction > 0 && validationFraction < 1))
+            throw new ArgumentOutOfRangeException(nameof(validationFraction), validationFraction, "validationFraction must be in (0, 1).");
+        var tokens = tokenizer.Encode(text);
+        var validation = (int)Math.Round(tokens.Length * validationFraction);
+        return new TokenDataset(source, tokens[..^validation], tokens[^validation..]);
+    }
+
+    /// <summary>Checks that both parts hold at least one window of <paramref name="sequenceLength"/> + 1 tokens.</summary>
+    /// <exception cref="ArgumentException">A part is too short; names SequenceLength and the data.</exception>
+    public void RequireWindows(int sequenceLength)
+    {
+        if (Train.Length < sequenceLength + 1 || Validation.Length < sequenceLength + 1)
+            throw new ArgumentException(
+                $"SequenceLength ({sequenceLength}) is longer than the data allows: {Source} gives {Train.Length} training and {Validation.Length} validation tokens, and each part needs at least {sequenceLength + 1}.",
+                "SequenceLength");
+    }
+}
+
+/// <summary>
+/// Batches of token windows for training and evaluation. A training batch is drawn at random from the training
+/// tokens by a generator seeded with (seed, step, micro-batch), so it depends on nothing else: a resumed run
+/// sees the very batches an uninterrupted one would.
+/// </summary>
+public static class Batches
+{
+    /// <summary>
+    /// Fills a training batch: <paramref name="batchSize"/> windows of S + 1 tokens at random offsets; tokens are
+    /// a window's first S, targets its last S.
+    /// </summary>
+    public static void FillTraining(int[] data, ulong seed, int step, int microBatch, int batchSize, int sequenceLength, Span<int> tokens, Span<int> targets)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var random = new Model.SeededRandom(seed, 0x7261696EUL, (ulong)step, (ulong)microBatch);
+        for (var b = 0; b < batchSize; b++)
+        {
+            var start = (int)random.NextInt64(data.Length - sequenceLength);
+            data.AsSpan(start, sequenceLength).CopyTo(tokens.Slice(b * sequenceLength, sequenceLength));
+            data.AsSpan(start + 1, sequenceLength).CopyTo(targets.Slice(b * sequenceLength, sequenceLength));
+        }
+    }
+
+    /// <summary>Number of evaluation windows in <paramref name="tokenCount"/> tokens: consecutive, non-overlapping, of S tokens each (a last partial one dropped).</summary>
+    public static int WindowCount(int tokenCount, int sequenceLength) => tokenCount / sequenceLength;
+
+    /// <summary>
+    /// Fills an evaluation batch from windows <paramref name="firstWindow"/>.. of <paramref name="data"/>: within a
+    /// window of S tokens, positions 0..S−2 predict 1..S−1 (the last position's target is −1, ignored). Rows past
+    /// the last of the first <paramref name="windows"/> windows are all ignored. Returns the number of predicted tokens.
+    /// </summary>
+    public static int FillEvaluation(int[] data, int firstWindow, int windows, int batchSize, int sequenceLength, Span<int> tokens, Span<int> targets)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        windows = Math.Min(windows, WindowCount(data.Length, sequenceLength));
+        var counted = 0;
+        for (var b = 0; b < batchSize; b++)
+        {
+            var rowTokens = tokens.Slice(b * sequenceLength, sequenceLength);
+            var rowTargets = targets.Slice(b * sequenceLength, sequenceLength);
+            var window = firstWindow + b;
+            if (window >= windows)
+            {
+                rowTokens.Clear();
+                rowTargets.Fill(Reference.CrossEntropy.IgnoreTarget);
+                continue;
+            }
+            var source = data.AsSpan(window * sequenceLength, sequenceLength);
+            source.CopyTo(rowTokens);
+            source[1..].CopyTo(rowTargets);
+            rowTargets[^1] = Reference.CrossEntropy.IgnoreTarget;
+            counted += sequenceLength - 1;
+        }
+        return counted;
+    }
+}

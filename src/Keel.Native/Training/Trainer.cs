@@ -1,0 +1,170 @@
+using System.Diagnostics;
+using Keel.Native.Devices;
+using Keel.Native.Model;
+
+namespace Keel.Native.Training;
+
+/// <summary>What one optimizer step did.</summary>
+/// <param name="Step">The step number, from 1.</param>
+/// <param name="Loss">Mean token loss over the step's micro-batches (NaN or infinite for a bad step).</param>
+/// <param name="LearningRate">The scheduled learning rate.</param>
+/// <param name="GradientNorm">Global gradient norm before clipping.</param>
+/// <param name="Skipped">True when the loss or the gradients were not finite and no update was applied.</param>
+/// <param name="Tokens">Tokens the step trained on.</param>
+/// <param name="Seconds">Wall time of the step.</param>
+public readonly record struct StepResult(int Step, double Loss, double LearningRate, double GradientNorm, bool Skipped, int Tokens, double Seconds);
+
+/// <summary>Thrown when too many consecutive steps had a NaN or infinite loss or gradient.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>
+/// Trains one model on one device: each <see cref="Step"/> zeroes the gradients, runs forward and backward on
+/// each micro-batch (their gradients sum; the loss is the mean over all their tokens), measures the global
+/// gradient norm, and applies clipped AdamW at the scheduled learning rate, unless the loss or the gradients
+/// are NaN or infinite: then the step is skipped and counted, and after
+/// <see cref="TrainingOptions.MaxConsecutiveBadSteps"/> in a row the trainer stops with
+/// <see cref="TrainingDivergedException"/>. On the CPU device a run is reproducible bit for bit from its seed,
+/// and <see cref="Checkpoints"/> resumes it exactly.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    private readonly int[] _tokens, _targets;
+
+    /// <summary>Builds the model and optimizer; checks everything before allocating.</summary>
+    /// <param name="device">Where to train.</param>
+    /// <param name="config">The model (validated here).</param>
+    /// <param name="options">How to train.</param>
+    /// <param name="data">Tokenized training and validation text.</param>
+    /// <param name="tokenizer">The tokenizer that made <paramref name="data"/> (recorded in checkpoints).</param>
+    /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
+    /// <exception cref="ArgumentException">The config cannot work, its vocabulary is smaller than the tokenizer's, or the data is shorter than one sequence.</exception>
+    public Trainer(IDevice device, ModelConfig config, TrainingOptions options, TokenDataset data, TokenizerKind tokenizer, ModelPrecision? precision = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(data);
+        config.Validate();
+        var vocabulary = TextTokenizers.VocabularySize(tokenizer);
+        if (config.VocabularySize < vocabulary)
+            throw new ArgumentException($"VocabularySize ({config.VocabularySize}) is smaller than the {tokenizer} tokenizer's {vocabulary}.", nameof(ModelConfig.VocabularySize));
+        data.RequireWindows(config.SequenceLength);
+        Options = options;
+        Data = data;
+        Tokenizer = tokenizer;
+        Model = new KeelModel(device, config, precision ?? ModelPrecision.For(device), options.BatchSize);
+        try
+        {
+            Optimizer = new AdamWOptimizer(Model, options);
+        }
+        catch
+        {
+            Model.Dispose();
+            throw;
+        }
+        _tokens = new int[Model.Tokens];
+        _targets = new int[Model.Tokens];
+    }
+
+    /// <summary>The model being trained.</summary>
+    public KeelModel Model { get; }
+
+    /// <summary>The optimizer and its state.</summary>
+    public AdamWOptimizer Optimizer { get; }
+
+    /// <summary>The run's options.</summary>
+    public TrainingOptions Options { get; }
+
+    /// <summary>The data.</summary>
+    public TokenDataset Data { get; }
+
+    /// <summary>The tokenizer of the data.</summary>
+    public TokenizerKind Tokenizer { get; }
+
+    /// <summary>Steps done so far (skipped ones included).</summary>
+    public int CompletedSteps { get; internal set; }
+
+    /// <summary>Bad steps in a row just before now.</summary>
+    public int ConsecutiveBadSteps { get; internal set; }
+
+    /// <summary>Tokens per optimizer step.</summary>
+    public int TokensPerStep => Model.Tokens * Options.AccumulationSteps;
+
+    /// <summary>Bytes the model and the optimizer allocated on the device.</summary>
+    public long AllocatedBytes => Model.AllocatedBytes + Optimizer.AllocatedBytes;
+
+    /// <summary>Initializes the parameters from <see cref="TrainingOptions.Seed"/>.</summary>
+    public void Initialize() => Model.Initialize(Options.Seed);
+
+    /// <summary>Runs the next optimizer step.</summary>
+    /// <exception cref="TrainingDivergedException">This was the last allowed bad step in a row.</exception>
+    public StepResult Step()
+    {
+        var watch = Stopwatch.StartNew();
+        var step = CompletedSteps + 1;
+        var scale = 1f / TokensPerStep;
+        Model.ZeroGradients();
+        double lossSum = 0;
+        for (var micro = 0; micro < Options.AccumulationSteps; micro++)
+        {
+            Batches.FillTraining(Data.Train, Options.Seed, step, micro, Options.BatchSize, Model.Config.SequenceLength, _tokens, _targets);
+            Model.SetBatch(_tokens, _targets);
+            Model.Forward(withLoss: true, lossGradientScale: scale);
+            Model.Backward();
+            lossSum += Model.SumLosses();
+        }
+        var loss = lossSum / TokensPerStep;
+        var learningRate = Options.LearningRateAt(step);
+        var (norm, applied) = Optimizer.Step(learningRate, double.IsFinite(loss));
+        CompletedSteps = step;
+        ConsecutiveBadSteps = applied ? 0 : ConsecutiveBadSteps + 1;
+        var result = new StepResult(step, loss, learningRate, norm, !applied, TokensPerStep, watch.Elapsed.TotalSeconds);
+        if (ConsecutiveBadSteps >= Options.MaxConsecutiveBadSteps)
+            throw new TrainingDivergedException(
+                $"Stopped at step {step}: the loss or the gradients were NaN or infinite in {ConsecutiveBadSteps} consecutive steps (last loss {loss}, gradient norm {norm}); " +
+                "each was skipped without an update. Try a lower learning rate, a longer warm-up, or the last good checkpoint.");
+        return result;
+    }
+
+    /// <summary>Mean token loss over the first <see cref="TrainingOptions.EvalBatches"/> batches of validation windows.</summary>
+    public double EvaluateValidation() =>
+        Evaluation.MeanLoss(Model, Data.Validation, Options.EvalBatches * Options.BatchSize).MeanLoss;
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Optimizer.Dispose();
+        Model.Dispose();
+    }
+}
+
+/// <summary>Loss over a token sequence read as consecutive non-overlapping windows of the model's sequence length.</summary>
+public static class Evaluation
+{
+    /// <summary>
+    /// Mean token loss over the windows of <paramref name="tokens"/> (at most <paramref name="maxWindows"/>): each
+    /// window of S tokens predicts its positions 1..S−1 from the ones before; a last partial window is dropped.
+    /// Returns the mean loss and the number of predicted tokens.
+    /// </summary>
+    public static (double MeanLoss, long Tokens) MeanLoss(KeelModel model, int[] tokens, int maxWindows = int.MaxValue)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(tokens);
+        var s = model.Config.SequenceLength;
+        var windows = Math.Min(Batches.WindowCount(tokens.Length, s), maxWindows);
+        if (windows == 0)
+            throw new ArgumentException($"SequenceLength ({s}) is longer than the {tokens.Length} tokens to evaluate.", "SequenceLength");
+        var ids = new int[model.Tokens];
+        var targets = new int[model.Tokens];
+        double sum = 0;
+        long counted = 0;
+        for (var first = 0; first < windows; first += model.BatchSize)
+        {
+            counted += Batches.FillEvaluation(tokens, first, windows, model.BatchSize, s, ids, targets);
+            model.SetBatch(ids, targets);
+            model.Forward(withLoss: true);
+            sum += model.SumLosses();
+        }
+        return (sum / counted, counted);
+    }
+}

@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Keel.Native.Training;
+
+/// <summary>Where a finished run left its results and how it ended.</summary>
+/// <param name="RunDirectory">The run's folder.</param>
+/// <param name="Checkpoint">The last checkpoint's folder.</param>
+/// <param name="Metrics">The metrics JSONL file.</param>
+/// <param name="Plot">The loss-curve PNG.</param>
+/// <param name="FirstLoss">Training loss of the run's first step (of this invocation).</param>
+/// <param name="LastLoss">Training loss of its last step.</param>
+/// <param name="ValidationLoss">The final validation loss.</param>
+/// <param name="TokensPerSecond">Mean training throughput of this invocation.</param>
+public sealed record RunSummary(string RunDirectory, string Checkpoint, string Metrics, string Plot, double FirstLoss, double LastLoss,
+                                double ValidationLoss, double TokensPerSecond);
+
+/// <summary>
+/// Runs a <see cref="Trainer"/> to its last step with the files a person wants from a run: a live progress line
+/// (step, loss, tokens/s, ETA), <c>metrics.jsonl</c> (one JSON object per step: step, loss, lr, grad_norm,
+/// tokens_per_s, memory_bytes, skipped, and val_loss on evaluation steps), the validation loss every
+/// <see cref="TrainingOptions.EvalInterval"/> steps, checkpoints, and <c>loss.png</c> at the end.
+/// </summary>
+public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWriter output, bool interactive)
+{
+    /// <summary>The metrics file's name.</summary>
+    public const string MetricsFile = "metrics.jsonl";
+
+    /// <summary>The plot's name.</summary>
+    public const string PlotFile = "loss.png";
+
+    /// <summary>The checkpoint folder's name inside the run folder.</summary>
+    public const string CheckpointFolder = "checkpoint";
+
+    /// <summary>Wall time of the steps this loop ran, in milliseconds (evaluation and checkpoints excluded).</summary>
+    public double StepMilliseconds { get; private set; }
+
+    /// <summary>Called with true before each evaluation and false after it (to pause a profiler); may be null.</summary>
+    public Action<bool>? Evaluating { get; init; }
+
+    /// <summary>Called after every step (for profiling or tests); may be null.</summary>
+    public Action<StepResult>? AfterStep { get; init; }
+
+    /// <summary>Trains until <see cref="TrainingOptions.Steps"/>; returns where the results are.</summary>
+    /// <exception cref="TrainingDivergedException">Too many bad steps in a row (metrics and a checkpoint of the last good state are still written).</exception>
+    public RunSummary Run(CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        Directory.CreateDirectory(runDirectory);
+        var options = trainer.Options;
+        var metricsPath = Path.Combine(runDirectory, MetricsFile);
+        var checkpoint = Path.Combine(runDirectory, CheckpointFolder);
+        var (train, validation) = ReadHistory(metricsPath, trainer.CompletedSteps);
+        using var metrics = new StreamWriter(metricsPath, append: true);
+        var run = Stopwatch.StartNew();
+        long tokens = 0;
+        double first = double.NaN, last = double.NaN, lastValidation = double.NaN;
+        var lastPrint = TimeSpan.Zero;
+        var startStep = trainer.CompletedSteps;
+        try
+        {
+            while (trainer.CompletedSteps < options.Steps && !cancellation.IsCancellationRequested)
+            {
+                StepResult result;
+                try
+                {
+                    result = trainer.Step();
+                }
+                catch (TrainingDivergedException)
+                {
+                    output.WriteLine();
+                    throw;
+                }
+                tokens += result.Tokens;
+                StepMilliseconds += result.Seconds * 1e3;
+                if (double.IsNaN(first)) first = result.Loss;
+                last = result.Loss;
+                train.Add((result.Step, result.Loss));
+                AfterStep?.Invoke(result);
+                var line = new JsonObject
+                {
+                    ["step"] = result.Step,
+                    ["loss"] = Finite(result.Loss),
+                    ["lr"] = result.LearningRate,
+                    ["grad_norm"] = Finite(result.GradientNorm),
+                    ["tokens_per_s"] = Math.Round(result.Tokens / result.Seconds, 1),
+                    ["memory_bytes"] = trainer.AllocatedBytes,
+                    ["process_bytes"] = Environment.WorkingSet,
+                    ["skipped"] = result.Skipped,
+                };
+                if (result.Skipped)
+                    output.WriteLine($"{(interactive ? "\n" : "")}step {result.Step}: loss {result.Loss} / gradient norm {result.GradientNorm} not finite; step skipped ({trainer.ConsecutiveBadSteps} in a row, stop at {options.MaxConsecutiveBadSteps})");
+                var final = result.Step == options.Steps;
+                if (final || (options.EvalInterval > 0 && result.Step % options.EvalInterval == 0))
+                {
+                    Evaluating?.Invoke(true);
+                    lastValidation = trainer.EvaluateValidation();
+                    Evaluating?.Invoke(false);
+                    validation.Add((result.Step, lastValidation));
+                    line["val_loss"] = Finite(lastValidation);
+                }
+                metrics.WriteLine(line.ToJsonString());
+                var elapsed = run.Elapsed;
+                if (line.ContainsKey("val_loss") || final || elapsed - lastPrint > TimeSpan.FromSeconds(interactive ? 0.25 : 10))
+                {
+                    lastPrint = elapsed;
+                    var rate = tokens / elapsed.TotalSeconds;
+                    var eta = TimeSpan.FromSeconds((options.Steps - result.Step) * (elapsed.TotalSeconds / (result.Step - startStep)));
+                    var text = string.Create(CultureInfo.InvariantCulture,
+                        $"step {result.Step,5}/{options.Steps}  loss {result.Loss,7:0.0000}  lr {result.LearningRate:0.00e+0}  |g| {result.GradientNorm,6:0.000}  {rate,8:0} tok/s  ETA {eta:m\\:ss}");
+                    if (line.ContainsKey("val_loss"))
+                    {
+                        output.Write((interactive ? "\r" : "") + text + string.Create(CultureInfo.InvariantCulture, $"  val {lastValidation:0.0000}") + Environment.NewLine);
+                        metrics.Flush();
+                    }
+                    else
+                    {
+                        output.Write(interactive ? "\r" + text : text + Environment.NewLine);
+                    }
+                }
+                if (options.CheckpointInterval > 0 && result.Step % options.CheckpointInterval == 0 && !final)
+                    Checkpoints.Save(trainer, checkpoint);
+            }
+        }
+        finally
+        {
+            metrics.Flush();
+            if (trainer.CompletedSteps > startStep && trainer.ConsecutiveBadSteps == 0) Checkpoints.Save(trainer, checkpoint);
+            var plot = Path.Combine(runDirectory, PlotFile);
+            var config = trainer.Model.Config;
+            LossPlot.Save(plot, $"keel train: {config.Architecture}, L = {config.SubLayers}, hidden {config.Hidden}, {Path.GetFileName(trainer.Data.Source)}", train, validation);
+        }
+        return new RunSummary(runDirectory, checkpoint, metricsPath, Path.Combine(runDirectory, PlotFile), first, last, lastValidation,
+                              tokens / run.Elapsed.TotalSeconds);
+    }
+
+    private static JsonNode? Finite(double value) => double.IsFinite(value) ? JsonValue.Create(value) : JsonValue.Create(value.ToString(CultureInfo.InvariantCulture));
+
+    /// <summary>The curves of earlier invocations of a resumed run, from its metrics file.</summary>
+    private static (List<(int, double)> Train, List<(int, double)> Validation) ReadHistory(string path, int lastStep)
+    {
+        var train = new List<(int, double)>();
+        var validation = new List<(int, double)>();
+        if (!File.Exists(path)) return (train, validation);
+        foreach (var text in File.ReadLines(path))
+        {
+            try
+            {
+                if (JsonNode.Parse(text) is not JsonObject line) continue;
+                var step = line["step"]!.GetValue<int>();
+                // Steps past the checkpoint were lost with the interrupted run and are trained again.
+                if (step > lastStep) continue;
+                if (line["loss"] is JsonValue loss && loss.TryGetValue<double>(out var l)) train.Add((step, l));
+                if (line["val_loss"] is JsonValue val && val.TryGetValue<double>(out var v)) validation.Add((step, v));
+            }
+            catch (JsonException)
+            {
+                // A line cut short by an interrupted run: the curves simply miss that step.
+            }
+        }
+        return (train, validation);
+    }
+}

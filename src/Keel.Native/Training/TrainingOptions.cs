@@ -1,0 +1,81 @@
+namespace Keel.Native.Training;
+
+/// <summary>
+/// How a run trains. Each value is range-checked when set (also through <c>with</c> and JSON); an invalid one is
+/// an <see cref="ArgumentException"/> naming it. The defaults are those of the paper where it gives one (AdamW
+/// 0.9/0.95, weight decay 0.01, clipping at 1.0, warm-up then cosine to 1e-7) and those of the built-in CPU demo
+/// otherwise.
+/// </summary>
+public sealed record TrainingOptions
+{
+    /// <summary>Optimizer steps of the whole run (the cosine schedule ends here).</summary>
+    public int Steps { get; init => field = Positive(value, nameof(Steps)); } = 600;
+
+    /// <summary>Sequences per micro-batch (what the device holds at once).</summary>
+    public int BatchSize { get; init => field = Positive(value, nameof(BatchSize)); } = 16;
+
+    /// <summary>Micro-batches per optimizer step; their gradients are summed (the loss is the mean over all their tokens).</summary>
+    public int AccumulationSteps { get; init => field = Positive(value, nameof(AccumulationSteps)); } = 1;
+
+    /// <summary>Peak learning rate, reached at the end of the warm-up.</summary>
+    public double LearningRate { get; init => field = PositiveFinite(value, nameof(LearningRate)); } = 3e-3;
+
+    /// <summary>Learning rate at the end of the cosine decay (1e-7).</summary>
+    public double MinLearningRate { get; init => field = NotNegative(value, nameof(MinLearningRate)); } = 1e-7;
+
+    /// <summary>Steps of linear warm-up from 0 to <see cref="LearningRate"/>; may be 0.</summary>
+    public int WarmupSteps { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(WarmupSteps), value, "WarmupSteps must not be negative."); } = 50;
+
+    /// <summary>AdamW's decoupled weight decay, applied to the matrices (embedding and LM head included), not to norm gains and biases.</summary>
+    public double WeightDecay { get; init => field = NotNegative(value, nameof(WeightDecay)); } = 0.01;
+
+    /// <summary>AdamW β1.</summary>
+    public double Beta1 { get; init => field = value is >= 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(Beta1), value, "Beta1 must be in [0, 1)."); } = 0.9;
+
+    /// <summary>AdamW β2.</summary>
+    public double Beta2 { get; init => field = value is >= 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(Beta2), value, "Beta2 must be in [0, 1)."); } = 0.95;
+
+    /// <summary>AdamW ε.</summary>
+    public double AdamEpsilon { get; init => field = PositiveFinite(value, nameof(AdamEpsilon)); } = 1e-8;
+
+    /// <summary>Global gradient-norm clipping threshold; 0 turns clipping off.</summary>
+    public double GradientClip { get; init => field = NotNegative(value, nameof(GradientClip)); } = 1.0;
+
+    /// <summary>Seeds the initialization and the batches; a CPU run with the same seed is reproducible bit for bit.</summary>
+    public ulong Seed { get; init; } = 1;
+
+    /// <summary>Validation loss every this many steps (and at the end); 0 only at the end.</summary>
+    public int EvalInterval { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(EvalInterval), value, "EvalInterval must not be negative."); } = 50;
+
+    /// <summary>Batches of validation windows per evaluation (at most; fewer if the validation text is short).</summary>
+    public int EvalBatches { get; init => field = Positive(value, nameof(EvalBatches)); } = 4;
+
+    /// <summary>Fraction of the data's tokens held out for validation (its end).</summary>
+    public double ValidationFraction { get; init => field = value is > 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(ValidationFraction), value, "ValidationFraction must be in (0, 1)."); } = 0.1;
+
+    /// <summary>Write a checkpoint every this many steps (and at the end); 0 only at the end.</summary>
+    public int CheckpointInterval { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(CheckpointInterval), value, "CheckpointInterval must not be negative."); }
+
+    /// <summary>Stop after this many consecutive steps whose loss or gradients were NaN or infinite (each is skipped).</summary>
+    public int MaxConsecutiveBadSteps { get; init => field = Positive(value, nameof(MaxConsecutiveBadSteps)); } = 5;
+
+    /// <summary>The learning rate of step <paramref name="step"/> (from 1): linear warm-up to the peak, then cosine to the minimum at <see cref="Steps"/>.</summary>
+    public double LearningRateAt(int step)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(step);
+        if (step <= WarmupSteps) return LearningRate * step / WarmupSteps;
+        var decaySteps = Steps - WarmupSteps;
+        if (decaySteps <= 0) return LearningRate;
+        var progress = Math.Min(1.0, (double)(step - WarmupSteps) / decaySteps);
+        return MinLearningRate + 0.5 * (LearningRate - MinLearningRate) * (1 + Math.Cos(Math.PI * progress));
+    }
+
+    private static int Positive(int value, string name) =>
+        value > 0 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");
+
+    private static double PositiveFinite(double value, string name) =>
+        value > 0 && double.IsFinite(value) ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive and finite.");
+
+    private static double NotNegative(double value, string name) =>
+        value >= 0 && double.IsFinite(value) ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be finite and not negative.");
+}

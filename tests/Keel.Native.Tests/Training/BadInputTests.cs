@@ -1,0 +1,112 @@
+using System.Reflection;
+using Keel.Native.Devices;
+using Keel.Native.Devices.Cpu;
+using Keel.Native.Model;
+using Keel.Native.Tests.Support;
+using Keel.Native.Training;
+
+namespace Keel.Native.Tests.Training;
+
+/// <summary>Configs that cannot work fail before anything touches the device, naming the field; bad files fail naming the path and the reason.</summary>
+public sealed class BadInputTests
+{
+    [Fact]
+    public void Hidden_not_divisible_by_heads_fails_before_allocation_naming_the_field()
+    {
+        var e = Assert.ThrowsAny<ArgumentException>(() => new KeelModel(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { Hidden = 18, Heads = 4 }, ModelPrecision.Float32, 1));
+        Assert.Equal("Heads", e.ParamName);
+        Assert.Contains("Hidden (18) is not divisible by Heads (4)", e.Message);
+    }
+
+    [Fact]
+    public void Kv_heads_not_dividing_heads_fails_before_allocation_naming_the_field()
+    {
+        var e = Assert.ThrowsAny<ArgumentException>(() => new KeelModel(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { Heads = 4, KvHeads = 3 }, ModelPrecision.Float32, 1));
+        Assert.Equal("KvHeads", e.ParamName);
+    }
+
+    [Fact]
+    public void Odd_sub_layer_count_and_out_of_range_values_name_their_field()
+    {
+        Assert.Equal("SubLayers", Assert.ThrowsAny<ArgumentException>(() => new KeelModel(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { SubLayers = 5 }, ModelPrecision.Float32, 1)).ParamName);
+        Assert.Equal("Hidden", Assert.ThrowsAny<ArgumentException>(() => TrainingFixtures.TinyConfig with { Hidden = 0 }).ParamName);
+        Assert.Equal("Alpha", Assert.ThrowsAny<ArgumentException>(() => TrainingFixtures.TinyConfig with { Alpha = float.NaN }).ParamName);
+        Assert.Equal("LearningRate", Assert.ThrowsAny<ArgumentException>(() => new TrainingOptions { LearningRate = -1 }).ParamName);
+    }
+
+    [Fact]
+    public void Sequence_longer_than_the_data_fails_before_allocation_naming_the_field()
+    {
+        var data = TokenDataset.FromText("a short text of a few dozen bytes, not enough", new ByteTokenizer(), 0.5, "short.txt");
+        var e = Assert.ThrowsAny<ArgumentException>(() => new Trainer(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { SequenceLength = 32 }, TrainingFixtures.TinyOptions, data, TokenizerKind.Byte));
+        Assert.Equal("SequenceLength", e.ParamName);
+        Assert.Contains("short.txt", e.Message);
+    }
+
+    [Fact]
+    public void Vocabulary_smaller_than_the_tokenizer_fails_naming_the_field()
+    {
+        var e = Assert.ThrowsAny<ArgumentException>(() => new Trainer(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { VocabularySize = 100 }, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte));
+        Assert.Equal("VocabularySize", e.ParamName);
+    }
+
+    [Fact]
+    public void Missing_and_non_utf8_data_files_name_the_path_and_the_reason()
+    {
+        using var folder = new TempFolder();
+        var missing = Path.Combine(folder.Path, "nope.txt");
+        var e = Assert.Throws<FileNotFoundException>(() => TokenDataset.FromFile(missing, new ByteTokenizer(), 0.1));
+        Assert.Contains(missing, e.Message);
+        var binary = Path.Combine(folder.Path, "binary.txt");
+        File.WriteAllBytes(binary, [0x41, 0xFF, 0xFE, 0x42]);
+        var invalid = Assert.Throws<InvalidDataException>(() => TokenDataset.FromFile(binary, new ByteTokenizer(), 0.1));
+        Assert.Contains(binary, invalid.Message);
+        Assert.Contains("UTF-8", invalid.Message);
+    }
+
+    [Fact]
+    public void Missing_truncated_and_mixed_step_checkpoints_name_the_path_and_the_reason()
+    {
+        using var device = new CpuDevice();
+        using var folder = new TempFolder();
+        var data = TrainingFixtures.CopyTask();
+        Assert.Throws<DirectoryNotFoundException>(() => Checkpoints.Resume(Path.Combine(folder.Path, "none"), device, data));
+
+        var first = Path.Combine(folder.Path, "a");
+        var second = Path.Combine(folder.Path, "b");
+        using (var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, data, TokenizerKind.Byte))
+        {
+            trainer.Initialize();
+            trainer.Step();
+            Checkpoints.Save(trainer, first);
+            trainer.Step();
+            Checkpoints.Save(trainer, second);
+        }
+
+        // The weights of step 2 beside the state of step 1: a checkpoint cut short while being written.
+        File.Copy(Path.Combine(second, Checkpoints.ModelFile), Path.Combine(first, Checkpoints.ModelFile), overwrite: true);
+        var mixed = Assert.Throws<InvalidDataException>(() => Checkpoints.Resume(first, device, data));
+        Assert.Contains(Checkpoints.ModelFile, mixed.Message);
+        Assert.Contains("cut short", mixed.Message);
+
+        var weights = Path.Combine(second, Checkpoints.ModelFile);
+        var bytes = File.ReadAllBytes(weights);
+        File.WriteAllBytes(weights, bytes[..(bytes.Length / 2)]);
+        var truncated = Assert.Throws<InvalidDataException>(() => Checkpoints.Resume(second, device, data));
+        Assert.Contains(weights, truncated.Message);
+        Assert.Contains("not a valid safetensors file", truncated.Message);
+
+        File.Delete(Path.Combine(second, Checkpoints.StateFile));
+        var noState = Assert.Throws<FileNotFoundException>(() => Checkpoints.Resume(second, device, data));
+        Assert.Contains(Checkpoints.StateFile, noState.Message);
+    }
+
+    /// <summary>A device on which any call fails the test: proves validation happens before allocation.</summary>
+    public class UntouchableDevice : DispatchProxy
+    {
+        public static IDevice Create() => Create<IDevice, UntouchableDevice>();
+
+        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args) =>
+            throw new Xunit.Sdk.XunitException($"The device was used ({targetMethod?.Name}) before the bad input was reported.");
+    }
+}

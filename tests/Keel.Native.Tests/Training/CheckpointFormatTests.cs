@@ -1,0 +1,73 @@
+using System.Buffers.Binary;
+using System.Text.Json.Nodes;
+using Keel.Native.Devices.Cpu;
+using Keel.Native.Model;
+using Keel.Native.Numerics;
+using Keel.Native.Tests.Support;
+using Keel.Native.Training;
+
+namespace Keel.Native.Tests.Training;
+
+/// <summary>The checkpoint files as another program reads them: safetensors with Llama names and [out, in] shapes, and JSON beside them.</summary>
+public sealed class CheckpointFormatTests
+{
+    [Fact]
+    public void Weights_are_safetensors_with_llama_names_row_major_out_in_shapes_and_the_master_values()
+    {
+        using var device = new CpuDevice();
+        using var folder = new TempFolder();
+        var config = TrainingFixtures.TinyConfig with { TiedEmbeddings = false, FeedForwardSize = 24 };
+        using var trainer = new Trainer(device, config, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        trainer.Initialize();
+        trainer.Step();
+        Checkpoints.Save(trainer, folder.Path);
+
+        var bytes = File.ReadAllBytes(Path.Combine(folder.Path, Checkpoints.ModelFile));
+        var headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        Assert.Equal(0, headerLength % 8);
+        var header = JsonNode.Parse(bytes.AsSpan(8, headerLength))!.AsObject();
+        Assert.Equal("1", header["__metadata__"]!["step"]!.GetValue<string>());
+        int[] Shape(string name) => header[name]!["shape"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+        Assert.Equal([256, 16], Shape("model.embed_tokens.weight"));
+        Assert.Equal([16, 16], Shape("model.layers.0.self_attn.q_proj.weight"));
+        Assert.Equal([8, 16], Shape("model.layers.0.self_attn.k_proj.weight"));
+        Assert.Equal([16, 16], Shape("model.layers.1.self_attn.o_proj.weight"));
+        Assert.Equal([24, 16], Shape("model.layers.1.mlp.gate_proj.weight"));
+        Assert.Equal([16, 24], Shape("model.layers.1.mlp.down_proj.weight"));
+        Assert.Equal([256, 16], Shape("lm_head.weight"));
+        Assert.Equal([16], Shape("model.layers.0.input_layernorm.weight"));
+        Assert.Equal([16], Shape("model.layers.0.post_attention_layernorm.weight"));
+        Assert.Equal([16], Shape("model.layers.0.mlp_output_norm.weight"));
+        Assert.Null(header["model.layers.0.attention_output_norm.weight"]);   // Keel's first attention sub-layer has no outer norm.
+        Assert.Equal("F32", header["lm_head.weight"]!["dtype"]!.GetValue<string>());
+
+        // The down projection's bytes are the model's row-major [out, in] values.
+        var layout = trainer.Model.Layout;
+        var flat = TrainingFixtures.Parameters(trainer.Model);
+        var down = layout.Tensors[layout.DownProjections[1]];
+        var offsets = header[down.Name]!["data_offsets"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
+        var stored = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.AsSpan(8 + headerLength + offsets[0], offsets[1] - offsets[0])).ToArray();
+        Assert.Equal(flat.AsSpan((int)down.Offset, (int)down.Length).ToArray(), stored);
+
+        var configJson = JsonNode.Parse(File.ReadAllText(Path.Combine(folder.Path, Checkpoints.ConfigFile)))!;
+        Assert.Equal("keel", configJson["architecture"]!.GetValue<string>());
+        Assert.Equal(ModelConfig.FromJson(File.ReadAllText(Path.Combine(folder.Path, Checkpoints.ConfigFile))), config);
+        var optimizer = SafeTensors.Read(Path.Combine(folder.Path, Checkpoints.OptimizerFile)).Tensors;
+        Assert.Equal(DType.Float32, optimizer["exp_avg_sq.lm_head.weight"].DType);
+        Assert.Equal(2 * layout.Tensors.Count, optimizer.Count);
+    }
+
+    [Fact]
+    public void Tied_models_do_not_repeat_the_lm_head()
+    {
+        using var device = new CpuDevice();
+        using var folder = new TempFolder();
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        trainer.Initialize();
+        trainer.Step();
+        Checkpoints.Save(trainer, folder.Path);
+        var tensors = SafeTensors.Read(Path.Combine(folder.Path, Checkpoints.ModelFile)).Tensors;
+        Assert.False(tensors.ContainsKey("lm_head.weight"));
+        Assert.True(tensors.ContainsKey("model.embed_tokens.weight"));
+    }
+}

@@ -1,0 +1,73 @@
+using System.Text.Json.Nodes;
+using Keel.Cli;
+using Keel.Native.Tests.Support;
+using Keel.Native.Training;
+
+namespace Keel.Native.Tests.Training;
+
+/// <summary><c>keel train</c>, <c>eval</c> and <c>sample</c> end to end on the CPU, and their messages for bad input.</summary>
+public sealed class TrainCliTests
+{
+    private static readonly string[] Tiny = ["--device", "cpu", "--hidden", "16", "--heads", "2", "--kv-heads", "1", "--seq", "16", "--batch", "4"];
+
+    [Fact]
+    public void Train_writes_metrics_plot_and_checkpoint_that_eval_sample_and_resume_use()
+    {
+        using var folder = new TempFolder();
+        var run = Path.Combine(folder.Path, "run");
+        var (code, output, error) = Run([.. Tiny, "train", "--out", run, "--steps", "6", "--eval-interval", "3", "--checkpoint-interval", "3"]);
+        Assert.True(code == 0, error + output);
+        Assert.Contains("Run files in " + run, output);
+
+        var lines = File.ReadAllLines(Path.Combine(run, TrainingLoop.MetricsFile)).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        Assert.Equal([1, 2, 3, 4, 5, 6], lines.Select(l => l["step"]!.GetValue<int>()));
+        foreach (var key in new[] { "loss", "lr", "grad_norm", "tokens_per_s", "memory_bytes", "skipped" }) Assert.True(lines[0].ContainsKey(key), key);
+        Assert.True(lines[2].ContainsKey("val_loss") && lines[5].ContainsKey("val_loss") && !lines[3].ContainsKey("val_loss"));
+        var png = File.ReadAllBytes(Path.Combine(run, TrainingLoop.PlotFile));
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
+
+        var data = Path.Combine(folder.Path, "text.txt");
+        File.WriteAllText(data, SyntheticTask.Generate(5, 16 * 10 + 7));
+        (code, output, error) = Run(["eval", "--checkpoint", run, "--data", data, "--device", "cpu"]);
+        Assert.True(code == 0, error);
+        Assert.Contains("10 windows of 16, 150 predicted tokens", output);
+        Assert.Contains("perplexity", output);
+
+        (code, output, error) = Run(["sample", "--checkpoint", run, "--tokens", "5", "--device", "cpu"]);
+        Assert.True(code == 0, error);
+        Assert.StartsWith(SyntheticTask.Prompt, output);
+
+        // Resuming keeps the saved options (6 steps): the finished run is found at its last step and trains no further.
+        (code, output, error) = Run(["train", "--resume", run, "--device", "cpu"]);
+        Assert.True(code == 0, error);
+        Assert.Contains("at step 6 of 6", output);
+    }
+
+    [Fact]
+    public void A_config_that_cannot_work_is_reported_by_field_without_a_stack_trace()
+    {
+        var (code, _, error) = Run(["train", "--device", "cpu", "--hidden", "30", "--heads", "4", "--steps", "1"]);
+        Assert.Equal(1, code);
+        Assert.Contains("Hidden (30) is not divisible by Heads (4)", error);
+        Assert.DoesNotContain("   at ", error);
+
+        (code, _, error) = Run(["train", "--device", "cpu", "--data", "/no/such/file.txt"]);
+        Assert.Equal(1, code);
+        Assert.Contains("/no/such/file.txt", error);
+
+        (code, _, error) = Run(["eval", "--checkpoint", "/no/such/run", "--data", "/no/such/file.txt", "--device", "cpu"]);
+        Assert.Equal(1, code);
+        Assert.Contains("/no/such/run", error);
+    }
+
+    private static (int Code, string Output, string Error) Run(string[] args)
+    {
+        // Model options go after the verb.
+        var verb = Array.FindIndex(args, a => a is "train" or "eval" or "sample");
+        string[] ordered = verb > 0 ? [args[verb], .. args[..verb], .. args[(verb + 1)..]] : args;
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = KeelCli.Run(ordered, output, error);
+        return (code, output.ToString(), error.ToString());
+    }
+}
