@@ -1,5 +1,6 @@
 using System.Globalization;
 using Keel.Native.Devices;
+using Keel.Native.Kernels.Launchers;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
 
@@ -53,7 +54,7 @@ internal sealed class AttentionSuite : IBenchmarkSuite
         // Inputs and outputs of one case already exceed the L2 (q alone is 64 MiB), and the work is compute bound,
         // so one input set serves every run.
         double qBytes = queryShape.ElementCount * 2.0, kvBytes = kvShape.ElementCount * 2.0, lseBytes = c.Batch * (double)c.QueryHeads * c.Sequence * 4;
-        var forwardFlops = 4.0 * c.Sequence * (double)c.Sequence * c.HeadDim * c.QueryHeads * c.Batch / (c.Causal ? 2 : 1);
+        var forwardFlops = AttentionKernels.ForwardFlops(options);
 
         var rope = context.MedianMicroseconds(_ =>
         {

@@ -62,7 +62,7 @@ public sealed unsafe class RopeKernels
         ulong t = table.Address;
         var half = headDim / 2;
         void** args = stackalloc void*[] { &t, &positions, &half, &theta };
-        _table.Launch(LaunchShapes.Blocks(((long)positions * half + Threads - 1) / Threads, Threads), args);
+        _table.Launch(LaunchShapes.Blocks(((long)positions * half + Threads - 1) / Threads, Threads), args, new KernelCost(8.0 * positions * half, 0));
     }
 
     /// <summary>
@@ -84,6 +84,7 @@ public sealed unsafe class RopeKernels
         var sign = inverse ? -1f : 1f;
         void** args = stackalloc void*[] { &xa, &oa, &t, &rows, &seq, &heads, &half, &sign, &vector };
         var items = rows * (vector == 1 ? half / 8 : half);
-        _rotate.Launch(LaunchShapes.Blocks(Math.Clamp((items + Threads - 1) / Threads, 1, _maxBlocks), Threads), args);
+        _rotate.Launch(LaunchShapes.Blocks(Math.Clamp((items + Threads - 1) / Threads, 1, _maxBlocks), Threads), args,
+            new KernelCost(2.0 * (x.Length + output.Length) + 8.0 * seq * half, 3.0 * x.Length));
     }
 }
