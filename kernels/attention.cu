@@ -2,8 +2,8 @@
 // (the s x s score matrix is never stored), on tensor cores (mma.sync m16n8k16, bf16 in, fp32 accumulate).
 //
 // Layout: q, o, dq, do [B, S, Hq, D]; k, v, dk, dv [B, S, Hkv, D], all bf16; lse, Dsum [B, Hq, S] fp32. Query head h
-// reads kv head h / (Hq / Hkv). scale = 1/sqrt(D) unless given; exponentials are taken base 2 (scores pre-multiplied
-// by scale * log2 e), which is one FFMA and one EX2 per score.
+// reads kv head h / (Hq / Hkv). scale = 1/sqrt(D) unless given; exponentials are taken base 2 (scores multiplied by
+// scale * log2 e, lse kept in natural log), so each probability costs one EX2.
 //
 // Forward, per query block of BM rows (online softmax; m, l per row in fp32):
 //   for each key tile j of BN keys (only tiles with an unmasked entry; the causal mask is applied per element only
@@ -29,11 +29,12 @@
 // lockstep, so the waits are short: only the first wave staggers.
 //
 // FLOPs (FlashAttention's convention): forward 4 S^2 D Hq B (2 GEMMs), halved with the causal mask; backward 2.5x
-// forward (5 GEMMs: s, dp, dv, dk, dq; this kernel does exactly those). Exponentials: S^2 Hq B forward, the same
-// backward.
+// forward (5 GEMMs: s, dp, dv, dk, dq; this kernel does exactly those). Exponentials: S^2 Hq B forward (halved when
+// causal), the same backward.
 // Bytes: forward reads q and writes o once (4 S Hq D B) plus lse, and reads k, v once per query block
-// (4 S Hkv D B * S / BM, mostly from L2); backward reads k, v once and q, dO, o once per key block of the group
-// (mostly L2), writes dk, dv and dq once and moves dq_accum with atomics (4 S Hq D B * S / BN bytes through L2).
+// (4 S Hkv D B * S / BM, mostly from L2); backward reads o and dO once (prepare), k, v once and q, dO, lse, Dsum once
+// per key block (mostly L2), writes dk, dv and dq once and moves dq_accum with atomics (4 S Hq D B * S / BN bytes
+// through L2; causal masks halve the per-block rereads).
 //
 // Launch (tiles are -D specializations chosen by the launcher; smem rows are padded by 16 bytes, so the eight
 // 16-byte rows an ldmatrix reads fall in distinct banks):
@@ -83,9 +84,6 @@ constexpr float LN2 = 0.6931471805599453f;
 
 constexpr int FWD_BM = 16 * FWD_M_TILES * FWD_WARPS;
 constexpr int FWD_BN = FWD_BLOCK_N;
-// A warp with one 16-row tile keeps its q fragments in registers (D/4 of them); with two it reloads them from
-// smem each tile, which is what keeps the 32-row warp within 255 registers.
-constexpr bool FWD_Q_IN_REGISTERS = FWD_M_TILES == 1;
 
 constexpr int BWD_BN = 16 * BWD_WARPS;
 constexpr int BWD_BM = BWD_BLOCK_M;
@@ -158,7 +156,7 @@ using namespace attention;
 extern "C" __global__ void __launch_bounds__(FWD_THREADS)
 keel_attention_forward(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                        bf16* __restrict__ o, float* __restrict__ lse, int seq, int q_heads, int kv_heads, float scale_log2) {
-    bf16* sQ = dynamic_smem<bf16>();          // [FWD_BM][STRIDE]; reused for o at the end
+    bf16* sQ = dynamic_smem<bf16>();          // [FWD_BM][STRIDE]; each warp reads only its own rows, and reuses them for o
     bf16* sK = sQ + FWD_BM * STRIDE;          // [2][FWD_BN][STRIDE]
     bf16* sV = sK + 2 * FWD_BN * STRIDE;      // [2][FWD_BN][STRIDE]
 
@@ -182,7 +180,6 @@ keel_attention_forward(const bf16* __restrict__ q, const bf16* __restrict__ k, c
 
     float acc[FWD_M_TILES][D / 8][4];
     float row_max[FWD_M_TILES][2], row_sum[FWD_M_TILES][2];
-    u32 qf[FWD_Q_IN_REGISTERS ? D / 16 : 1][4];
 #pragma unroll
     for (int mt = 0; mt < FWD_M_TILES; mt++) {
 #pragma unroll
@@ -205,13 +202,9 @@ keel_attention_forward(const bf16* __restrict__ q, const bf16* __restrict__ k, c
         __syncthreads();
         const bf16* sKs = sK + stage * FWD_BN * STRIDE;
         const bf16* sVs = sV + stage * FWD_BN * STRIDE;
-        if (FWD_Q_IN_REGISTERS && n == 0) {
-#pragma unroll
-            for (int kk = 0; kk < (FWD_Q_IN_REGISTERS ? D / 16 : 1); kk++)
-                ldmatrix_x4(qf[kk], sQ + (warp_row + order_a_row(lane)) * STRIDE + 16 * kk + order_a_col(lane));
-        }
 
-        // s = q k^T over this warp's rows and the tile's FWD_BN keys.
+        // s = q k^T over this warp's rows and the tile's FWD_BN keys. q fragments are reread from smem every tile: held
+        // in registers they would cost D/4 per row tile, which a 32-row warp at D = 128 cannot spare under 255.
         float s[FWD_M_TILES][FWD_BN / 8][4];
 #pragma unroll
         for (int mt = 0; mt < FWD_M_TILES; mt++)
@@ -221,14 +214,8 @@ keel_attention_forward(const bf16* __restrict__ q, const bf16* __restrict__ k, c
         for (int kk = 0; kk < D / 16; kk++) {
             u32 a[FWD_M_TILES][4];
 #pragma unroll
-            for (int mt = 0; mt < FWD_M_TILES; mt++) {
-                if (FWD_Q_IN_REGISTERS) {
-#pragma unroll
-                    for (int i = 0; i < 4; i++) a[mt][i] = qf[FWD_Q_IN_REGISTERS ? kk : 0][i];
-                } else {
-                    ldmatrix_x4(a[mt], sQ + (warp_row + 16 * mt + order_a_row(lane)) * STRIDE + 16 * kk + order_a_col(lane));
-                }
-            }
+            for (int mt = 0; mt < FWD_M_TILES; mt++)
+                ldmatrix_x4(a[mt], sQ + (warp_row + 16 * mt + order_a_row(lane)) * STRIDE + 16 * kk + order_a_col(lane));
 #pragma unroll
             for (int np = 0; np < FWD_BN / 16; np++) {
                 u32 kb[4];
