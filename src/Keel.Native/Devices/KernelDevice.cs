@@ -19,7 +19,13 @@ public abstract class KernelDevice : IDevice
     private readonly Lazy<EmbeddingKernels> _embedding;
     private readonly CrossEntropyKernels _crossEntropy;
     private readonly ResidualNormKernels _residualNorm;
+    private readonly Lazy<AttentionKernels> _attention;
+    private readonly Lazy<RopeKernels> _rope;
+    private readonly Func<long, Tensor> _attentionWorkspace;
     private DeviceBuffer? _normPartials;
+    private DeviceBuffer? _attentionScratch;
+    private DeviceBuffer? _ropeTable;
+    private (int HeadDim, float Theta, int Positions) _ropeTableKey;
 
     /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
     protected KernelDevice(IKernelRuntime runtime)
@@ -32,6 +38,9 @@ public abstract class KernelDevice : IDevice
         _embedding = new(() => new EmbeddingKernels(runtime, this));
         _crossEntropy = new CrossEntropyKernels(runtime);
         _residualNorm = new ResidualNormKernels(runtime, this);
+        _attention = new(() => new AttentionKernels(runtime));
+        _rope = new(() => new RopeKernels(runtime));
+        _attentionWorkspace = AttentionWorkspace;
     }
 
     /// <summary>Where this device's kernels compile and launch.</summary>
@@ -114,18 +123,21 @@ public abstract class KernelDevice : IDevice
         _residualNorm.Backward(options, x, f, y, outNorm, inNorm, statistics, dy, dz, dx, df, outNormGradients, inNormGradients);
 
     /// <inheritdoc />
-    public virtual void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
+    public void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) =>
+        RopeRotate(x, output, theta, inverse: false, nameof(x), nameof(output));
 
     /// <inheritdoc />
-    public virtual void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
+    public void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) =>
+        RopeRotate(dOutput, dx, theta, inverse: true, nameof(dOutput), nameof(dx));
 
     /// <inheritdoc />
-    public virtual void AttentionForward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp) =>
-        throw NoKernel("attention");
+    public void AttentionForward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp) =>
+        _attention.Value.Forward(options, q, k, v, output, logSumExp);
 
     /// <inheritdoc />
-    public virtual void AttentionBackward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
-                                          Tensor dOutput, Tensor dq, Tensor dk, Tensor dv) => throw NoKernel("attention");
+    public void AttentionBackward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
+                                  Tensor dOutput, Tensor dq, Tensor dk, Tensor dv) =>
+        _attention.Value.Backward(options, q, k, v, output, logSumExp, dOutput, dq, dk, dv, _attentionWorkspace);
 
     /// <inheritdoc />
     /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
@@ -164,6 +176,8 @@ public abstract class KernelDevice : IDevice
     public void Dispose()
     {
         _normPartials?.Dispose();
+        _attentionScratch?.Dispose();
+        _ropeTable?.Dispose();
         if (_embedding.IsValueCreated) _embedding.Value.Dispose();
         _residualNorm.Dispose();
         Dispose(true);
@@ -173,11 +187,51 @@ public abstract class KernelDevice : IDevice
     /// <summary>Releases the subclass's resources.</summary>
     protected abstract void Dispose(bool disposing);
 
+    // The attention backward's scratch (fp32 dq, row sums, order counters) grows to the largest call and is kept,
+    // so training steps allocate nothing. Work queued on the old buffer finishes before it is freed.
+    private Tensor AttentionWorkspace(long elements)
+    {
+        if (_attentionScratch is null || _attentionScratch.Tensor.Length < elements)
+        {
+            if (_attentionScratch is not null)
+            {
+                SynchronizeCore();
+                _attentionScratch.Dispose();
+                _attentionScratch = null;
+            }
+            _attentionScratch = Allocate(DType.Float32, new TensorShape(elements));
+        }
+        return _attentionScratch;
+    }
+
+    // One (cos, sin) table per head dimension and theta, computed on the device in fp64 and grown to the longest
+    // sequence seen; positions start at 0, so a longer table serves every shorter sequence.
+    private void RopeRotate(Tensor input, Tensor output, float theta, bool inverse, string inputName, string outputName)
+    {
+        RopeKernels.Check(input, output, inputName, outputName);
+        RopeKernels.CheckTheta(theta);
+        if (input.IsEmpty) return;
+        int sequence = (int)input.Shape[1], headDim = (int)input.Shape[3];
+        var key = _ropeTableKey;
+        if (_ropeTable is null || key.HeadDim != headDim || key.Theta != theta || key.Positions < sequence)
+        {
+            var positions = key.HeadDim == headDim && key.Theta == theta ? Math.Max(sequence, key.Positions) : sequence;
+            if (_ropeTable is not null)
+            {
+                SynchronizeCore();
+                _ropeTable.Dispose();
+                _ropeTable = null;
+            }
+            _ropeTable = Allocate(DType.Float32, new TensorShape(RopeKernels.TableElements(positions, headDim)));
+            _rope.Value.BuildTable(_ropeTable, positions, headDim, theta);
+            _ropeTableKey = (headDim, theta, positions);
+        }
+        _rope.Value.Rotate(input, output, _ropeTable, inverse);
+    }
+
     /// <summary>Throws for errors that kernels recorded in device memory rather than stop the stream for (deferred checks).</summary>
     private void ThrowRecordedErrors()
     {
         if (_embedding.IsValueCreated) _embedding.Value.ThrowIfTokensWereOutOfRange();
     }
-
-    private NotSupportedException NoKernel(string op) => new($"The {op} kernels are not available on {Kind} devices in this build.");
 }

@@ -22,6 +22,13 @@ public abstract class KernelFunction
     /// <summary>The entry point's name, such as <c>keel_optimizer_adamw</c>.</summary>
     public string Name { get; }
 
+    /// <summary>
+    /// Lets launches of this entry point use up to <paramref name="bytes"/> of dynamic shared memory. A GPU needs this
+    /// opt-in above 48 KiB (up to its per-block limit, 227 KiB on sm_90); the emulator takes up to 227 KiB as it is.
+    /// Call it once after loading, not per launch.
+    /// </summary>
+    public virtual void AllowDynamicSharedMemory(int bytes) => ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+
     /// <summary>Launches the kernel with <paramref name="shape"/>; <paramref name="args"/>[i] points at parameter i.</summary>
     public abstract unsafe void Launch(in LaunchShape shape, void** args);
 

@@ -6,7 +6,7 @@ using Keel.Native.Devices.Cuda;
 
 namespace Keel.Cli.Commands.Bench;
 
-[Verb("bench", HelpText = "Measure kernels on the GPU against the device's measured ceilings and PyTorch in the same job. Targets: ceilings (copy bandwidth and bf16 GEMM rate), norm (fused residual norm, shapes ROWSxHIDDEN), train (a whole training step: tokens/s and MFU).")]
+[Verb("bench", HelpText = "Measure kernels on the GPU against the device's measured ceilings and PyTorch in the same job. Targets: ceilings (copy bandwidth and bf16 GEMM rate), norm (fused residual norm, shapes ROWSxHIDDEN), attention (flash attention and RoPE against SDPA), train (a whole training step: tokens/s and MFU).")]
 internal sealed class BenchOptions
 {
     [Value(0, MetaName = "target", Required = true, HelpText = "What to measure: ceilings, or a kernel family the build provides (norm, attention, train).")]
@@ -42,6 +42,7 @@ internal static class BenchCommand
     [
         new CeilingsSuite(),
         new NormSuite(),
+        new AttentionSuite(),
         new TrainSuite(),
     ];
 
