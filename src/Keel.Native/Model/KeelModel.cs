@@ -131,8 +131,10 @@ public sealed class KeelModel : IDisposable
             new("d_f", rows, precision.Operand, false),
             new("dx_0", rows, precision.Master, false),
             new("dx_1", rows, precision.Master, false),
-            new("dz_0", rows, precision.Master, false),
-            new("dz_1", rows, precision.Master, false),
+            // Gradients reaching the operands z are operands too: GEMMs write them (fp32 accumulation inside) and
+            // the residual-norm kernels read them in the operand type.
+            new("dz_0", rows, precision.Operand, false),
+            new("dz_1", rows, precision.Operand, false),
             new("y_scratch", rows, precision.Master, false),
             new("form_rstd", new TensorShape(tokens), precision.Master, false),
         };

@@ -13,7 +13,7 @@ namespace Keel.Native.Kernels.Launchers;
 public sealed unsafe class AttentionKernels
 {
     /// <summary>The head dimensions the kernels are specialized for.</summary>
-    public static IReadOnlyList<int> HeadDims { get; } = [64, 128];
+    public static IReadOnlyList<int> HeadDims { get; } = [16, 32, 64, 128];
 
     /// <summary>Every specialization: each head dimension, causal and not.</summary>
     public static IReadOnlyList<KernelSpec> Specs { get; } =

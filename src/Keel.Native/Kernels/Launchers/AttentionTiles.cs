@@ -17,13 +17,16 @@ public sealed record AttentionTiles(int HeadDim, int ForwardWarps, int ForwardRo
     /// <summary>
     /// The tiles in use for <paramref name="headDim"/>. Forward: FlashAttention-2's shape, 4 warps of 32 query rows
     /// (128 per block) against 64-key tiles, q reread from smem each tile (no spills at 255 registers for D = 128);
-    /// two blocks fit an SM. Backward: 8 warps of 16 keys (128 per block) against 64-query steps.
+    /// two blocks fit an SM. Backward: 8 warps of 16 keys (128 per block) against 64-query steps (4 warps at D = 16).
+    /// The small head dimensions (16, 32) serve small models; they were not tuned.
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="headDim"/> has no attention kernel.</exception>
     public static AttentionTiles For(int headDim) => headDim switch
     {
-        64 or 128 => new(headDim, ForwardWarps: 4, ForwardRowTiles: 2, ForwardBlockN: 64, BackwardWarps: 8, BackwardBlockM: 64),
-        _ => throw new ArgumentException($"HeadDim {headDim} has no attention kernel; supported: 64, 128.", nameof(headDim)),
+        32 or 64 or 128 => new(headDim, ForwardWarps: 4, ForwardRowTiles: 2, ForwardBlockN: 64, BackwardWarps: 8, BackwardBlockM: 64),
+        // At D = 16 a dq tile has one 16-column slice, so each backward warp owns a whole 16-row tile of it.
+        16 => new(headDim, ForwardWarps: 4, ForwardRowTiles: 2, ForwardBlockN: 64, BackwardWarps: 4, BackwardBlockM: 64),
+        _ => throw new ArgumentException($"HeadDim {headDim} has no attention kernel; supported: 16, 32, 64, 128.", nameof(headDim)),
     };
 
     /// <summary>Query rows per forward block.</summary>
