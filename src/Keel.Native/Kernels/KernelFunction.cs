@@ -30,25 +30,28 @@ public abstract class KernelFunction
     public virtual void AllowDynamicSharedMemory(int bytes) => ArgumentOutOfRangeException.ThrowIfNegative(bytes);
 
     /// <summary>Launches the kernel with <paramref name="shape"/>; <paramref name="args"/>[i] points at parameter i.</summary>
-    public abstract unsafe void Launch(in LaunchShape shape, void** args);
+    public unsafe void Launch(in LaunchShape shape, void** args) => Launch(shape, args, default);
 
     /// <summary>
     /// Launches the kernel and, when a <see cref="KernelProfiler.Active"/> profiler is installed, times the launch
-    /// under its entry-point name with what it must move and compute (<paramref name="cost"/>). With profiling
-    /// off this is one null check more than <see cref="Launch(in LaunchShape, void**)"/>.
+    /// under its entry-point name with what it must move and compute (<paramref name="cost"/>; zero where the
+    /// launcher does not count it). With profiling off this costs one null check.
     /// </summary>
     public unsafe void Launch(in LaunchShape shape, void** args, in KernelCost cost)
     {
         var profiler = KernelProfiler.Active;
         if (profiler is null)
         {
-            Launch(shape, args);
+            LaunchCore(shape, args);
             return;
         }
         var token = profiler.Begin();
-        Launch(shape, args);
+        LaunchCore(shape, args);
         profiler.End(token, Name, cost);
     }
+
+    /// <summary>Queues the launch on the runtime.</summary>
+    protected abstract unsafe void LaunchCore(in LaunchShape shape, void** args);
 
     /// <inheritdoc />
     public override string ToString() => $"{Name} ({Spec})";

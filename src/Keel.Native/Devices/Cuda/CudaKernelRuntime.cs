@@ -50,6 +50,6 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
             function.SetMaxDynamicSharedMemory(bytes);
         }
 
-        public override void Launch(in LaunchShape shape, void** args) => function.Launch(shape, stream, args);
+        protected override void LaunchCore(in LaunchShape shape, void** args) => function.Launch(shape, stream, args);
     }
 }
