@@ -24,8 +24,8 @@ public static class KeelCli
         {
             return parsed.MapResult(
                 (TrainOptions o) => TrainCommand.Run(o, output, error),
-                (EvalOptions o) => EvalCommand.Run(o, output),
-                (SampleOptions o) => SampleCommand.Run(o, output),
+                (EvalOptions o) => EvalCommand.Run(o, output, error),
+                (SampleOptions o) => SampleCommand.Run(o, output, error),
                 (PlanOptions o) => PlanCommand.Run(o, output),
                 (InfoOptions o) => InfoCommand.Run(o, output),
                 (CompileOptions o) => CompileCommand.Run(o, output, error),

@@ -23,14 +23,14 @@ internal sealed class EvalOptions
 /// <summary><c>keel eval</c>: loss and perplexity of a checkpoint on a file.</summary>
 internal static class EvalCommand
 {
-    public static int Run(EvalOptions options, TextWriter output)
+    public static int Run(EvalOptions options, TextWriter output, TextWriter notices)
     {
         var folder = CheckpointFolder.Resolve(options.Checkpoint);
         var (config, state) = Checkpoints.ReadConfig(folder);
         var tokenizer = TextTokenizers.Create(state.Tokenizer);
         var text = TokenDataset.FromFile(options.Data, tokenizer, 0.5);
         int[] tokens = [.. text.Train, .. text.Validation];
-        using var device = TrainingDevices.Open(options.Device);
+        using var device = TrainingDevices.Open(options.Device, notices);
         using var model = new KeelModel(device, config, ModelPrecision.For(device), options.BatchSize);
         Checkpoints.LoadWeights(model, folder, state.Step);
         var (loss, counted) = Evaluation.MeanLoss(model, tokens);

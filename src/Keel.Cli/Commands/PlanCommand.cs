@@ -114,14 +114,16 @@ internal static class PlanCommand
             DeviceChoice.Emulated => DeviceKind.Emulated,
             _ => DeviceKind.Cuda,
         };
-        if (budget is null && kind == DeviceKind.Cuda && TrainingDevices.HasGpu())
+        var target = MemoryTarget.For(kind);
+        if (budget is null && kind == DeviceKind.Cuda && Gpus.WhyNone() is null)
         {
             using var device = TrainingDevices.Open(DeviceChoice.Cuda);
             budget = TrainingDevices.MemoryBytes(device);
             source = device.Name;
+            target = MemoryTarget.For(device);
         }
         var precision = kind == DeviceKind.Cpu ? ModelPrecision.Float32 : ModelPrecision.Mixed;
-        return (MemoryTarget.For(kind), precision, budget, source);
+        return (target, precision, budget, source);
     }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);

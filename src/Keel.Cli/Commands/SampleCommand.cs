@@ -32,11 +32,11 @@ internal sealed class SampleOptions
 /// <summary><c>keel sample</c>: text from a checkpoint.</summary>
 internal static class SampleCommand
 {
-    public static int Run(SampleOptions options, TextWriter output)
+    public static int Run(SampleOptions options, TextWriter output, TextWriter notices)
     {
         var folder = CheckpointFolder.Resolve(options.Checkpoint);
         var (config, state) = Checkpoints.ReadConfig(folder);
-        using var device = TrainingDevices.Open(options.Device);
+        using var device = TrainingDevices.Open(options.Device, notices);
         using var model = new KeelModel(device, config, ModelPrecision.For(device), batchSize: 1);
         Checkpoints.LoadWeights(model, folder, state.Step);
         var prompt = options.Prompt ?? (state.DataSource == TrainCommand.SyntheticSource ? SyntheticTask.Prompt : "");

@@ -147,7 +147,7 @@ internal static class TrainCommand
 {
     public static int Run(TrainOptions options, TextWriter output, TextWriter error)
     {
-        using var device = ProfiledDevice.Wrap(TrainingDevices.Open(options.Device), options.Profile);
+        using var device = ProfiledDevice.Wrap(TrainingDevices.Open(options.Device, output), options.Profile);
         Trainer trainer;
         string runDirectory;
         if (options.Resume is not null)

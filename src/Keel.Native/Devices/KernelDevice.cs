@@ -18,7 +18,14 @@ public abstract class KernelDevice : IDevice
     private readonly ActivationKernels _activations;
     private readonly Lazy<EmbeddingKernels> _embedding;
     private readonly CrossEntropyKernels _crossEntropy;
+    private readonly ResidualNormKernels _residualNorm;
+    private readonly Lazy<AttentionKernels> _attention;
+    private readonly Lazy<RopeKernels> _rope;
+    private readonly Func<long, Tensor> _attentionWorkspace;
     private DeviceBuffer? _normPartials;
+    private DeviceBuffer? _attentionScratch;
+    private DeviceBuffer? _ropeTable;
+    private (int HeadDim, float Theta, int Positions) _ropeTableKey;
 
     /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
     protected KernelDevice(IKernelRuntime runtime)
@@ -30,6 +37,10 @@ public abstract class KernelDevice : IDevice
         _activations = new ActivationKernels(runtime);
         _embedding = new(() => new EmbeddingKernels(runtime, this));
         _crossEntropy = new CrossEntropyKernels(runtime);
+        _residualNorm = new ResidualNormKernels(runtime, this);
+        _attention = new(() => new AttentionKernels(runtime));
+        _rope = new(() => new RopeKernels(runtime));
+        _attentionWorkspace = AttentionWorkspace;
     }
 
     /// <summary>Where this device's kernels compile and launch.</summary>
@@ -99,27 +110,34 @@ public abstract class KernelDevice : IDevice
         _optimizer.Value.AdamW(options, step, learningRate, parameters, gradients, firstMoment, secondMoment, parametersBf16, clip);
 
     /// <inheritdoc />
-    public virtual void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm,
-                                            Tensor y, Tensor z, NormStatistics statistics) => throw NoKernel("residual norm");
+    /// <remarks>z must be BFloat16 here (or empty without InputNorm); <see cref="ResidualNormKernels"/> lists the element types.</remarks>
+    public void ResidualNormForward(ResidualNormOptions options, Tensor x, Tensor f, NormWeights outNorm, NormWeights inNorm,
+                                    Tensor y, Tensor z, NormStatistics statistics) =>
+        _residualNorm.Forward(options, x, f, outNorm, inNorm, y, z, statistics);
 
     /// <inheritdoc />
-    public virtual void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
-                                             NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
-                                             NormWeights outNormGradients, NormWeights inNormGradients) => throw NoKernel("residual norm");
+    /// <remarks>dz must be BFloat16 here (or empty without InputNorm); the gradient sums go through scratch the launcher keeps.</remarks>
+    public void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
+                                     NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
+                                     NormWeights outNormGradients, NormWeights inNormGradients) =>
+        _residualNorm.Backward(options, x, f, y, outNorm, inNorm, statistics, dy, dz, dx, df, outNormGradients, inNormGradients);
 
     /// <inheritdoc />
-    public virtual void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
+    public void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) =>
+        RopeRotate(x, output, theta, inverse: false, nameof(x), nameof(output));
 
     /// <inheritdoc />
-    public virtual void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) => throw NoKernel("RoPE");
+    public void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) =>
+        RopeRotate(dOutput, dx, theta, inverse: true, nameof(dOutput), nameof(dx));
 
     /// <inheritdoc />
-    public virtual void AttentionForward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp) =>
-        throw NoKernel("attention");
+    public void AttentionForward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp) =>
+        _attention.Value.Forward(options, q, k, v, output, logSumExp);
 
     /// <inheritdoc />
-    public virtual void AttentionBackward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
-                                          Tensor dOutput, Tensor dq, Tensor dk, Tensor dv) => throw NoKernel("attention");
+    public void AttentionBackward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
+                                  Tensor dOutput, Tensor dq, Tensor dk, Tensor dv) =>
+        _attention.Value.Backward(options, q, k, v, output, logSumExp, dOutput, dq, dk, dv, _attentionWorkspace);
 
     /// <inheritdoc />
     /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
@@ -158,13 +176,58 @@ public abstract class KernelDevice : IDevice
     public void Dispose()
     {
         _normPartials?.Dispose();
+        _attentionScratch?.Dispose();
+        _ropeTable?.Dispose();
         if (_embedding.IsValueCreated) _embedding.Value.Dispose();
+        _residualNorm.Dispose();
         Dispose(true);
         GC.SuppressFinalize(this);
     }
 
     /// <summary>Releases the subclass's resources.</summary>
     protected abstract void Dispose(bool disposing);
+
+    // The attention backward's scratch (fp32 dq, row sums, order counters) grows to the largest call and is kept,
+    // so training steps allocate nothing. Work queued on the old buffer finishes before it is freed.
+    private Tensor AttentionWorkspace(long elements)
+    {
+        if (_attentionScratch is null || _attentionScratch.Tensor.Length < elements)
+        {
+            if (_attentionScratch is not null)
+            {
+                SynchronizeCore();
+                _attentionScratch.Dispose();
+                _attentionScratch = null;
+            }
+            _attentionScratch = Allocate(DType.Float32, new TensorShape(elements));
+        }
+        return _attentionScratch;
+    }
+
+    // One (cos, sin) table per head dimension and theta, computed on the device in fp64 and grown to the longest
+    // sequence seen; positions start at 0, so a longer table serves every shorter sequence.
+    private void RopeRotate(Tensor input, Tensor output, float theta, bool inverse, string inputName, string outputName)
+    {
+        RopeKernels.Check(input, output, inputName, outputName);
+        RopeKernels.CheckTheta(theta);
+        if (input.IsEmpty) return;
+        int sequence = (int)input.Shape[1], headDim = (int)input.Shape[3];
+        var key = _ropeTableKey;
+        if (_ropeTable is null || key.HeadDim != headDim || key.Theta != theta || key.Positions < sequence)
+        {
+            var positions = key.HeadDim == headDim && key.Theta == theta ? Math.Max(sequence, key.Positions) : sequence;
+            if (_ropeTable is not null)
+            {
+                SynchronizeCore();
+                _ropeTable.Dispose();
+                _ropeTable = null;
+            }
+            _ropeTable = Allocate(DType.Float32, new TensorShape(RopeKernels.TableElements(positions, headDim)));
+            _rope.Value.BuildTable(_ropeTable, positions, headDim, theta);
+            _ropeTableKey = (headDim, theta, positions);
+        }
+        _rope.Value.Rotate(input, output, _ropeTable, inverse);
+    }
 
     /// <summary>Marks the deferred device-side checks as due, after work the launchers did not issue themselves (a graph replay).</summary>
     protected void ExpectDeferredChecks()
@@ -177,6 +240,4 @@ public abstract class KernelDevice : IDevice
     {
         if (_embedding.IsValueCreated) _embedding.Value.ThrowIfTokensWereOutOfRange();
     }
-
-    private NotSupportedException NoKernel(string op) => new($"The {op} kernels are not available on {Kind} devices in this build.");
 }

@@ -12,8 +12,10 @@ public static class KernelCatalog
     public static IReadOnlyList<KernelSpec> All { get; } =
         new[]
         {
-            CastKernels.Spec, OptimizerKernels.Spec,
+            CastKernels.Spec, OptimizerKernels.Spec, RopeKernels.Spec,
             ActivationKernels.BFloat16Spec, ActivationKernels.Float32Spec, EmbeddingKernels.Spec, CrossEntropyKernels.Spec,
         }
+            .Concat(ResidualNormKernels.Specs)
+            .Concat(AttentionKernels.Specs)
             .OrderBy(s => s.Key, StringComparer.Ordinal).ToList();
 }

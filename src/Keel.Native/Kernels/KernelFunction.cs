@@ -22,26 +22,36 @@ public abstract class KernelFunction
     /// <summary>The entry point's name, such as <c>keel_optimizer_adamw</c>.</summary>
     public string Name { get; }
 
+    /// <summary>
+    /// Lets launches of this entry point use up to <paramref name="bytes"/> of dynamic shared memory. A GPU needs this
+    /// opt-in above 48 KiB (up to its per-block limit, 227 KiB on sm_90); the emulator takes up to 227 KiB as it is.
+    /// Call it once after loading, not per launch.
+    /// </summary>
+    public virtual void AllowDynamicSharedMemory(int bytes) => ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+
     /// <summary>Launches the kernel with <paramref name="shape"/>; <paramref name="args"/>[i] points at parameter i.</summary>
-    public abstract unsafe void Launch(in LaunchShape shape, void** args);
+    public unsafe void Launch(in LaunchShape shape, void** args) => Launch(shape, args, default);
 
     /// <summary>
     /// Launches the kernel and, when a <see cref="KernelProfiler.Active"/> profiler is installed, times the launch
-    /// under its entry-point name with what it must move and compute (<paramref name="cost"/>). With profiling
-    /// off this is one null check more than <see cref="Launch(in LaunchShape, void**)"/>.
+    /// under its entry-point name with what it must move and compute (<paramref name="cost"/>; zero where the
+    /// launcher does not count it). With profiling off this costs one null check.
     /// </summary>
     public unsafe void Launch(in LaunchShape shape, void** args, in KernelCost cost)
     {
         var profiler = KernelProfiler.Active;
         if (profiler is null)
         {
-            Launch(shape, args);
+            LaunchCore(shape, args);
             return;
         }
         var token = profiler.Begin();
-        Launch(shape, args);
+        LaunchCore(shape, args);
         profiler.End(token, Name, cost);
     }
+
+    /// <summary>Queues the launch on the runtime.</summary>
+    protected abstract unsafe void LaunchCore(in LaunchShape shape, void** args);
 
     /// <inheritdoc />
     public override string ToString() => $"{Name} ({Spec})";

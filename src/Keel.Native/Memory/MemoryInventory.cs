@@ -80,7 +80,7 @@ public sealed class MemoryInventory
         OperandCopyBytes = precision.HasOperandCopy ? Layout.Length * precision.Operand.SizeOf() : 0;
         StateSpecs = KeelModel.StateSpecs(Layout, precision, batchSize);
         ScratchSpecs = KeelModel.ScratchSpecs(config, precision, batchSize);
-        Workspaces = WorkspacesOf(config, Tokens, target);
+        Workspaces = WorkspacesOf(Layout, batchSize, target);
         var rowNorm = config.Norm == NormKind.Layer ? 7.0 : 5.0;
         InputNormFlops = rowNorm * Tokens * config.Hidden;
         StepFlops = KeelModel.TrainingFlopsPerToken(config) * Tokens;
@@ -204,46 +204,49 @@ public sealed class MemoryInventory
         return [.. specs.Select(s => new InventoryTensor(s, producers.GetValueOrDefault(s.Name) ?? norm))];
     }
 
-    private static List<Workspace> WorkspacesOf(ModelConfig config, long tokens, MemoryTarget target)
+    private static List<Workspace> WorkspacesOf(ParameterLayout layout, int batch, MemoryTarget target)
     {
+        var config = layout.Config;
+        var tokens = (long)batch * config.SequenceLength;
         var list = new List<Workspace>();
         if (target.GemmWorkspaceBytes > 0) list.Add(new("cuBLAS workspace", target.GemmWorkspaceBytes));
         if (!target.RunsKernels) return list;
         list.Add(new("gradient-norm partial sums", OptimizerKernels.MaxPartials * sizeof(float)));
         list.Add(new("embedding token check and backward sort", EmbeddingKernels.ScratchBytes(tokens, config.Hidden)));
-        var norm = KernelWorkspaces.ResidualNormBytes(config, tokens);
+        var norm = KernelWorkspaces.ResidualNormBytes(layout, tokens, target.Multiprocessors);
         if (norm > 0) list.Add(new("residual-norm gain partial sums", norm));
-        var attention = KernelWorkspaces.AttentionBytes(config, tokens);
+        var attention = KernelWorkspaces.AttentionBytes(config, batch);
         if (attention > 0) list.Add(new("attention backward workspace", attention));
+        list.Add(new("RoPE cos/sin table", RopeKernels.TableElements(config.SequenceLength, config.HeadDim) * sizeof(float)));
         return list;
     }
 }
 
 /// <summary>
-/// The scratch of kernel launchers that keep a device buffer of their own, by launcher. Each returns what its launcher
-/// allocates for a model's step; a launcher that keeps nothing (or is not in this build) returns 0.
+/// The scratch of kernel launchers that keep a device buffer of their own (grown to the largest call and kept, so steps
+/// allocate nothing), by launcher, from the same sizing code the launchers use.
 /// </summary>
 public static class KernelWorkspaces
 {
-    /// <summary>
-    /// The residual-norm launcher's gain-gradient partial sums. Hook for that launcher: returns 0 until it keeps a device
-    /// buffer of its own; then this returns its size for <paramref name="tokens"/> rows of the model's width.
-    /// </summary>
-    public static long ResidualNormBytes(ModelConfig config, long tokens)
+    /// <summary>The residual-norm launcher's gain-gradient partial sums: the largest backward of the model's fused norms.</summary>
+    public static long ResidualNormBytes(ParameterLayout layout, long tokens, int multiprocessors)
     {
-        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(layout);
         ArgumentOutOfRangeException.ThrowIfNegative(tokens);
-        return 0;
+        var layers = layout.Config.SubLayers;
+        long most = 0;
+        // The input stage, the first two sub-layers and the last differ from the rest; sub-layer 2 stands for the others.
+        foreach (var l in new[] { -1, 0, 1, Math.Min(2, layers - 1), layers - 1 })
+            most = Math.Max(most, ResidualNormKernels.BackwardPartialsElements(layout.ResidualNorm(l), multiprocessors, (int)tokens, layout.Config.Hidden));
+        return most * sizeof(float);
     }
 
-    /// <summary>
-    /// The attention launcher's backward workspace. Hook for that launcher: returns 0 until it keeps a device buffer of its
-    /// own; then this returns its size for the model's attention shape.
-    /// </summary>
-    public static long AttentionBytes(ModelConfig config, long tokens)
+    /// <summary>The attention backward's scratch the kernel device keeps (fp32 dq partials, row sums, order counters).</summary>
+    public static long AttentionBytes(ModelConfig config, int batch)
     {
         ArgumentNullException.ThrowIfNull(config);
-        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
-        return 0;
+        if (!AttentionKernels.HeadDims.Contains(config.HeadDim)) return 0;
+        var options = new AttentionOptions(batch, config.SequenceLength, config.Heads, config.KvHeads, config.HeadDim, Causal: true);
+        return AttentionKernels.BackwardWorkspaceElements(options) * sizeof(float);
     }
 }

@@ -64,7 +64,7 @@ public sealed class KeelModel : IDisposable
         config.Validate();
         if (plan is not null && (plan.Inventory.Config != config || plan.Inventory.Precision != precision || plan.Inventory.BatchSize != batchSize))
             throw new ArgumentException($"The memory plan is for another model (batch {plan.Inventory.BatchSize}, {plan.Inventory.Precision.Master}/{plan.Inventory.Precision.Operand}, L = {plan.Inventory.Config.SubLayers}).", nameof(plan));
-        Plan = plan ?? MemoryPlanner.Plan(new MemoryInventory(config, precision, batchSize, MemoryTarget.For(device.Kind)), MemoryPolicy.Store);
+        Plan = plan ?? MemoryPlanner.Plan(new MemoryInventory(config, precision, batchSize, MemoryTarget.For(device)), MemoryPolicy.Store);
         Layout = Plan.Inventory.Layout;
         Device = device;
         BatchSize = batchSize;
@@ -182,8 +182,10 @@ public sealed class KeelModel : IDisposable
             new("d_f", rows, precision.Operand, false),
             new("dx_0", rows, precision.Master, false),
             new("dx_1", rows, precision.Master, false),
-            new("dz_0", rows, precision.Master, false),
-            new("dz_1", rows, precision.Master, false),
+            // Gradients reaching the operands z are operands too: GEMMs write them (fp32 accumulation inside) and
+            // the residual-norm kernels read them in the operand type.
+            new("dz_0", rows, precision.Operand, false),
+            new("dz_1", rows, precision.Operand, false),
             new("y_scratch", rows, precision.Master, false),
             new("form_rstd", new TensorShape(tokens), precision.Master, false),
         };

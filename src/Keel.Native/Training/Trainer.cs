@@ -124,7 +124,7 @@ public sealed class Trainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
-        var inventory = new MemoryInventory(config, precision, options.BatchSize, MemoryTarget.For(device.Kind));
+        var inventory = new MemoryInventory(config, precision, options.BatchSize, MemoryTarget.For(device is ProfiledDevice profiled ? profiled.Inner : device));
         var budget = options.MemoryBudget ?? (options.Memory.Kind == MemoryPolicyKind.Auto ? TrainingDevices.MemoryBytes(device) : null);
         var plan = MemoryPlanner.Plan(inventory, options.Memory, budget);
         if (budget is { } b && !plan.Fits(b))

@@ -1,6 +1,3 @@
-using Keel.Cuda;
-using Keel.Cuda.Driver;
-using Keel.Cuda.Interop;
 using Keel.Native.Devices;
 using Keel.Native.Devices.Cpu;
 using Keel.Native.Devices.Cuda;
@@ -27,15 +24,25 @@ public enum DeviceChoice
 /// <summary>Opens the device a run asks for.</summary>
 public static class TrainingDevices
 {
-    /// <summary>Opens <paramref name="choice"/>; <see cref="DeviceChoice.Auto"/> falls back to the CPU when there is no usable GPU.</summary>
-    public static IDevice Open(DeviceChoice choice) => choice switch
+    /// <summary>
+    /// Opens <paramref name="choice"/>. <see cref="DeviceChoice.Auto"/> opens GPU 0 when there is one, and
+    /// otherwise writes a one-line notice saying why not to <paramref name="notices"/> and opens the CPU device.
+    /// </summary>
+    public static IDevice Open(DeviceChoice choice, TextWriter? notices = null)
     {
-        DeviceChoice.Cpu => new CpuDevice(),
-        DeviceChoice.Cuda => CudaDevice.Open(),
-        DeviceChoice.Emulated => EmulatedDevice.Open(),
-        DeviceChoice.Auto => HasGpu() ? CudaDevice.Open() : new CpuDevice(),
-        _ => throw new ArgumentOutOfRangeException(nameof(choice), choice, "Unknown device."),
-    };
+        switch (choice)
+        {
+            case DeviceChoice.Cpu: return new CpuDevice();
+            case DeviceChoice.Cuda: return CudaDevice.Open();
+            case DeviceChoice.Emulated: return EmulatedDevice.Open();
+            case DeviceChoice.Auto:
+                if (Gpus.WhyNone() is not { } reason) return CudaDevice.Open();
+                notices?.WriteLine($"No GPU ({reason}); using the CPU device.");
+                return new CpuDevice();
+            default:
+                throw new ArgumentOutOfRangeException(nameof(choice), choice, "Unknown device.");
+        }
+    }
 
     /// <summary>The memory a run on <paramref name="device"/> may plan for: a GPU's total memory, else the memory available to this process.</summary>
     public static long MemoryBytes(IDevice device)
@@ -60,20 +67,4 @@ public static class TrainingDevices
             _ => null,
         };
     }
-
-    /// <summary>True when the CUDA driver loads and reports at least one GPU.</summary>
-    public static bool HasGpu()
-    {
-        if (!CudaLibraries.TryLoad(CudaLibrary.Driver, out _, out _)) return false;
-        try
-        {
-            CudaDriver.Initialize();
-            return CudaDriver.DeviceCount > 0;
-        }
-        catch (CudaException)
-        {
-            return false;
-        }
-    }
-
 }

@@ -1,6 +1,3 @@
-using Keel.Cuda;
-using Keel.Cuda.Driver;
-using Keel.Cuda.Interop;
 using Keel.Native.Devices;
 using Keel.Native.Devices.Cpu;
 using Keel.Native.Devices.Cuda;
@@ -62,18 +59,6 @@ internal static class TestDevices
         }
     }
 
-    private static (CudaDevice?, string?) OpenCuda()
-    {
-        if (!CudaLibraries.TryLoad(CudaLibrary.Driver, out _, out var missing))
-            return (null, $"the {CudaLibraries.Describe(CudaLibrary.Driver)} was not found ({missing!.Attempts.Count} places tried)");
-        try
-        {
-            CudaDriver.Initialize();
-            return CudaDriver.DeviceCount == 0 ? (null, "the driver reports none") : (CudaDevice.Open(), null);
-        }
-        catch (Exception e) when (e is CudaException or CudaLibraryNotFoundException)
-        {
-            return (null, e.Message);
-        }
-    }
+    private static (CudaDevice?, string?) OpenCuda() =>
+        Gpus.WhyNone() is { } reason ? (null, reason) : (CudaDevice.Open(), null);
 }

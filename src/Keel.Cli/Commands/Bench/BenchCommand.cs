@@ -1,13 +1,12 @@
 using System.Reflection;
 using CommandLine;
-using Keel.Cuda;
 using Keel.Cuda.Driver;
-using Keel.Cuda.Interop;
+using Keel.Native.Devices;
 using Keel.Native.Devices.Cuda;
 
 namespace Keel.Cli.Commands.Bench;
 
-[Verb("bench", HelpText = "Measure kernels on the GPU against the device's measured ceilings and PyTorch in the same job. Targets: ceilings (copy bandwidth and bf16 GEMM rate), train (a whole training step: tokens/s and MFU).")]
+[Verb("bench", HelpText = "Measure kernels on the GPU against the device's measured ceilings and PyTorch in the same job. Targets: ceilings (copy bandwidth and bf16 GEMM rate), norm (fused residual norm, shapes ROWSxHIDDEN), attention (flash attention and RoPE against SDPA), train (a whole training step: tokens/s and MFU).")]
 internal sealed class BenchOptions
 {
     [Value(0, MetaName = "target", Required = true, HelpText = "What to measure: ceilings, or a kernel family the build provides (norm, attention, train).")]
@@ -42,6 +41,8 @@ internal static class BenchCommand
     private static readonly IBenchmarkSuite[] Suites =
     [
         new CeilingsSuite(),
+        new NormSuite(),
+        new AttentionSuite(),
         new TrainSuite(),
     ];
 
@@ -58,7 +59,7 @@ internal static class BenchCommand
             error.WriteLine("keel bench: --repeats must be at least 1 and --warmup not negative.");
             return 2;
         }
-        if (NoGpuReason() is { } reason)
+        if (Gpus.WhyNone() is { } reason)
         {
             output.WriteLine($"keel bench {suite.Name}: no GPU here ({reason}); nothing to measure.");
             return 0;
@@ -82,22 +83,6 @@ internal static class BenchCommand
         var saved = report.Save(options.OutputFolder ?? (root is null ? "bench-results" : Path.Combine(root, "perf", "results")));
         output.WriteLine($"results: {saved} (and .md)");
         return 0;
-    }
-
-    /// <summary>Why there is no GPU to measure, or null when there is one.</summary>
-    private static string? NoGpuReason()
-    {
-        if (!CudaLibraries.TryLoad(CudaLibrary.Driver, out _, out var missing))
-            return $"the CUDA driver library was not found in {missing!.Attempts.Count} places";
-        try
-        {
-            CudaDriver.Initialize();
-            return CudaDriver.DeviceCount == 0 ? "the CUDA driver reports no device" : null;
-        }
-        catch (CudaException e)
-        {
-            return e.Message;
-        }
     }
 
     /// <summary>The folder holding perf/baselines, searched upward from the working directory.</summary>

@@ -44,6 +44,12 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
     private sealed unsafe class CudaKernelFunction(KernelSpec spec, CudaFunction function, CudaStream stream)
         : KernelFunction(spec, function.Name)
     {
-        public override void Launch(in LaunchShape shape, void** args) => function.Launch(shape, stream, args);
+        public override void AllowDynamicSharedMemory(int bytes)
+        {
+            base.AllowDynamicSharedMemory(bytes);
+            function.SetMaxDynamicSharedMemory(bytes);
+        }
+
+        protected override void LaunchCore(in LaunchShape shape, void** args) => function.Launch(shape, stream, args);
     }
 }

@@ -69,7 +69,7 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
             };
         }
 
-        public override void Launch(in LaunchShape shape, void** args)
+        protected override void LaunchCore(in LaunchShape shape, void** args)
         {
             var error = _runtime.Library.Launch(_name, _entry, args,
                 new((uint)shape.Grid.X, (uint)shape.Grid.Y, (uint)shape.Grid.Z),

@@ -47,7 +47,9 @@ public sealed unsafe class ActivationKernels
         ulong g = gateUp.Address, o = h.Address;
         var blocks = Blocks(rows * ffn, gateUp.DType);
         void** args = stackalloc void*[] { &g, &o, &rows, &ffn };
-        For(gateUp.DType).SwiGluForward.Launch(LaunchShapes.Blocks(blocks, Threads), args);
+        // Reads gate and up, writes h: 3 elements per element of h.
+        For(gateUp.DType).SwiGluForward.Launch(LaunchShapes.Blocks(blocks, Threads), args,
+            new KernelCost(3.0 * rows * ffn * gateUp.DType.SizeOf(), 0));
     }
 
     /// <summary>Backward of <see cref="SwiGluForward"/>: dGateUp [rows, 2F] (overwritten) from gateUp and dh [rows, F].</summary>
@@ -63,7 +65,9 @@ public sealed unsafe class ActivationKernels
         ulong g = gateUp.Address, d = dh.Address, o = dGateUp.Address;
         var blocks = Blocks(rows * ffn, gateUp.DType);
         void** args = stackalloc void*[] { &g, &d, &o, &rows, &ffn };
-        For(gateUp.DType).SwiGluBackward.Launch(LaunchShapes.Blocks(blocks, Threads), args);
+        // Reads gate, up and dh, writes dgate and dup.
+        For(gateUp.DType).SwiGluBackward.Launch(LaunchShapes.Blocks(blocks, Threads), args,
+            new KernelCost(5.0 * rows * ffn * gateUp.DType.SizeOf(), 0));
     }
 
     /// <summary>y = GELU(x), tanh approximation, elementwise over any length; y may be x itself.</summary>
@@ -79,7 +83,7 @@ public sealed unsafe class ActivationKernels
         ulong input = x.Address, output = y.Address;
         var blocks = Blocks(n, x.DType);
         void** args = stackalloc void*[] { &input, &output, &n };
-        For(x.DType).GeluForward.Launch(LaunchShapes.Blocks(blocks, Threads), args);
+        For(x.DType).GeluForward.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(2.0 * n * x.DType.SizeOf(), 0));
     }
 
     /// <summary>dx = dy · GELU′(x) (overwritten); dx may be dy itself but must not overlap x.</summary>
@@ -97,7 +101,7 @@ public sealed unsafe class ActivationKernels
         ulong input = x.Address, gradient = dy.Address, output = dx.Address;
         var blocks = Blocks(n, x.DType);
         void** args = stackalloc void*[] { &input, &gradient, &output, &n };
-        For(x.DType).GeluBackward.Launch(LaunchShapes.Blocks(blocks, Threads), args);
+        For(x.DType).GeluBackward.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(3.0 * n * x.DType.SizeOf(), 0));
     }
 
     private static KernelSpec SpecFor(DType dtype) => new("activations.cu", new KeyValuePair<string, string>("ELEMENT", dtype.KernelTypeName()));

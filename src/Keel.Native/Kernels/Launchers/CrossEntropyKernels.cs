@@ -59,6 +59,8 @@ public sealed unsafe class CrossEntropyKernels
         // About 16 elements per thread: a warp for a 256-token vocabulary, 1024 threads from 16k up.
         var threads = (int)Math.Clamp((vocab / 16 + 31) / 32 * 32, 32, 1024);
         void** args = stackalloc void*[] { &x, &y, &l, &d, &vocab, &lossScale };
-        _kernel.Value.Launch(LaunchShapes.Blocks(rows, threads), args);
+        // The logits are read once for the row's max and sum; with a gradient, read again and written.
+        var bytes = 4.0 * rows * vocab * (dLogits.IsEmpty ? 1 : 3) + 12.0 * rows;
+        _kernel.Value.Launch(LaunchShapes.Blocks(rows, threads), args, new KernelCost(bytes, 0));
     }
 }

@@ -68,7 +68,8 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         var vectors = count * dim / (16 / table.DType.SizeOf());
         var blocks = Math.Clamp((vectors + Threads - 1) / Threads, 1, _maxBlocks);
         void** args = stackalloc void*[] { &t, &w, &o, &count, &vocab, &dim, &e };
-        (table.DType == DType.Float32 ? functions.ForwardF32 : functions.ForwardBf16).Launch(LaunchShapes.Blocks(blocks, Threads), args);
+        (table.DType == DType.Float32 ? functions.ForwardF32 : functions.ForwardBf16).Launch(LaunchShapes.Blocks(blocks, Threads), args,
+            new KernelCost((double)count * dim * (table.DType.SizeOf() + 4) + 4.0 * count, 0));
         _checkPending = true;
     }
 

@@ -1,0 +1,217 @@
+using Keel.Cuda.Driver;
+using Keel.Native.Devices;
+using Keel.Native.Numerics;
+using Keel.Native.Reference;
+
+namespace Keel.Native.Kernels.Launchers;
+
+/// <summary>
+/// Launches <c>kernels/attention.cu</c>: flash attention forward and backward on tensor cores, one specialization
+/// per head dimension (64, 128) and mask (causal or not), each with the tile sizes of <see cref="AttentionTiles.For"/>.
+/// A specialization is compiled and loaded the first time a call needs it.
+/// </summary>
+public sealed unsafe class AttentionKernels
+{
+    /// <summary>The head dimensions the kernels are specialized for.</summary>
+    public static IReadOnlyList<int> HeadDims { get; } = [16, 32, 64, 128];
+
+    /// <summary>Every specialization: each head dimension, causal and not.</summary>
+    public static IReadOnlyList<KernelSpec> Specs { get; } =
+        [.. HeadDims.SelectMany(d => new[] { false, true }.Select(causal => Spec(d, causal)))];
+
+    private const int PrepareThreads = 256;
+    private readonly IKernelRuntime _runtime;
+    private readonly Variant?[] _variants = new Variant?[HeadDims.Count * 2];
+
+    /// <summary>Launches on <paramref name="runtime"/>; nothing is compiled until the first call.</summary>
+    public AttentionKernels(IKernelRuntime runtime) => _runtime = runtime;
+
+    /// <summary>The specialization for <paramref name="headDim"/> and the mask.</summary>
+    /// <exception cref="ArgumentException"><paramref name="headDim"/> is not one of <see cref="HeadDims"/>.</exception>
+    public static KernelSpec Spec(int headDim, bool causal)
+    {
+        var tiles = AttentionTiles.For(headDim);
+        return new KernelSpec("attention.cu",
+        [
+            new("HEAD_DIM", headDim.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            new("CAUSAL", causal ? "1" : "0"),
+            .. tiles.Defines,
+        ]);
+    }
+
+    /// <summary>Float32 elements of the scratch <see cref="Backward"/> needs: dq partial sums in fp32, the rows' dO·o, the dq order counters.</summary>
+    public static long BackwardWorkspaceElements(AttentionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var layout = new WorkspaceLayout(options, AttentionTiles.For(options.HeadDim));
+        return layout.Total;
+    }
+
+    /// <summary>
+    /// output = softmax(scale q kᵀ, masked) v and logSumExp, as <see cref="Attention.Forward{T}"/>: q, output bf16
+    /// [B, S, Hq, D]; k, v bf16 [B, S, Hkv, D]; logSumExp fp32 [B, Hq, S].
+    /// </summary>
+    /// <exception cref="ArgumentException">A type, shape, head dimension or alignment is not supported.</exception>
+    public void Forward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp)
+    {
+        CheckInputs(options, q, k, v);
+        CheckQueryShaped(options, output);
+        Require.DType(logSumExp, DType.Float32);
+        Require.Shape(logSumExp, new TensorShape(options.Batch, options.QueryHeads, options.Sequence));
+        if (options.Batch > LaunchShape.MaxGridYZ)
+            throw new ArgumentException($"Batch {options.Batch} exceeds the {LaunchShape.MaxGridYZ} the forward grid allows.", nameof(options));
+        foreach (var input in (ReadOnlySpan<Tensor>)[q, k, v])
+        {
+            Overlap.RequireDisjoint(output, input);
+            Overlap.RequireDisjoint(logSumExp, input);
+        }
+        Overlap.RequireDisjoint(logSumExp, output);
+
+        var kernels = Load(options);
+        var tiles = kernels.Tiles;
+        ulong qa = q.Address, ka = k.Address, va = v.Address, oa = output.Address, la = logSumExp.Address;
+        int seq = options.Sequence, heads = options.QueryHeads, kvHeads = options.KvHeads;
+        var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
+        void** args = stackalloc void*[] { &qa, &ka, &va, &oa, &la, &seq, &heads, &kvHeads, &scaleLog2 };
+        var blocks = (seq + tiles.ForwardBlockM - 1) / tiles.ForwardBlockM;
+        var cost = new KernelCost(2.0 * (2 * q.Length + k.Length + v.Length) + 4.0 * logSumExp.Length, ForwardFlops(options));
+        kernels.Forward.Launch(new LaunchShape(new Dim3(blocks, heads, options.Batch), new Dim3(tiles.ForwardThreads), tiles.ForwardSharedBytes), args, cost);
+    }
+
+    /// <summary>
+    /// dq, dk, dv (overwritten; dk and dv summed over the query heads that share them) from the forward's tensors and
+    /// dOutput, as <see cref="Attention.Backward{T}"/>; deterministic. <paramref name="workspace"/> is called once,
+    /// after every argument is checked, with the Float32 element count of scratch it must return (see
+    /// <see cref="BackwardWorkspaceElements"/>), so a caller can grow a buffer it keeps.
+    /// </summary>
+    /// <exception cref="ArgumentException">A type, shape, head dimension or alignment is not supported, or the workspace is too small.</exception>
+    public void Backward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp, Tensor dOutput,
+                         Tensor dq, Tensor dk, Tensor dv, Func<long, Tensor> workspace)
+    {
+        ArgumentNullException.ThrowIfNull(workspace);
+        CheckInputs(options, q, k, v);
+        CheckQueryShaped(options, output);
+        CheckQueryShaped(options, dOutput);
+        CheckQueryShaped(options, dq);
+        CheckKvShaped(options, dk);
+        CheckKvShaped(options, dv);
+        Require.DType(logSumExp, DType.Float32);
+        Require.Shape(logSumExp, new TensorShape(options.Batch, options.QueryHeads, options.Sequence));
+        foreach (var input in (ReadOnlySpan<Tensor>)[q, k, v, output, logSumExp, dOutput])
+        {
+            Overlap.RequireDisjoint(dq, input);
+            Overlap.RequireDisjoint(dk, input);
+            Overlap.RequireDisjoint(dv, input);
+        }
+        Overlap.RequireDisjoint(dk, dq);
+        Overlap.RequireDisjoint(dv, dq);
+        Overlap.RequireDisjoint(dv, dk);
+        var tiles = AttentionTiles.For(options.HeadDim);
+        var keyBlocks = (options.Sequence + tiles.BackwardBlockN - 1) / tiles.BackwardBlockN;
+        if (keyBlocks > LaunchShape.MaxGridYZ || (long)options.Batch * options.KvHeads > int.MaxValue)
+            throw new ArgumentException($"Sequence {options.Sequence} or batch x kv heads is beyond the backward grid's limits.", nameof(options));
+
+        var layout = new WorkspaceLayout(options, tiles);
+        var scratch = workspace(layout.Total);
+        Require.DType(scratch, DType.Float32);
+        Require.AtLeast(scratch, layout.Total);
+        Require.Aligned(scratch, 16);
+
+        var kernels = Load(options);
+        ulong qa = q.Address, ka = k.Address, va = v.Address, oa = output.Address, la = logSumExp.Address, doa = dOutput.Address;
+        ulong dqa = dq.Address, dka = dk.Address, dva = dv.Address;
+        ulong accum = scratch.Address, dsum = accum + (ulong)layout.DsumOffset * 4, order = accum + (ulong)layout.OrderOffset * 4;
+        int seq = options.Sequence, heads = options.QueryHeads, kvHeads = options.KvHeads, orderCount = (int)layout.OrderCount;
+        var scale = (float)options.EffectiveScale;
+        var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
+        long rows = (long)options.Batch * seq * heads;
+
+        void** prepareArgs = stackalloc void*[] { &oa, &doa, &dsum, &order, &rows, &seq, &heads, &orderCount };
+        var prepareThreads = rows * (options.HeadDim / 8);
+        kernels.Prepare.Launch(LaunchShapes.Blocks((prepareThreads + PrepareThreads - 1) / PrepareThreads, PrepareThreads), prepareArgs,
+            new KernelCost(4.0 * q.Length + 4.0 * rows + 4.0 * orderCount, 2.0 * q.Length));
+
+        void** mainArgs = stackalloc void*[] { &qa, &ka, &va, &doa, &la, &dsum, &accum, &order, &dqa, &dka, &dva, &seq, &heads, &kvHeads, &scale, &scaleLog2 };
+        var cost = new KernelCost(2.0 * (3 * q.Length + 2 * (k.Length + v.Length)) + 8.0 * rows, 2.5 * ForwardFlops(options));
+        kernels.Backward.Launch(new LaunchShape(new Dim3(options.Batch * kvHeads, keyBlocks), new Dim3(tiles.BackwardThreads), tiles.BackwardSharedBytes), mainArgs, cost);
+    }
+
+    /// <summary>The forward's FLOPs as FlashAttention counts them: 4 S² D Hq B, halved under the causal mask (the backward does 2.5 times as many).</summary>
+    public static double ForwardFlops(AttentionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return 4.0 * options.Sequence * (double)options.Sequence * options.HeadDim * options.QueryHeads * options.Batch / (options.Causal ? 2 : 1);
+    }
+
+    private Variant Load(AttentionOptions options)
+    {
+        var index = HeadDims.ToList().IndexOf(options.HeadDim) * 2 + (options.Causal ? 1 : 0);
+        return _variants[index] ??= new Variant(_runtime, options.HeadDim, options.Causal);
+    }
+
+    private static void CheckInputs(AttentionOptions options, Tensor q, Tensor k, Tensor v)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.QueryHeads % options.KvHeads != 0)
+            throw new ArgumentException($"QueryHeads ({options.QueryHeads}) must be a multiple of KvHeads ({options.KvHeads}).", nameof(options));
+        if (!HeadDims.Contains(options.HeadDim))
+            throw new ArgumentException($"HeadDim {options.HeadDim} has no attention kernel; supported: {string.Join(", ", HeadDims)}.", nameof(options));
+        CheckQueryShaped(options, q);
+        CheckKvShaped(options, k);
+        CheckKvShaped(options, v);
+    }
+
+    private static void CheckQueryShaped(AttentionOptions options, Tensor tensor, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(tensor))] string? name = null)
+    {
+        Require.DType(tensor, DType.BFloat16, name);
+        Require.Shape(tensor, new TensorShape(options.Batch, options.Sequence, options.QueryHeads, options.HeadDim), name);
+        Require.Aligned(tensor, 16, name);
+    }
+
+    private static void CheckKvShaped(AttentionOptions options, Tensor tensor, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(tensor))] string? name = null)
+    {
+        Require.DType(tensor, DType.BFloat16, name);
+        Require.Shape(tensor, new TensorShape(options.Batch, options.Sequence, options.KvHeads, options.HeadDim), name);
+        Require.Aligned(tensor, 16, name);
+    }
+
+    /// <summary>Where the parts of the backward scratch start, in Float32 elements (each 16-byte aligned).</summary>
+    private readonly struct WorkspaceLayout
+    {
+        public WorkspaceLayout(AttentionOptions options, AttentionTiles tiles)
+        {
+            long rows = (long)options.Batch * options.QueryHeads * options.Sequence;
+            var queryBlocks = (options.Sequence + tiles.BackwardBlockM - 1) / tiles.BackwardBlockM;
+            DsumOffset = RoundUp(rows * options.HeadDim);
+            OrderOffset = DsumOffset + RoundUp(rows);
+            OrderCount = (long)options.Batch * options.QueryHeads * queryBlocks;
+            Total = OrderOffset + RoundUp(OrderCount);
+        }
+
+        public long DsumOffset { get; }
+        public long OrderOffset { get; }
+        public long OrderCount { get; }
+        public long Total { get; }
+
+        private static long RoundUp(long elements) => (elements + 3) / 4 * 4;
+    }
+
+    private sealed class Variant
+    {
+        public Variant(IKernelRuntime runtime, int headDim, bool causal)
+        {
+            var spec = Spec(headDim, causal);
+            Tiles = AttentionTiles.For(headDim);
+            Forward = runtime.Load(spec, "keel_attention_forward");
+            Prepare = runtime.Load(spec, "keel_attention_backward_prepare");
+            Backward = runtime.Load(spec, "keel_attention_backward");
+            Forward.AllowDynamicSharedMemory(Tiles.ForwardSharedBytes);
+            Backward.AllowDynamicSharedMemory(Tiles.BackwardSharedBytes);
+        }
+
+        public AttentionTiles Tiles { get; }
+        public KernelFunction Forward { get; }
+        public KernelFunction Prepare { get; }
+        public KernelFunction Backward { get; }
+    }
+}
