@@ -147,7 +147,7 @@ public static class MemoryPlanner
                 $"Parameters, gradients and optimizer state alone take {ByteSize.Format(inventory.StaticBytes)} ({inventory.Layout.ParameterCount / 1e9:0.00} B parameters: {ByteSize.Format(inventory.ParameterBytes)} {inventory.Precision.Master} master weights, {ByteSize.Format(inventory.GradientBytes)} gradients, {ByteSize.Format(inventory.OptimizerStateBytes)} AdamW moments{copy}). ");
         }
         text += FormattableString.Invariant(
-            $"The smallest budget that fits is {ByteSize.Format(smallest.TotalBytes)} ({ByteSize.FormatGiB(smallest.TotalBytes)}, {smallest.Policy}, +{smallest.RecomputeFraction:P0} FLOPs).");
+            $"The smallest budget that fits is {ByteSize.Format(smallest.TotalBytes)} ({ByteSize.FormatGiB(smallest.TotalBytes)}, {smallest.Policy}, +{100 * smallest.RecomputeFraction:0}% FLOPs).");
         return new MemoryBudgetException(text, smallest.TotalBytes);
     }
 
