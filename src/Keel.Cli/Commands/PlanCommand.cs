@@ -9,7 +9,7 @@ using Keel.Native.Training;
 
 namespace Keel.Cli.Commands;
 
-[Verb("plan", HelpText = "The memory a training step needs, under each activation policy, for a model, a batch and a budget: parameters, gradients, optimizer state, activations (arena and lower bound), workspaces, the peak, the recompute overhead in extra FLOPs, which policies fit, and what auto would choose. Needs no GPU; any depth takes well under a second.")]
+[Verb("plan", HelpText = "The memory a training step needs, under each activation policy, for a model, a batch and a budget: parameters, gradients, optimizer state, activations (arena and lower bound), workspaces, the peak, the recompute overhead in extra FLOPs, which policies fit, and what auto would choose (or the smallest budget, and the deepest model, that would fit). --device auto or cuda plans for a GPU (bf16 operands; without --budget, the budget is the GPU's memory when one is present), cpu for fp32 host memory. Needs no GPU; any depth takes well under a second.")]
 internal sealed class PlanOptions : ModelOptions
 {
     [Option("tokenizer", Default = TokenizerKind.Byte, HelpText = "Sets the vocabulary as train would: Byte (256) or Gpt2 (50257).")]

@@ -4,9 +4,9 @@ namespace Keel.Native.Memory;
 
 /// <summary>
 /// Writes a policy down as a step's schedule: which ops run in which order, and which resource each tensor of each op
-/// lives in. Resources are reused wherever the policy allows (untaped forwards share one workspace per sub-layer kind,
-/// x and z between untaped forwards ping-pong, tape slots serve one segment after another), and the arena packer then
-/// overlaps whatever is not live at the same time.
+/// lives in. Resources are reused wherever the policy allows (untaped forwards share one workspace, x and z between
+/// untaped forwards ping-pong, tape slots serve one segment after another), and the arena packer then overlaps
+/// whatever is not live at the same time.
 /// </summary>
 internal sealed class ScheduleBuilder
 {
@@ -16,7 +16,7 @@ internal sealed class ScheduleBuilder
     private readonly Dictionary<string, int> _byName = new(StringComparer.Ordinal);
     private readonly List<StepOp> _ops = [];
     private readonly Dictionary<string, TensorRef> _named = new(StringComparer.Ordinal);
-    private readonly Dictionary<(IReadOnlyList<InventoryTensor>, int, int, int, int), TensorRef[]> _placements = [];
+    private readonly Dictionary<(IReadOnlyList<InventoryTensor> Specs, int XOut, int ZOut, int Others), TensorRef[]> _placements = [];
     private readonly Dictionary<(int, int), int[]> _pairs = [];
     private readonly Dictionary<TensorRef[], int[]> _writes = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<IReadOnlyList<InventoryTensor>, (int X, int Z)> _outputIndices = new(ReferenceEqualityComparer.Instance);
@@ -65,7 +65,8 @@ internal sealed class ScheduleBuilder
             case MemoryPolicyKind.Store: builder.Store(); break;
             case MemoryPolicyKind.Selective: builder.Selective(); break;
             case MemoryPolicyKind.Every: builder.Segments(Math.Min(policy.Parameter, builder._layers)); break;
-            case MemoryPolicyKind.Binomial: builder.Binomial(policy.Parameter); break;
+            // More slots than sub-layers change nothing: with s ≥ l every state can be kept.
+            case MemoryPolicyKind.Binomial: builder.Binomial(Math.Min(policy.Parameter, builder._layers)); break;
             default: throw new ArgumentException($"{policy} is chosen by the planner, not scheduled directly.", nameof(policy));
         }
         builder.Add(new StepOp
@@ -246,7 +247,7 @@ internal sealed class ScheduleBuilder
             var specs = _inventory.Tensors(l);
             var keep = keepX(l);
             int xOut = keep >= 0 ? keep : stream.X[l % 2], zOut = stream.Z[l % 2];
-            var key = (specs, xOut, zOut, stream.Workspace, 0);
+            var key = (specs, xOut, zOut, stream.Workspace);
             if (!_placements.TryGetValue(key, out var saved))
                 _placements[key] = saved = Place(specs, i => specs[i].Spec.Name switch { "x_out" => xOut, "z_out" => zOut, _ => stream.Workspace });
             if (seen.Add(saved))
@@ -272,7 +273,7 @@ internal sealed class ScheduleBuilder
         {
             var specs = _inventory.Tensors(l);
             var slot = Resource($"tape-slot[{l - a}].{KindName(l % 2)}", ResourceRole.Tape);
-            var key = (specs, slot, -1, -1, 1);
+            var key = (specs, slot, slot, slot);
             if (!_placements.TryGetValue(key, out var saved)) _placements[key] = saved = Place(slot, specs);
             Forward(l, x, z, saved, taped: true);
             tapes[l] = (x, z, saved);
