@@ -6,14 +6,16 @@ using Keel.Native.Devices.Emulated;
 namespace Keel.Native.Tests.Support;
 
 /// <summary>
-/// One device of each kind per test run, opened on first use. The kernel devices run their kernels against
-/// the CPU device's reference ops; the CUDA device skips, with the reason, where there is no GPU.
+/// The devices tests run on, opened on first use. The kernel devices run their kernels against the CPU device's
+/// reference ops; the CUDA device skips, with the reason, where there is no GPU. A kernel device is not for two
+/// threads at once (its launchers keep scratch buffers, and errors recorded on the device are reported at its next
+/// synchronization), and test classes run in parallel, so each test thread gets a device of its own.
 /// </summary>
 internal static class TestDevices
 {
     private static readonly Lazy<CpuDevice> Cpu = new(() => new CpuDevice());
-    private static readonly Lazy<(EmulatedDevice? Device, string? Reason)> Emulated = new(OpenEmulated);
-    private static readonly Lazy<(CudaDevice? Device, string? Reason)> Cuda = new(OpenCuda);
+    private static readonly ThreadLocal<(EmulatedDevice? Device, string? Reason)> Emulated = new(OpenEmulated);
+    private static readonly ThreadLocal<(CudaDevice? Device, string? Reason)> Cuda = new(OpenCuda);
 
     /// <summary>The kernel devices a kernel test runs on: the emulator always, the GPU where there is one.</summary>
     public static TheoryData<DeviceKind> KernelDevices => [DeviceKind.Emulated, DeviceKind.Cuda];

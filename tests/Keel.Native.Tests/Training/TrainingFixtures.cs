@@ -44,17 +44,19 @@ internal static class TrainingFixtures
     }
 
     /// <summary>
-    /// tinyshakespeare from ../shared/data/ beside the repository (or the folder KEEL_TEST_DATA names, for a
-    /// checkout kept elsewhere), or a skip saying where it was looked for.
+    /// tinyshakespeare from the folder KEEL_TEST_DATA names, else from shared/data/ beside the repository or beside
+    /// one of the folders above it (checkouts live at different depths), or a skip saying where it was looked for.
     /// </summary>
     public static string TinyShakespeareOrSkip()
     {
-        var folder = Environment.GetEnvironmentVariable("KEEL_TEST_DATA") is { Length: > 0 } custom
-            ? custom
-            : Path.Combine(RepositoryRoot(), "..", "shared", "data");
-        var path = Path.GetFullPath(Path.Combine(folder, "tinyshakespeare.txt"));
-        if (!File.Exists(path)) Assert.Skip($"tinyshakespeare is not at {path} (the shared data folder beside the repository; KEEL_TEST_DATA overrides)");
-        return path;
+        const string File = "tinyshakespeare.txt";
+        var candidates = new List<string>();
+        if (Environment.GetEnvironmentVariable("KEEL_TEST_DATA") is { Length: > 0 } custom) candidates.Add(Path.Combine(custom, File));
+        for (var folder = new DirectoryInfo(RepositoryRoot()).Parent; folder is not null; folder = folder.Parent)
+            candidates.Add(Path.Combine(folder.FullName, "shared", "data", File));
+        var found = candidates.FirstOrDefault(System.IO.File.Exists);
+        if (found is null) Assert.Skip($"{File} was not found; looked at {string.Join(", ", candidates)} (KEEL_TEST_DATA names its folder)");
+        return found!;
     }
 
     public static float[] Parameters(KeelModel model)
