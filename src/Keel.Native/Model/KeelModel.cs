@@ -34,6 +34,7 @@ public sealed class KeelModel : IDisposable
     private readonly BoundOp[] _ops, _tapedForwards;
     private readonly int _forwardOps;
     private readonly ResidualNormOptions _inputStage;
+    private readonly ResidualNormOptions[] _formInput;
     private readonly NormWeights _inputNorm, _inputNormGradients;
     private readonly NormStatistics _inputStatistics, _formStatistics;
     private readonly Tensor _x0, _z0, _yScratch, _dLogits;
@@ -84,6 +85,9 @@ public sealed class KeelModel : IDisposable
             throw;
         }
         _inputStage = Layout.ResidualNorm(-1);
+        _formInput = new ResidualNormOptions[config.SubLayers];
+        for (var l = 0; l < config.SubLayers; l++)
+            _formInput[l] = l == 0 ? _inputStage : _inputStage with { InputNorm = Layout.InputNorm(l) is not null };
         _context = new ModelContext(device, config, precision, Layout, batchSize, _parameters, _operands ?? _parameters, _gradients);
         _subLayers = new SubLayer[config.SubLayers];
         for (var l = 0; l < config.SubLayers; l++)
@@ -222,15 +226,17 @@ public sealed class KeelModel : IDisposable
     /// <summary>
     /// Fills the parameters from <paramref name="seed"/>: every matrix N(0, InitStd²) (DeepNorm's FFN, V and O
     /// scaled by (8M)^(-1/4)), gains 1, biases 0, padding 0. Each tensor draws from its own stream, so the values
-    /// depend only on the seed and the tensor's index.
+    /// depend only on the seed and the tensor's index. Tensors go to the device one at a time, so the host holds at
+    /// most one of them, whatever the model's size.
     /// </summary>
     public void Initialize(ulong seed)
     {
-        var host = new double[Layout.Length];
+        Device.Clear(Parameters);
+        var host = new double[Layout.Tensors.Max(t => t.Length)];
         for (var i = 0; i < Layout.Tensors.Count; i++)
         {
             var t = Layout.Tensors[i];
-            var span = host.AsSpan((int)t.Offset, (int)t.Length);
+            var span = host.AsSpan(0, (int)t.Length);
             if (t.InitStd > 0)
             {
                 var random = new SeededRandom(seed, (ulong)i);
@@ -240,8 +246,13 @@ public sealed class KeelModel : IDisposable
             {
                 span.Fill(1);
             }
+            else
+            {
+                continue;
+            }
+            HostCopy.Upload<double>(Device, span, Layout.View(Parameters, i));
         }
-        LoadParameters<double>(host);
+        RefreshOperands();
     }
 
     /// <summary>Copies flat master parameters (laid out by <see cref="Layout"/>) from the host and refreshes the operand copy.</summary>
@@ -249,7 +260,7 @@ public sealed class KeelModel : IDisposable
     public void LoadParameters<T>(ReadOnlySpan<T> flat) where T : unmanaged, INumberBase<T>
     {
         if (flat.Length != Layout.Length) throw new ArgumentException($"{flat.Length} values given; the layout has {Layout.Length}.", nameof(flat));
-        CopyIn(flat, Parameters);
+        HostCopy.Upload(Device, flat, Parameters);
         RefreshOperands();
     }
 
@@ -433,7 +444,7 @@ public sealed class KeelModel : IDisposable
     /// <summary>z = N_in_l(x) into <paramref name="z"/> (the input stage's statistics for l = 0, the scratch ones otherwise).</summary>
     private void FormInputInto(int subLayer, Tensor x, Tensor z)
     {
-        var options = subLayer == 0 ? _inputStage : _inputStage with { InputNorm = Layout.InputNorm(subLayer) is not null };
+        var options = _formInput[subLayer];
         Device.ResidualNormForward(options, x, default, NormWeights.None, Layout.View(Parameters, Layout.InputNorm(subLayer)),
                                    _yScratch, z, subLayer == 0 ? _inputStatistics : options.InputNorm ? _formStatistics : default);
     }
@@ -451,39 +462,10 @@ public sealed class KeelModel : IDisposable
     /// <summary>A schedule op with its tensors resolved to arena views (ops that share a placement share the arrays).</summary>
     private sealed record BoundOp(StepOp Op, Tensor X, Tensor Z, Tensor[] Saved, Tensor[] Scratch, Tensor[][] Steps);
 
-    private void CopyIn<T>(ReadOnlySpan<T> host, Tensor destination) where T : unmanaged, INumberBase<T>
-    {
-        if (DTypes.Of<T>() == destination.DType) Device.CopyFromHost(host, destination);
-        else if (destination.DType == DType.Float32) Device.CopyFromHost<float>(Converted<T, float>(host), destination);
-        else Device.CopyFromHost<double>(Converted<T, double>(host), destination);
-    }
-
     private void CopyOut<T>(Tensor source, Span<T> host) where T : unmanaged, INumberBase<T>
     {
         if (host.Length != Layout.Length) throw new ArgumentException($"{host.Length} values requested; the layout has {Layout.Length}.", nameof(host));
-        if (DTypes.Of<T>() == source.DType)
-        {
-            Device.CopyToHost(source, host);
-        }
-        else if (source.DType == DType.Float32)
-        {
-            var values = new float[host.Length];
-            Device.CopyToHost<float>(source, values);
-            Converted<float, T>(values).CopyTo(host);
-        }
-        else
-        {
-            var values = new double[host.Length];
-            Device.CopyToHost<double>(source, values);
-            Converted<double, T>(values).CopyTo(host);
-        }
-    }
-
-    private static TTo[] Converted<TFrom, TTo>(ReadOnlySpan<TFrom> values) where TFrom : INumberBase<TFrom> where TTo : INumberBase<TTo>
-    {
-        var result = new TTo[values.Length];
-        for (var i = 0; i < values.Length; i++) result[i] = TTo.CreateTruncating(values[i]);
-        return result;
+        HostCopy.Download(Device, source, host);
     }
 
     private static TDisposable Own<TDisposable>(List<IDisposable> owned, TDisposable item) where TDisposable : IDisposable

@@ -21,8 +21,15 @@ public sealed record TrainerState(int Step, int UpdateCount, int ConsecutiveBadS
 /// [out, in], in the master type; no <c>lm_head.weight</c> when tied, as Hugging Face writes tied models),
 /// <c>config.json</c> (the <see cref="ModelConfig"/>), <c>optimizer.safetensors</c> (AdamW's moments as
 /// <c>exp_avg.NAME</c> and <c>exp_avg_sq.NAME</c>) and <c>trainer_state.json</c> (<see cref="TrainerState"/>).
-/// Each file is written atomically and the state file last; both tensor files carry the step in their metadata,
-/// and loading checks that every file speaks of the same step, so a checkpoint cut short is reported, not used.
+/// <para>
+/// <see cref="Save"/> writes the four files into a new folder beside the checkpoint (<c>NAME.partial</c>), each flushed
+/// to disk, and only then puts it in the checkpoint's place: the old folder is renamed to <c>NAME.previous</c>, the new
+/// one to <c>NAME</c>, and the old one deleted. A run stopped at any point leaves a complete checkpoint: the old one
+/// untouched, the new one, or (stopped between the two renames) the old one as <c>NAME.previous</c>, which loading
+/// finds by itself (<see cref="Locate"/>). Tensors are streamed one at a time, so the host never holds a whole model.
+/// Both tensor files also carry the step in their metadata and loading checks it against the trainer state, so
+/// files from different checkpoints put together by hand are reported, not used.
+/// </para>
 /// </summary>
 public static class Checkpoints
 {
@@ -38,33 +45,74 @@ public static class Checkpoints
     /// <summary>The trainer state's file name.</summary>
     public const string StateFile = "trainer_state.json";
 
+    /// <summary>The suffix of the folder a new checkpoint is written into before it takes the checkpoint's place.</summary>
+    public const string PartialSuffix = ".partial";
+
+    /// <summary>The suffix the old checkpoint bears while the new one takes its place.</summary>
+    public const string PreviousSuffix = ".previous";
+
     private const string StepKey = "step";
 
-    /// <summary>Writes <paramref name="trainer"/>'s model, optimizer and state into <paramref name="directory"/> (created if needed).</summary>
+    /// <summary>Writes <paramref name="trainer"/>'s model, optimizer and state as the checkpoint <paramref name="directory"/>, replacing it as a whole.</summary>
     public static void Save(Trainer trainer, string directory)
     {
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(directory);
-        Directory.CreateDirectory(directory);
+        var final = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
+        var partial = final + PartialSuffix;
+        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+        Directory.CreateDirectory(partial);
+
         var model = trainer.Model;
-        var step = trainer.CompletedSteps.ToString(CultureInfo.InvariantCulture);
-        var metadata = new Dictionary<string, string> { ["format"] = "pt", [StepKey] = step, ["producer"] = "Keel.Native" };
-        var parameters = ReadFlat(model.Device, model.Parameters);
-        SafeTensors.Write(Path.Combine(directory, ModelFile), Named(model.Layout, parameters, ""), metadata);
-        var moments = Named(model.Layout, ReadFlat(model.Device, trainer.Optimizer.FirstMoment), "exp_avg.")
-            .Concat(Named(model.Layout, ReadFlat(model.Device, trainer.Optimizer.SecondMoment), "exp_avg_sq.")).ToList();
-        SafeTensors.Write(Path.Combine(directory, OptimizerFile), moments, metadata);
-        AtomicFile.WriteText(Path.Combine(directory, ConfigFile), model.Config.ToJson());
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = "pt",
+            [StepKey] = trainer.CompletedSteps.ToString(CultureInfo.InvariantCulture),
+            ["producer"] = "Keel.Native",
+        };
+        WriteTensors(Path.Combine(partial, ModelFile), model.Device, model.Layout, [("", model.Parameters)], metadata);
+        WriteTensors(Path.Combine(partial, OptimizerFile), model.Device, model.Layout,
+                     [("exp_avg.", trainer.Optimizer.FirstMoment), ("exp_avg_sq.", trainer.Optimizer.SecondMoment)], metadata);
+        AtomicFile.WriteText(Path.Combine(partial, ConfigFile), model.Config.ToJson());
         var state = new TrainerState(trainer.CompletedSteps, trainer.Optimizer.UpdateCount, trainer.ConsecutiveBadSteps, trainer.Tokenizer, trainer.Data.Source, trainer.Options);
-        AtomicFile.WriteText(Path.Combine(directory, StateFile), JsonSerializer.Serialize(state, ModelConfig.JsonOptions));
+        AtomicFile.WriteText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(state, ModelConfig.JsonOptions));
+
+        var previous = final + PreviousSuffix;
+        if (Directory.Exists(final))
+        {
+            // A complete checkpoint stands in place, so an older one beside it is stale.
+            if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
+            Directory.Move(final, previous);
+        }
+        Directory.Move(partial, final);
+        if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
     }
 
-    /// <summary>Reads the model config and trainer state of a checkpoint.</summary>
-    /// <exception cref="FileNotFoundException">The folder or a file is missing (the message gives the path).</exception>
+    /// <summary>
+    /// The checkpoint folder <paramref name="path"/> names: the path itself, or the <c>checkpoint</c> folder of the run
+    /// folder it names; in either case, when the folder is missing because a save was stopped between its two renames,
+    /// the complete older checkpoint beside it (<c>NAME.previous</c>).
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException">There is no such folder (the message gives the path).</exception>
+    public static string Locate(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+        foreach (var candidate in new[] { Path.Combine(full, TrainingLoop.CheckpointFolder), full })
+        {
+            if (Directory.Exists(candidate)) return candidate;
+            if (Directory.Exists(candidate + PreviousSuffix)) return candidate + PreviousSuffix;
+        }
+        throw new DirectoryNotFoundException($"Checkpoint folder {full} does not exist.");
+    }
+
+    /// <summary>Reads the model config and trainer state of a checkpoint (found by <see cref="Locate"/>).</summary>
+    /// <exception cref="DirectoryNotFoundException">The folder is missing (the message gives the path).</exception>
+    /// <exception cref="FileNotFoundException">A file is missing (the message gives the path).</exception>
     /// <exception cref="InvalidDataException">A file is corrupt (the message gives the path and why).</exception>
     public static (ModelConfig Config, TrainerState State) ReadConfig(string directory)
     {
-        var folder = RequireFolder(directory);
+        var folder = Locate(directory);
         var configPath = Path.Combine(folder, ConfigFile);
         var statePath = Path.Combine(folder, StateFile);
         ModelConfig config;
@@ -80,6 +128,11 @@ public static class Checkpoints
         try
         {
             state = JsonSerializer.Deserialize<TrainerState>(ReadText(statePath), ModelConfig.JsonOptions) ?? throw new InvalidDataException("the state is null");
+            if (state.Options is null) throw new InvalidDataException("it has no options");
+            if (state.DataSource is null) throw new InvalidDataException("it has no data_source");
+            if (state.Step < 0 || state.UpdateCount < 0 || state.UpdateCount > state.Step || state.ConsecutiveBadSteps < 0 || state.ConsecutiveBadSteps > state.Step)
+                throw new InvalidDataException($"its counters do not fit together (step {state.Step}, update_count {state.UpdateCount}, consecutive_bad_steps {state.ConsecutiveBadSteps})");
+            if (!Enum.IsDefined(state.Tokenizer)) throw new InvalidDataException($"its tokenizer {state.Tokenizer} is unknown");
         }
         catch (Exception e) when (e is JsonException or ArgumentException or InvalidDataException)
         {
@@ -88,31 +141,29 @@ public static class Checkpoints
         return (config, state);
     }
 
-    /// <summary>Loads a checkpoint's weights into <paramref name="model"/> (whose config must match the checkpoint's).</summary>
-    /// <exception cref="InvalidDataException">A tensor is missing, has the wrong shape, or the file's step disagrees with <paramref name="step"/>.</exception>
+    /// <summary>Loads a checkpoint's weights (found by <see cref="Locate"/>) into <paramref name="model"/>, whose config must match the checkpoint's.</summary>
+    /// <exception cref="InvalidDataException">A tensor is missing, has the wrong shape or type, or the file's step disagrees with <paramref name="step"/>.</exception>
     public static void LoadWeights(KeelModel model, string directory, int step)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var path = Path.Combine(RequireFolder(directory), ModelFile);
-        var flat = Flatten(model.Layout, path, step, "");
-        model.LoadParameters<double>(flat);
+        ReadTensors(Path.Combine(Locate(directory), ModelFile), model.Device, model.Layout, step, [("", model.Parameters)]);
+        model.RefreshOperands();
     }
 
     /// <summary>
-    /// Rebuilds a trainer from a checkpoint written by <see cref="Save"/>: the same config, options, tokenizer,
+    /// Rebuilds a trainer from a checkpoint written by <see cref="Save"/> (found by <see cref="Locate"/>): the same config, options, tokenizer,
     /// weights, moments and counters, so that its next steps are those the saved run would have taken.
     /// </summary>
     public static Trainer Resume(string directory, IDevice device, TokenDataset data, ModelPrecision? precision = null)
     {
-        var (config, state) = ReadConfig(directory);
-        var folder = RequireFolder(directory);
+        var folder = Locate(directory);
+        var (config, state) = ReadConfig(folder);
         var trainer = new Trainer(device, config, state.Options, data, state.Tokenizer, precision);
         try
         {
             LoadWeights(trainer.Model, folder, state.Step);
-            var optimizerPath = Path.Combine(folder, OptimizerFile);
-            WriteFlat(device, trainer.Optimizer.FirstMoment, Flatten(trainer.Model.Layout, optimizerPath, state.Step, "exp_avg."));
-            WriteFlat(device, trainer.Optimizer.SecondMoment, Flatten(trainer.Model.Layout, optimizerPath, state.Step, "exp_avg_sq."));
+            ReadTensors(Path.Combine(folder, OptimizerFile), device, trainer.Model.Layout, state.Step,
+                        [("exp_avg.", trainer.Optimizer.FirstMoment), ("exp_avg_sq.", trainer.Optimizer.SecondMoment)]);
             trainer.Optimizer.UpdateCount = state.UpdateCount;
             trainer.CompletedSteps = state.Step;
             trainer.ConsecutiveBadSteps = state.ConsecutiveBadSteps;
@@ -125,62 +176,66 @@ public static class Checkpoints
         }
     }
 
-    private static string RequireFolder(string directory)
-    {
-        ArgumentNullException.ThrowIfNull(directory);
-        var full = Path.GetFullPath(directory);
-        if (!Directory.Exists(full)) throw new DirectoryNotFoundException($"Checkpoint folder {full} does not exist.");
-        return full;
-    }
-
     private static string ReadText(string path) =>
         File.Exists(path) ? File.ReadAllText(path) : throw new FileNotFoundException($"{path} does not exist: not a complete checkpoint.", path);
 
-    /// <summary>The tensors of a flat buffer under their names (the tied LM head is not repeated).</summary>
-    private static List<(string, SafeTensor)> Named(ParameterLayout layout, Array flat, string prefix)
+    /// <summary>
+    /// Writes one file holding, for each (prefix, flat buffer) pair, every layout tensor of the buffer under prefix + its
+    /// name (the tied LM head is not repeated), in the buffer's type, copying one tensor at a time to the host.
+    /// </summary>
+    private static void WriteTensors(string path, IDevice device, ParameterLayout layout, (string Prefix, Tensor Flat)[] buffers, Dictionary<string, string> metadata)
     {
-        var dtype = flat is double[] ? DType.Float64 : DType.Float32;
-        var size = dtype.SizeOf();
-        var bytes = flat is double[] d ? MemoryMarshal.AsBytes(d.AsSpan()).ToArray() : MemoryMarshal.AsBytes(((float[])flat).AsSpan()).ToArray();
-        var shape = (Keel.Native.Devices.TensorShape s) => Enumerable.Range(0, s.Rank).Select(i => s[i]).ToArray();
-        return layout.Tensors.Select(t => (prefix + t.Name, new SafeTensor(dtype, shape(t.Shape), bytes.AsSpan((int)(t.Offset * size), (int)(t.Length * size)).ToArray()))).ToList();
-    }
-
-    /// <summary>A flat buffer from a file's tensors named <paramref name="prefix"/> + each layout name, checking shapes and the step.</summary>
-    private static double[] Flatten(ParameterLayout layout, string path, int step, string prefix)
-    {
-        var (tensors, metadata) = SafeTensors.Read(path);
-        if (!metadata.TryGetValue(StepKey, out var saved) || saved != step.ToString(CultureInfo.InvariantCulture))
-            throw new InvalidDataException($"{path} is from step {saved ?? "(none)"} but the trainer state is from step {step}: the checkpoint was cut short while being written.");
-        var flat = new double[layout.Length];
-        foreach (var t in layout.Tensors)
+        var dtype = buffers[0].Flat.DType;
+        var entries = buffers.SelectMany(b => layout.Tensors.Select(t => (b.Prefix + t.Name, dtype, Extents(t.Shape)))).ToList();
+        var host = new byte[layout.Tensors.Max(t => t.Length) * dtype.SizeOf()];
+        SafeTensors.Write(path, entries, metadata, (i, stream) =>
         {
-            if (!tensors.TryGetValue(prefix + t.Name, out var tensor))
-                throw new InvalidDataException($"{path} has no tensor {prefix + t.Name}.");
-            var expected = Enumerable.Range(0, t.Shape.Rank).Select(i => t.Shape[i]).ToArray();
-            if (!tensor.Shape.SequenceEqual(expected))
-                throw new InvalidDataException($"{path}: {prefix + t.Name} has shape [{string.Join(", ", tensor.Shape)}]; the config needs [{string.Join(", ", expected)}].");
-            tensor.ToDoubles().CopyTo(flat, t.Offset);
-        }
-        return flat;
+            var (prefix, flat) = buffers[i / layout.Tensors.Count];
+            var view = layout.View(flat, i % layout.Tensors.Count);
+            var bytes = host.AsSpan(0, (int)view.ByteLength);
+            if (dtype == DType.Float64) device.CopyToHost(view, MemoryMarshal.Cast<byte, double>(bytes));
+            else device.CopyToHost(view, MemoryMarshal.Cast<byte, float>(bytes));
+            stream.Write(bytes);
+        });
     }
 
-    private static Array ReadFlat(IDevice device, Tensor tensor)
+    /// <summary>
+    /// Fills each (prefix, flat buffer) pair from the file's tensors named prefix + each layout name, checking the step,
+    /// every shape and type first, then copying one tensor at a time (converted to the buffer's type).
+    /// </summary>
+    private static void ReadTensors(string path, IDevice device, ParameterLayout layout, int step, (string Prefix, Tensor Flat)[] buffers)
     {
-        if (tensor.DType == DType.Float64)
+        using var file = SafeTensorsFile.Open(path);
+        if (!file.Metadata.TryGetValue(StepKey, out var saved) || saved != step.ToString(CultureInfo.InvariantCulture))
+            throw new InvalidDataException($"{file.Path} is from step {saved ?? "(none)"} but the trainer state is from step {step}: the files come from different checkpoints.");
+        var found = new List<(SafeTensorInfo Info, Tensor Destination)>();
+        foreach (var (prefix, flat) in buffers)
         {
-            var values = new double[tensor.Length];
-            device.CopyToHost<double>(tensor, values);
-            return values;
+            for (var i = 0; i < layout.Tensors.Count; i++)
+            {
+                var t = layout.Tensors[i];
+                var name = prefix + t.Name;
+                if (!file.Tensors.TryGetValue(name, out var info))
+                    throw new InvalidDataException($"{file.Path} has no tensor {name}.");
+                var expected = Extents(t.Shape);
+                if (!info.Shape.SequenceEqual(expected))
+                    throw new InvalidDataException($"{file.Path}: {name} has shape [{string.Join(", ", info.Shape)}]; the config needs [{string.Join(", ", expected)}].");
+                if (info.DType is not (DType.Float32 or DType.Float64))
+                    throw new InvalidDataException($"{file.Path}: {name} is {SafeTensors.Name(info.DType)}; checkpoints hold F32 or F64 tensors.");
+                found.Add((info, layout.View(flat, i)));
+            }
         }
-        var floats = new float[tensor.Length];
-        device.CopyToHost<float>(tensor, floats);
-        return floats;
+        // The alignment padding between tensors is zero in a fresh model; make it so here too.
+        foreach (var (_, flat) in buffers) device.Clear(flat);
+        var host = new byte[found.Max(f => f.Info.ByteLength)];
+        foreach (var (info, destination) in found)
+        {
+            var bytes = host.AsSpan(0, (int)info.ByteLength);
+            file.Read(info, bytes);
+            if (info.DType == DType.Float64) HostCopy.Upload<double>(device, MemoryMarshal.Cast<byte, double>(bytes), destination);
+            else HostCopy.Upload<float>(device, MemoryMarshal.Cast<byte, float>(bytes), destination);
+        }
     }
 
-    private static void WriteFlat(IDevice device, Tensor tensor, double[] values)
-    {
-        if (tensor.DType == DType.Float64) device.CopyFromHost<double>(values, tensor);
-        else device.CopyFromHost<float>(Array.ConvertAll(values, v => (float)v), tensor);
-    }
+    private static long[] Extents(TensorShape shape) => [.. Enumerable.Range(0, shape.Rank).Select(i => shape[i])];
 }

@@ -6,39 +6,49 @@ using Keel.Native.Numerics;
 
 namespace Keel.Native.Training;
 
-/// <summary>One tensor of a safetensors file: element type, shape and little-endian bytes.</summary>
+/// <summary>One tensor of a safetensors header: name, element type, shape and its [Begin, End) byte range in the data.</summary>
+/// <param name="Name">The tensor's name.</param>
 /// <param name="DType">Float32, Float64, BFloat16 or Int32.</param>
 /// <param name="Shape">Row-major extents.</param>
-/// <param name="Data">The raw bytes.</param>
-public sealed record SafeTensor(DType DType, long[] Shape, byte[] Data)
+/// <param name="Begin">First byte, counted from the start of the data (after the header).</param>
+/// <param name="End">One past the last byte.</param>
+public sealed record SafeTensorInfo(string Name, DType DType, long[] Shape, long Begin, long End)
 {
-    /// <summary>The elements as floats (Float32 only).</summary>
-    public float[] ToFloats() => DType == DType.Float32 ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(Data).ToArray()
-        : throw new InvalidDataException($"The tensor is {DType}, not Float32.");
+    /// <summary>Bytes the tensor occupies.</summary>
+    public long ByteLength => End - Begin;
 
-    /// <summary>The elements as doubles (Float32 widened, or Float64).</summary>
-    public double[] ToDoubles() => DType switch
-    {
-        DType.Float64 => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, double>(Data).ToArray(),
-        DType.Float32 => Array.ConvertAll(ToFloats(), v => (double)v),
-        _ => throw new InvalidDataException($"The tensor is {DType}, not floating point."),
-    };
+    /// <summary>The product of the extents.</summary>
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
 }
 
 /// <summary>
-/// The safetensors format: an 8-byte little-endian header length, a JSON header mapping each tensor name to
-/// its dtype, shape and [begin, end) byte range in the data that follows, an optional <c>__metadata__</c> map of
-/// strings, then the data. Files are written atomically: to a temporary name, flushed, then renamed over the target.
+/// The safetensors format: an 8-byte little-endian header length, a JSON header mapping each tensor name to its
+/// dtype, shape and [begin, end) byte range in the data that follows, an optional <c>__metadata__</c> map of strings,
+/// then the data. Tensors are streamed one at a time in both directions, so a file may be far larger than any one
+/// host array. Files are written atomically: to a temporary name, flushed, then renamed over the target.
 /// </summary>
 public static class SafeTensors
 {
-    private const string MetadataKey = "__metadata__";
+    internal const string MetadataKey = "__metadata__";
 
-    /// <summary>Writes <paramref name="tensors"/> (in the given order) and <paramref name="metadata"/> to <paramref name="path"/>, atomically.</summary>
-    public static void Write(string path, IReadOnlyList<(string Name, SafeTensor Tensor)> tensors, IReadOnlyDictionary<string, string> metadata)
+    /// <summary>The largest header a reader accepts (the format's own limit).</summary>
+    internal const long MaxHeaderBytes = 100_000_000;
+
+    /// <summary>
+    /// Writes the header of <paramref name="tensors"/> (their data laid out back to back in the given order) and
+    /// <paramref name="metadata"/>, then each tensor's bytes through <paramref name="writeData"/>, atomically.
+    /// </summary>
+    /// <param name="path">The file to write (replaced when the new one is complete).</param>
+    /// <param name="tensors">Name, element type and shape of each tensor; their byte ranges are assigned here.</param>
+    /// <param name="metadata">String pairs for <c>__metadata__</c>; may be empty.</param>
+    /// <param name="writeData">Called once per tensor, in order, with its index; writes exactly its bytes, little-endian.</param>
+    /// <exception cref="InvalidOperationException"><paramref name="writeData"/> wrote a different number of bytes.</exception>
+    public static void Write(string path, IReadOnlyList<(string Name, DType DType, long[] Shape)> tensors,
+                             IReadOnlyDictionary<string, string> metadata, Action<int, Stream> writeData)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         ArgumentNullException.ThrowIfNull(metadata);
+        ArgumentNullException.ThrowIfNull(writeData);
         var header = new JsonObject();
         if (metadata.Count > 0)
         {
@@ -46,18 +56,19 @@ public static class SafeTensors
             foreach (var (key, value) in metadata) meta[key] = value;
             header[MetadataKey] = meta;
         }
+        var lengths = new long[tensors.Count];
         long offset = 0;
-        foreach (var (name, tensor) in tensors)
+        for (var i = 0; i < tensors.Count; i++)
         {
-            var expected = tensor.Shape.Aggregate(1L, (a, b) => a * b) * tensor.DType.SizeOf();
-            if (expected != tensor.Data.Length) throw new ArgumentException($"Tensor {name} has {tensor.Data.Length} bytes; its shape needs {expected}.", nameof(tensors));
+            var (name, dtype, shape) = tensors[i];
+            lengths[i] = shape.Aggregate(1L, (a, b) => a * b) * dtype.SizeOf();
             header[name] = new JsonObject
             {
-                ["dtype"] = Name(tensor.DType),
-                ["shape"] = new JsonArray(tensor.Shape.Select(d => (JsonNode)d).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + tensor.Data.Length),
+                ["dtype"] = Name(dtype),
+                ["shape"] = new JsonArray([.. shape.Select(d => (JsonNode)d)]),
+                ["data_offsets"] = new JsonArray(offset, offset + lengths[i]),
             };
-            offset += tensor.Data.Length;
+            offset += lengths[i];
         }
         var json = Encoding.UTF8.GetBytes(header.ToJsonString());
         // Pad the header with spaces so the data starts 8-byte aligned, as the reference implementation does.
@@ -69,54 +80,17 @@ public static class SafeTensors
             stream.Write(length);
             stream.Write(json);
             for (var i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
-            foreach (var (_, tensor) in tensors) stream.Write(tensor.Data);
+            for (var i = 0; i < tensors.Count; i++)
+            {
+                var start = stream.Position;
+                writeData(i, stream);
+                if (stream.Position - start != lengths[i])
+                    throw new InvalidOperationException($"{stream.Position - start} bytes were written for tensor {tensors[i].Name}; its shape needs {lengths[i]}.");
+            }
         });
     }
 
-    /// <summary>Reads every tensor and the metadata of <paramref name="path"/>.</summary>
-    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">The file is not a valid safetensors file; the message gives the path and why.</exception>
-    public static (Dictionary<string, SafeTensor> Tensors, Dictionary<string, string> Metadata) Read(string path)
-    {
-        var full = Path.GetFullPath(path);
-        if (!File.Exists(full)) throw new FileNotFoundException($"{full} does not exist.", full);
-        var bytes = File.ReadAllBytes(full);
-        try
-        {
-            if (bytes.Length < 8) throw new InvalidDataException("shorter than the 8-byte header length");
-            var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-            if (headerLength > (ulong)(bytes.Length - 8)) throw new InvalidDataException($"the header claims {headerLength} bytes but the file has {bytes.Length - 8} after the length");
-            var dataStart = 8 + (int)headerLength;
-            var header = JsonNode.Parse(bytes.AsSpan(8, (int)headerLength)) as JsonObject ?? throw new InvalidDataException("the header is not a JSON object");
-            var tensors = new Dictionary<string, SafeTensor>(StringComparer.Ordinal);
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var (name, node) in header)
-            {
-                if (name == MetadataKey)
-                {
-                    foreach (var (key, value) in node as JsonObject ?? throw new InvalidDataException("__metadata__ is not an object"))
-                        metadata[key] = value?.GetValue<string>() ?? "";
-                    continue;
-                }
-                var entry = node as JsonObject ?? throw new InvalidDataException($"entry {name} is not an object");
-                var dtype = Parse(entry["dtype"]?.GetValue<string>() ?? throw new InvalidDataException($"{name} has no dtype"), name);
-                var shape = (entry["shape"] as JsonArray ?? throw new InvalidDataException($"{name} has no shape")).Select(d => d!.GetValue<long>()).ToArray();
-                var offsets = (entry["data_offsets"] as JsonArray ?? throw new InvalidDataException($"{name} has no data_offsets")).Select(d => d!.GetValue<long>()).ToArray();
-                if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || dataStart + offsets[1] > bytes.Length)
-                    throw new InvalidDataException($"{name}'s data_offsets [{string.Join(", ", offsets)}] lie outside the file's {bytes.Length - dataStart} data bytes (truncated?)");
-                var expected = shape.Aggregate(1L, (a, b) => a * b) * dtype.SizeOf();
-                if (offsets[1] - offsets[0] != expected) throw new InvalidDataException($"{name} holds {offsets[1] - offsets[0]} bytes; its shape needs {expected}");
-                tensors[name] = new SafeTensor(dtype, shape, bytes.AsSpan(dataStart + (int)offsets[0], (int)expected).ToArray());
-            }
-            return (tensors, metadata);
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or InvalidDataException)
-        {
-            throw new InvalidDataException($"{full} is not a valid safetensors file: {e.Message}.", e);
-        }
-    }
-
-    private static string Name(DType dtype) => dtype switch
+    internal static string Name(DType dtype) => dtype switch
     {
         DType.Float32 => "F32",
         DType.Float64 => "F64",
@@ -125,7 +99,7 @@ public static class SafeTensors
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, null),
     };
 
-    private static DType Parse(string name, string tensor) => name switch
+    internal static DType Parse(string name, string tensor) => name switch
     {
         "F32" => DType.Float32,
         "F64" => DType.Float64,
@@ -133,6 +107,111 @@ public static class SafeTensors
         "I32" => DType.Int32,
         _ => throw new InvalidDataException($"{tensor} has dtype {name}, which this reader does not take (F32, F64, BF16, I32)"),
     };
+}
+
+/// <summary>
+/// An open safetensors file: its header is read and checked when it is opened (every range inside the file, every
+/// size matching its shape), and each tensor's bytes are read on demand.
+/// </summary>
+public sealed class SafeTensorsFile : IDisposable
+{
+    private readonly FileStream _stream;
+    private readonly long _dataStart;
+
+    private SafeTensorsFile(string path, FileStream stream, long dataStart, Dictionary<string, SafeTensorInfo> tensors, Dictionary<string, string> metadata)
+    {
+        Path = path;
+        _stream = stream;
+        _dataStart = dataStart;
+        Tensors = tensors;
+        Metadata = metadata;
+    }
+
+    /// <summary>The file's full path.</summary>
+    public string Path { get; }
+
+    /// <summary>Every tensor of the header, by name.</summary>
+    public IReadOnlyDictionary<string, SafeTensorInfo> Tensors { get; }
+
+    /// <summary>The <c>__metadata__</c> strings (empty when the file has none).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    /// <summary>Opens <paramref name="path"/> and checks its header.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is not a valid safetensors file; the message gives the path and why.</exception>
+    public static SafeTensorsFile Open(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var full = System.IO.Path.GetFullPath(path);
+        if (!File.Exists(full)) throw new FileNotFoundException($"{full} does not exist.", full);
+        var stream = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        try
+        {
+            var (dataStart, tensors, metadata) = ReadHeader(stream);
+            return new SafeTensorsFile(full, stream, dataStart, tensors, metadata);
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or InvalidDataException or EndOfStreamException)
+        {
+            stream.Dispose();
+            throw new InvalidDataException($"{full} is not a valid safetensors file: {e.Message}.", e);
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads the bytes of <paramref name="tensor"/> (an entry of <see cref="Tensors"/>) into <paramref name="destination"/>, which must be exactly that long.</summary>
+    public void Read(SafeTensorInfo tensor, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (destination.Length != tensor.ByteLength)
+            throw new ArgumentException($"{destination.Length} bytes given for {tensor.Name}, which holds {tensor.ByteLength}.", nameof(destination));
+        _stream.Position = _dataStart + tensor.Begin;
+        _stream.ReadExactly(destination);
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _stream.Dispose();
+
+    private static (long DataStart, Dictionary<string, SafeTensorInfo> Tensors, Dictionary<string, string> Metadata) ReadHeader(FileStream stream)
+    {
+        Span<byte> lengthBytes = stackalloc byte[8];
+        if (stream.Length < 8) throw new InvalidDataException("shorter than the 8-byte header length");
+        stream.ReadExactly(lengthBytes);
+        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(lengthBytes);
+        if (headerLength > (ulong)(stream.Length - 8)) throw new InvalidDataException($"the header claims {headerLength} bytes but the file has {stream.Length - 8} after the length");
+        if (headerLength > SafeTensors.MaxHeaderBytes) throw new InvalidDataException($"the header claims {headerLength} bytes, more than the format's limit of {SafeTensors.MaxHeaderBytes}");
+        var headerBytes = new byte[headerLength];
+        stream.ReadExactly(headerBytes);
+        var dataStart = 8 + (long)headerLength;
+        var dataLength = stream.Length - dataStart;
+        var header = JsonNode.Parse(headerBytes) as JsonObject ?? throw new InvalidDataException("the header is not a JSON object");
+        var tensors = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, node) in header)
+        {
+            if (name == SafeTensors.MetadataKey)
+            {
+                foreach (var (key, value) in node as JsonObject ?? throw new InvalidDataException("__metadata__ is not an object"))
+                    metadata[key] = value?.GetValue<string>() ?? "";
+                continue;
+            }
+            var entry = node as JsonObject ?? throw new InvalidDataException($"entry {name} is not an object");
+            var dtype = SafeTensors.Parse(entry["dtype"]?.GetValue<string>() ?? throw new InvalidDataException($"{name} has no dtype"), name);
+            var shape = (entry["shape"] as JsonArray ?? throw new InvalidDataException($"{name} has no shape")).Select(d => d!.GetValue<long>()).ToArray();
+            if (shape.Any(d => d < 0)) throw new InvalidDataException($"{name} has a negative extent in its shape [{string.Join(", ", shape)}]");
+            var offsets = (entry["data_offsets"] as JsonArray ?? throw new InvalidDataException($"{name} has no data_offsets")).Select(d => d!.GetValue<long>()).ToArray();
+            if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
+                throw new InvalidDataException($"{name}'s data_offsets [{string.Join(", ", offsets)}] lie outside the file's {dataLength} data bytes (truncated?)");
+            var info = new SafeTensorInfo(name, dtype, shape, offsets[0], offsets[1]);
+            if (info.ByteLength != info.ElementCount * dtype.SizeOf())
+                throw new InvalidDataException($"{name} holds {info.ByteLength} bytes; its shape needs {info.ElementCount * dtype.SizeOf()}");
+            tensors[name] = info;
+        }
+        return (dataStart, tensors, metadata);
+    }
 }
 
 /// <summary>Writes a file so that readers see either the old content or the complete new one, never a part.</summary>

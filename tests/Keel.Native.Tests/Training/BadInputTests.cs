@@ -83,11 +83,11 @@ public sealed class BadInputTests
             Checkpoints.Save(trainer, second);
         }
 
-        // The weights of step 2 beside the state of step 1: a checkpoint cut short while being written.
+        // The weights of step 2 beside the state of step 1: files of two checkpoints put together.
         File.Copy(Path.Combine(second, Checkpoints.ModelFile), Path.Combine(first, Checkpoints.ModelFile), overwrite: true);
         var mixed = Assert.Throws<InvalidDataException>(() => Checkpoints.Resume(first, device, data));
         Assert.Contains(Checkpoints.ModelFile, mixed.Message);
-        Assert.Contains("cut short", mixed.Message);
+        Assert.Contains("different checkpoints", mixed.Message);
 
         var weights = Path.Combine(second, Checkpoints.ModelFile);
         var bytes = File.ReadAllBytes(weights);
@@ -96,7 +96,13 @@ public sealed class BadInputTests
         Assert.Contains(weights, truncated.Message);
         Assert.Contains("not a valid safetensors file", truncated.Message);
 
-        File.Delete(Path.Combine(second, Checkpoints.StateFile));
+        var statePath = Path.Combine(second, Checkpoints.StateFile);
+        File.WriteAllText(statePath, """{ "step": 2 }""");
+        var incomplete = Assert.Throws<InvalidDataException>(() => Checkpoints.ReadConfig(second));
+        Assert.Contains(statePath, incomplete.Message);
+        Assert.Contains("no options", incomplete.Message);
+
+        File.Delete(statePath);
         var noState = Assert.Throws<FileNotFoundException>(() => Checkpoints.Resume(second, device, data));
         Assert.Contains(Checkpoints.StateFile, noState.Message);
     }

@@ -52,9 +52,32 @@ public sealed class CheckpointFormatTests
         var configJson = JsonNode.Parse(File.ReadAllText(Path.Combine(folder.Path, Checkpoints.ConfigFile)))!;
         Assert.Equal("keel", configJson["architecture"]!.GetValue<string>());
         Assert.Equal(ModelConfig.FromJson(File.ReadAllText(Path.Combine(folder.Path, Checkpoints.ConfigFile))), config);
-        var optimizer = SafeTensors.Read(Path.Combine(folder.Path, Checkpoints.OptimizerFile)).Tensors;
-        Assert.Equal(DType.Float32, optimizer["exp_avg_sq.lm_head.weight"].DType);
-        Assert.Equal(2 * layout.Tensors.Count, optimizer.Count);
+        using var optimizer = SafeTensorsFile.Open(Path.Combine(folder.Path, Checkpoints.OptimizerFile));
+        Assert.Equal(DType.Float32, optimizer.Tensors["exp_avg_sq.lm_head.weight"].DType);
+        Assert.Equal(2 * layout.Tensors.Count, optimizer.Tensors.Count);
+    }
+
+    [Fact]
+    public void Tensor_data_follows_the_space_padded_header_back_to_back_and_fills_the_file()
+    {
+        using var device = new CpuDevice();
+        using var folder = new TempFolder();
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { Norm = Keel.Native.Reference.NormKind.Layer }, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        trainer.Initialize();
+        Checkpoints.Save(trainer, folder.Path);
+        foreach (var file in new[] { Checkpoints.ModelFile, Checkpoints.OptimizerFile })
+        {
+            var bytes = File.ReadAllBytes(Path.Combine(folder.Path, file));
+            var headerLength = (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+            var text = System.Text.Encoding.UTF8.GetString(bytes, 8, headerLength);
+            var json = text.TrimEnd(' ');
+            Assert.True(json.EndsWith('}') && text.Length - json.Length < 8, "the header is JSON padded with fewer than 8 spaces");
+            var ranges = JsonNode.Parse(json)!.AsObject().Where(p => p.Key != "__metadata__")
+                .Select(p => p.Value!["data_offsets"]!.AsArray().Select(n => n!.GetValue<long>()).ToArray()).OrderBy(r => r[0]).ToList();
+            Assert.Equal(0, ranges[0][0]);
+            for (var i = 1; i < ranges.Count; i++) Assert.Equal(ranges[i - 1][1], ranges[i][0]);
+            Assert.Equal(bytes.Length, 8 + headerLength + ranges[^1][1]);
+        }
     }
 
     [Fact]
@@ -66,8 +89,8 @@ public sealed class CheckpointFormatTests
         trainer.Initialize();
         trainer.Step();
         Checkpoints.Save(trainer, folder.Path);
-        var tensors = SafeTensors.Read(Path.Combine(folder.Path, Checkpoints.ModelFile)).Tensors;
-        Assert.False(tensors.ContainsKey("lm_head.weight"));
-        Assert.True(tensors.ContainsKey("model.embed_tokens.weight"));
+        using var file = SafeTensorsFile.Open(Path.Combine(folder.Path, Checkpoints.ModelFile));
+        Assert.False(file.Tensors.ContainsKey("lm_head.weight"));
+        Assert.True(file.Tensors.ContainsKey("model.embed_tokens.weight"));
     }
 }
