@@ -3,8 +3,12 @@ namespace Keel.Native.Model;
 /// <summary>
 /// A small, fully specified random generator (SplitMix64), so that initialization and data sampling give the
 /// same numbers on every machine and .NET version, which bit-exact CPU runs and resumes rely on.
+/// <para>
+/// A struct, so that making one (once per micro-batch of every training step) allocates nothing. Like any mutable
+/// struct it is passed by <c>ref</c>: a copy continues the sequence on its own.
+/// </para>
 /// </summary>
-public sealed class SeededRandom
+public struct SeededRandom
 {
     private ulong _state;
 

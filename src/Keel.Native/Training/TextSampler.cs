@@ -56,12 +56,12 @@ public static class TextSampler
             {
                 model.Device.CopyToHost<double>(model.Logits, logits);
             }
-            ids.Add(Draw(logits.AsSpan((context - 1) * vocab, vocab), temperature, topK, random, order, weights));
+            ids.Add(Draw(logits.AsSpan((context - 1) * vocab, vocab), temperature, topK, ref random, order, weights));
         }
         return tokenizer.Decode(ids.ToArray().AsSpan(prompt.Length == 0 ? promptLength : 0));
     }
 
-    private static int Draw(ReadOnlySpan<double> row, double temperature, int topK, SeededRandom random, int[] order, double[] weights)
+    private static int Draw(ReadOnlySpan<double> row, double temperature, int topK, ref SeededRandom random, int[] order, double[] weights)
     {
         for (var i = 0; i < order.Length; i++) order[i] = i;
         var values = row.ToArray();

@@ -44,6 +44,8 @@ public sealed class Trainer : IDisposable
 {
     private readonly int[] _tokens, _targets;
     private readonly CudaDevice? _graphDevice;
+    private readonly Action _forwardBackward;
+    private readonly float _lossGradientScale;
     private CudaGraphExec? _stepGraph;
 
     /// <summary>Builds the model and optimizer; checks everything before allocating.</summary>
@@ -86,6 +88,9 @@ public sealed class Trainer : IDisposable
         }
         _tokens = new int[Model.Tokens];
         _targets = new int[Model.Tokens];
+        // The mean over every token of the step: each micro-batch's dLogits carry 1 / (tokens per step).
+        _lossGradientScale = 1f / TokensPerStep;
+        _forwardBackward = ForwardBackward;
     }
 
     /// <summary>The model being trained.</summary>
@@ -146,13 +151,12 @@ public sealed class Trainer : IDisposable
     /// <summary>Initializes the parameters from <see cref="TrainingOptions.Seed"/>.</summary>
     public void Initialize() => Model.Initialize(Options.Seed);
 
-    /// <summary>Runs the next optimizer step.</summary>
+    /// <summary>Runs the next optimizer step (allocating nothing on the host or the device).</summary>
     /// <exception cref="TrainingDivergedException">This was the last allowed bad step in a row.</exception>
     public StepResult Step()
     {
-        var watch = Stopwatch.StartNew();
+        var started = Stopwatch.GetTimestamp();
         var step = CompletedSteps + 1;
-        var scale = 1f / TokensPerStep;
         Model.ZeroGradients();
         double lossSum = 0;
         long issue = 0;
@@ -163,12 +167,12 @@ public sealed class Trainer : IDisposable
             var start = Stopwatch.GetTimestamp();
             if (_graphDevice is not null && CompletedSteps > 0)
             {
-                _stepGraph ??= _graphDevice.Capture(() => ForwardBackward(scale));
+                _stepGraph ??= _graphDevice.Capture(_forwardBackward);
                 _graphDevice.Replay(_stepGraph);
             }
             else
             {
-                ForwardBackward(scale);
+                ForwardBackward();
             }
             issue += Stopwatch.GetTimestamp() - start;
             lossSum += Model.SumLosses();
@@ -178,7 +182,7 @@ public sealed class Trainer : IDisposable
         var (norm, applied) = Optimizer.Step(learningRate, double.IsFinite(loss));
         CompletedSteps = step;
         ConsecutiveBadSteps = applied ? 0 : ConsecutiveBadSteps + 1;
-        var result = new StepResult(step, loss, learningRate, norm, !applied, TokensPerStep, watch.Elapsed.TotalSeconds, (double)issue / Stopwatch.Frequency);
+        var result = new StepResult(step, loss, learningRate, norm, !applied, TokensPerStep, Stopwatch.GetElapsedTime(started).TotalSeconds, (double)issue / Stopwatch.Frequency);
         if (ConsecutiveBadSteps >= Options.MaxConsecutiveBadSteps)
             throw new TrainingDivergedException(
                 $"Stopped at step {step}: the loss or the gradients were NaN or infinite in {ConsecutiveBadSteps} consecutive steps (last loss {loss}, gradient norm {norm}); " +
@@ -190,9 +194,9 @@ public sealed class Trainer : IDisposable
     public double EvaluateValidation() =>
         Evaluation.MeanLoss(Model, Data.Validation, Options.EvalBatches * Options.BatchSize).MeanLoss;
 
-    private void ForwardBackward(float scale)
+    private void ForwardBackward()
     {
-        Model.Forward(withLoss: true, lossGradientScale: scale);
+        Model.Forward(withLoss: true, lossGradientScale: _lossGradientScale);
         Model.Backward();
     }
 
