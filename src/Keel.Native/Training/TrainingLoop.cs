@@ -45,8 +45,12 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
     /// <summary>Called after every step (for profiling or tests); may be null.</summary>
     public Action<StepResult>? AfterStep { get; init; }
 
-    /// <summary>Trains until <see cref="TrainingOptions.Steps"/>; returns where the results are.</summary>
-    /// <exception cref="TrainingDivergedException">Too many bad steps in a row (metrics and a checkpoint of the last good state are still written).</exception>
+    /// <summary>
+    /// Trains until <see cref="TrainingOptions.Steps"/> (or until <paramref name="cancellation"/> is signalled, after the
+    /// step in progress), writes the last checkpoint and the plot, and returns where the results are. When a step
+    /// fails, the metrics so far are kept and the last checkpoint written before stays the one to resume from.
+    /// </summary>
+    /// <exception cref="TrainingDivergedException">Too many bad steps in a row (the metrics and the plot are still written).</exception>
     public RunSummary Run(CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(trainer);
@@ -61,20 +65,12 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
         double first = double.NaN, last = double.NaN, lastValidation = double.NaN;
         var lastPrint = TimeSpan.Zero;
         var startStep = trainer.CompletedSteps;
+        bool completed = false, diverged = false;
         try
         {
             while (trainer.CompletedSteps < options.Steps && !cancellation.IsCancellationRequested)
             {
-                StepResult result;
-                try
-                {
-                    result = trainer.Step();
-                }
-                catch (TrainingDivergedException)
-                {
-                    output.WriteLine();
-                    throw;
-                }
+                var result = trainer.Step();
                 tokens += result.Tokens;
                 StepMilliseconds += result.Seconds * 1e3;
                 if (double.IsNaN(first)) first = result.Loss;
@@ -114,7 +110,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                     var rate = tokens / elapsed.TotalSeconds;
                     var eta = TimeSpan.FromSeconds((options.Steps - result.Step) * (elapsed.TotalSeconds / (result.Step - startStep)));
                     var text = string.Create(CultureInfo.InvariantCulture,
-                        $"step {result.Step,5}/{options.Steps}  loss {result.Loss,7:0.0000}  lr {result.LearningRate:0.00e+0}  |g| {result.GradientNorm,6:0.000}  {rate,8:0} tok/s  ETA {eta:m\\:ss}");
+                        $"step {result.Step,5}/{options.Steps}  loss {result.Loss,7:0.0000}  lr {result.LearningRate:0.00e+0}  |g| {result.GradientNorm,6:0.000}  {rate,8:0} tok/s  ETA {Duration(eta)}");
                     if (line.ContainsKey("val_loss"))
                     {
                         output.Write((interactive ? "\r" : "") + text + string.Create(CultureInfo.InvariantCulture, $"  val {lastValidation:0.0000}") + Environment.NewLine);
@@ -128,18 +124,33 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                 if (options.CheckpointInterval > 0 && result.Step % options.CheckpointInterval == 0 && !final)
                     Checkpoints.Save(trainer, checkpoint);
             }
+            completed = true;
+        }
+        catch (TrainingDivergedException)
+        {
+            diverged = true;
+            output.WriteLine();
+            throw;
         }
         finally
         {
             metrics.Flush();
-            if (trainer.CompletedSteps > startStep && trainer.ConsecutiveBadSteps == 0) Checkpoints.Save(trainer, checkpoint);
-            var plot = Path.Combine(runDirectory, PlotFile);
-            var config = trainer.Model.Config;
-            LossPlot.Save(plot, $"keel train: {config.Architecture}, L = {config.SubLayers}, hidden {config.Hidden}, {Path.GetFileName(trainer.Data.Source)}", train, validation);
+            // After any other failure the step may have stopped half way (or the device may be unusable): the last
+            // checkpoint written stays the one to resume from, and nothing here may hide the original exception.
+            if (completed && trainer.CompletedSteps > startStep) Checkpoints.Save(trainer, checkpoint);
+            if (completed || diverged)
+            {
+                var config = trainer.Model.Config;
+                LossPlot.Save(Path.Combine(runDirectory, PlotFile), $"keel train: {config.Architecture}, L = {config.SubLayers}, hidden {config.Hidden}, {Path.GetFileName(trainer.Data.Source)}", train, validation);
+            }
         }
         return new RunSummary(runDirectory, checkpoint, metricsPath, Path.Combine(runDirectory, PlotFile), first, last, lastValidation,
                               tokens / run.Elapsed.TotalSeconds);
     }
+
+    /// <summary>m:ss, or h:mm:ss from an hour on.</summary>
+    private static string Duration(TimeSpan time) =>
+        time.TotalHours >= 1 ? string.Create(CultureInfo.InvariantCulture, $"{(int)time.TotalHours}:{time:mm\\:ss}") : time.ToString("m\\:ss", CultureInfo.InvariantCulture);
 
     private static JsonNode? Finite(double value) => double.IsFinite(value) ? JsonValue.Create(value) : JsonValue.Create(value.ToString(CultureInfo.InvariantCulture));
 
