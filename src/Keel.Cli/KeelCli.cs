@@ -32,13 +32,24 @@ public static class KeelCli
                 (BenchOptions o) => BenchCommand.Run(o, output, error),
                 _ => 2);
         }
-        catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException
-                                       or KernelCompileException or IOException or InvalidDataException or NotSupportedException)
+        catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException or KernelCompileException
+                                       or IOException or UnauthorizedAccessException or InvalidDataException or NotSupportedException)
         {
-            // An ArgumentException's message ends in "(Parameter 'x')"; the text before it already names the problem.
-            var message = e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;
-            error.WriteLine($"keel: {message}");
+            error.WriteLine($"keel: {Message(e, (parsed as Parsed<object>)?.Value)}");
             return 1;
         }
+    }
+
+    /// <summary>
+    /// The message of an expected failure as a user should read it: an <see cref="ArgumentException"/> without its
+    /// "(Parameter 'x')" and "Actual value was" lines, led by the option to change when its field is one of the verb's.
+    /// </summary>
+    internal static string Message(Exception e, object? options)
+    {
+        if (e is not ArgumentException { ParamName: { } name } argument) return e.Message;
+        var text = e.Message.Split('\n')[0].Replace($" (Parameter '{name}')", "", StringComparison.Ordinal).TrimEnd();
+        if (argument is ArgumentOutOfRangeException { ActualValue: { } actual })
+            text = $"{text.TrimEnd('.')} (got {Convert.ToString(actual, System.Globalization.CultureInfo.InvariantCulture)}).";
+        return options is not null && OptionNames.Flag(options, name) is { } flag ? $"{flag}: {text}" : text;
     }
 }

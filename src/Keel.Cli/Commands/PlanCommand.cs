@@ -16,7 +16,7 @@ internal sealed class PlanOptions : ModelOptions
     public TokenizerKind Tokenizer { get; init; } = TokenizerKind.Byte;
 
     [Option("vocab", HelpText = "Vocabulary size, overriding --tokenizer's.")]
-    public int? Vocabulary { get; init; }
+    public int? VocabularySize { get; init; }
 
     [Option("policies", HelpText = "More policies to show, comma-separated (every:K, binomial:S, ...), beside store, selective, every:1, every:√L, binomial:2 and binomial:log2(L)+1.")]
     public string? Policies { get; init; }
@@ -28,11 +28,13 @@ internal static class PlanCommand
     public static int Run(PlanOptions options, TextWriter output)
     {
         var watch = Stopwatch.StartNew();
-        var config = options.ModelConfig(options.Vocabulary ?? TextTokenizers.VocabularySize(options.Tokenizer)).Validate();
+        var config = options.ModelConfig(options.VocabularySize ?? TextTokenizers.VocabularySize(options.Tokenizer));
         var batch = options.BatchSize ?? new TrainingOptions().BatchSize;
+        if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(options.BatchSize), batch, "The batch must be positive.");
         var (target, precision, budget, budgetSource) = Target(options);
-        var extra = (options.Policies ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(MemoryPolicy.Parse).ToList();
-        if (extra.Any(p => p.Kind == MemoryPolicyKind.Auto)) throw new ArgumentException("--policies lists policies to show; auto is always shown when there is a budget.", "policies");
+        var extra = (options.Policies ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(text => ModelOptions.Parsed(text, MemoryPolicy.Parse, nameof(options.Policies))).ToList();
+        if (extra.Any(p => p.Kind == MemoryPolicyKind.Auto)) throw new ArgumentException("auto is always shown when there is a budget; list the others.", nameof(options.Policies));
 
         var inventory = new MemoryInventory(config, precision, batch, target);
         var layers = config.SubLayers;
@@ -106,7 +108,7 @@ internal static class PlanCommand
     /// <summary>The device kind planned for, its precision, and the budget with where it came from.</summary>
     private static (MemoryTarget Target, ModelPrecision Precision, long? Budget, string Source) Target(PlanOptions options)
     {
-        long? budget = options.Budget is { } text ? ByteSize.Parse(text) : null;
+        var budget = options.Budget();
         var source = "--budget";
         var kind = options.Device switch
         {

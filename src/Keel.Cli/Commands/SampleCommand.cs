@@ -5,11 +5,8 @@ using Keel.Native.Training;
 namespace Keel.Cli.Commands;
 
 [Verb("sample", HelpText = "Generate text from a checkpoint.")]
-internal sealed class SampleOptions
+internal sealed class SampleOptions : CheckpointOptions
 {
-    [Option("checkpoint", Required = true, HelpText = "A checkpoint folder (or a run folder holding checkpoint/).")]
-    public string Checkpoint { get; init; } = "";
-
     [Option("prompt", HelpText = "Text to continue. Default: a prompt of the built-in task for models trained on it, else a newline.")]
     public string? Prompt { get; init; }
 
@@ -24,9 +21,6 @@ internal sealed class SampleOptions
 
     [Option("seed", Default = 1UL, HelpText = "Seed of the draws.")]
     public ulong Seed { get; init; } = 1;
-
-    [Option("device", Default = DeviceChoice.Auto, HelpText = "Auto, Cpu, Cuda or Emulated.")]
-    public DeviceChoice Device { get; init; } = DeviceChoice.Auto;
 }
 
 /// <summary><c>keel sample</c>: text from a checkpoint.</summary>
@@ -34,7 +28,11 @@ internal static class SampleCommand
 {
     public static int Run(SampleOptions options, TextWriter output, TextWriter notices)
     {
-        var folder = CheckpointFolder.Resolve(options.Checkpoint);
+        if (options.Tokens < 0) throw new ArgumentOutOfRangeException(nameof(options.Tokens), options.Tokens, "The number of tokens must not be negative.");
+        if (!(options.Temperature >= 0 && double.IsFinite(options.Temperature)))
+            throw new ArgumentOutOfRangeException(nameof(options.Temperature), options.Temperature, "The temperature must be finite and not negative.");
+        if (options.TopK < 0) throw new ArgumentOutOfRangeException(nameof(options.TopK), options.TopK, "k must not be negative.");
+        var folder = Checkpoints.Locate(options.Checkpoint);
         var (config, state) = Checkpoints.ReadConfig(folder);
         using var device = TrainingDevices.Open(options.Device, notices);
         using var model = new KeelModel(device, config, ModelPrecision.For(device), batchSize: 1);

@@ -6,11 +6,15 @@ using Keel.Native.Training;
 
 namespace Keel.Cli.Commands;
 
-/// <summary>The model, device and budget options <c>train</c> and <c>plan</c> share.</summary>
+/// <summary>
+/// The model, device and budget options <c>train</c> and <c>plan</c> share. Properties are named as the
+/// <see cref="Keel.Native.Model.ModelConfig"/> and <see cref="TrainingOptions"/> fields they set, so that an error
+/// naming a field names its option (<see cref="OptionNames"/>); null means not given.
+/// </summary>
 internal abstract class ModelOptions
 {
-    [Option("arch", Default = Architecture.Keel, HelpText = "Architecture: Keel, PreLN, PostLN or DeepNorm.")]
-    public Architecture Architecture { get; init; } = Architecture.Keel;
+    [Option("arch", HelpText = "Architecture: Keel, PreLN, PostLN or DeepNorm. Default Keel.")]
+    public Architecture? Architecture { get; init; }
 
     [Option("layers", HelpText = "L, the number of sub-layers (attention and FFN counted separately; even). Default 4.")]
     public int? SubLayers { get; init; }
@@ -27,13 +31,13 @@ internal abstract class ModelOptions
     [Option("ffn", HelpText = "FFN intermediate size. Default 3 × hidden.")]
     public int? FeedForwardSize { get; init; }
 
-    [Option("ffn-kind", Default = FeedForwardKind.SwiGlu, HelpText = "SwiGlu or Gelu.")]
-    public FeedForwardKind FeedForward { get; init; } = FeedForwardKind.SwiGlu;
+    [Option("ffn-kind", HelpText = "SwiGlu or Gelu. Default SwiGlu.")]
+    public FeedForwardKind? FeedForward { get; init; }
 
-    [Option("norm", Default = NormKind.Rms, HelpText = "Rms or Layer.")]
-    public NormKind Norm { get; init; } = NormKind.Rms;
+    [Option("norm", HelpText = "Rms or Layer. Default Rms.")]
+    public NormKind? Norm { get; init; }
 
-    [Option("alpha", HelpText = "Override the residual scale alpha (Keel default: L).")]
+    [Option("alpha", HelpText = "Override the residual scale alpha (default: L for Keel, L^(1/4) for DeepNorm, 1 otherwise).")]
     public float? Alpha { get; init; }
 
     [Option("seq", HelpText = "Sequence length. Default 64.")]
@@ -49,8 +53,9 @@ internal abstract class ModelOptions
     public DeviceChoice Device { get; init; } = DeviceChoice.Auto;
 
     [Option("budget", HelpText = "Device memory the step may use, like 80GiB, 141GB or 512MiB (GB = 10^9 bytes, GiB = 2^30). Default: the GPU's memory.")]
-    public string? Budget { get; init; }
+    public string? MemoryBudget { get; init; }
 
+    /// <summary>The config these options describe (validated), for a vocabulary of <paramref name="vocabulary"/>.</summary>
     public ModelConfig ModelConfig(int vocabulary)
     {
         var defaults = new ModelConfig();
@@ -62,30 +67,46 @@ internal abstract class ModelOptions
             Heads = Heads ?? defaults.Heads,
             KvHeads = KvHeads ?? defaults.KvHeads,
             FeedForwardSize = FeedForwardSize ?? 3 * hidden,
-            FeedForward = FeedForward,
+            FeedForward = FeedForward ?? defaults.FeedForward,
             SubLayers = SubLayers ?? defaults.SubLayers,
-            Norm = Norm,
-            Architecture = Architecture,
+            Norm = Norm ?? defaults.Norm,
+            Architecture = Architecture ?? defaults.Architecture,
             Alpha = Alpha,
             SequenceLength = SequenceLength ?? defaults.SequenceLength,
             TiedEmbeddings = !Untied,
-        };
+        }.Validate();
+    }
+
+    /// <summary>The budget in bytes, or null when not given.</summary>
+    public long? Budget() => MemoryBudget is { } text ? Parsed(text, ByteSize.Parse, nameof(MemoryBudget)) : null;
+
+    /// <summary><paramref name="parse"/> of <paramref name="text"/>, its error attributed to the option of <paramref name="property"/>.</summary>
+    internal static T Parsed<T>(string text, Func<string, T> parse, string property)
+    {
+        try
+        {
+            return parse(text);
+        }
+        catch (ArgumentException e) when (e.ParamName != property)
+        {
+            throw new ArgumentException(KeelCli.Message(e, null), property, e);
+        }
     }
 }
 
 [Verb("train", HelpText = "Train a Keel Transformer. With no --data, learns a built-in copy task in about a minute on a laptop CPU.")]
 internal sealed class TrainOptions : ModelOptions
 {
-    [Option("data", HelpText = "A UTF-8 text file to train on (the last 10% held out for validation).")]
+    [Option("data", HelpText = "A UTF-8 text file to train on (the last 10% held out for validation). Default: the built-in copy task.")]
     public string? Data { get; init; }
 
-    [Option("tokenizer", Default = TokenizerKind.Byte, HelpText = "Byte (vocabulary 256) or Gpt2 (BPE, vocabulary 50257).")]
-    public TokenizerKind Tokenizer { get; init; } = TokenizerKind.Byte;
+    [Option("tokenizer", HelpText = "Byte (vocabulary 256) or Gpt2 (BPE, vocabulary 50257), for --data. Default Byte.")]
+    public TokenizerKind? Tokenizer { get; init; }
 
     [Option("out", HelpText = "Run folder (metrics.jsonl, loss.png, checkpoint/). Default runs/<date-time>.")]
     public string? Output { get; init; }
 
-    [Option("resume", HelpText = "Continue the run in this folder (or its checkpoint/ folder) exactly where it stopped.")]
+    [Option("resume", HelpText = "Continue the run in this folder (or its checkpoint/ folder) exactly where it stopped, with its own model, data and training options; only --device, --memory, --budget, --no-graphs and --profile may be given with it.")]
     public string? Resume { get; init; }
 
     [Option("steps", HelpText = "Optimizer steps. Default 600.")]
@@ -97,34 +118,35 @@ internal sealed class TrainOptions : ModelOptions
     [Option("lr", HelpText = "Peak learning rate. Default 3e-3.")]
     public double? LearningRate { get; init; }
 
-    [Option("warmup", HelpText = "Warm-up steps. Default 50.")]
+    [Option("warmup", HelpText = "Warm-up steps (then cosine decay to 1e-7 at the last step). Default 50.")]
     public int? WarmupSteps { get; init; }
 
     [Option("seed", HelpText = "Seed of the initialization and the batches. Default 1.")]
     public ulong? Seed { get; init; }
 
-    [Option("eval-interval", HelpText = "Validation loss every N steps. Default 50.")]
+    [Option("eval-interval", HelpText = "Validation loss every N steps (and at the end; 0: only at the end). Default 50.")]
     public int? EvalInterval { get; init; }
 
     [Option("checkpoint-interval", HelpText = "Checkpoint every N steps (always at the end). Default: only at the end.")]
     public int? CheckpointInterval { get; init; }
 
     [Option("max-bad-steps", HelpText = "Stop after this many consecutive NaN/Inf steps. Default 5.")]
-    public int? MaxBadSteps { get; init; }
+    public int? MaxConsecutiveBadSteps { get; init; }
 
     [Option("profile", Default = false, HelpText = "Print a per-op timing table at the end (CUDA events on the GPU, wall time on the CPU).")]
     public bool Profile { get; init; }
 
-    [Option("memory", Default = "store", HelpText = "Activation policy: store (keep everything), selective (recompute norms and activations), every:K (keep x every K sub-layers, recompute segments), binomial:S (Revolve with S slots), or auto (least recompute that fits --budget). keel plan shows them all.")]
-    public string Memory { get; init; } = "store";
+    [Option("memory", HelpText = "Activation policy: store (keep everything), selective (recompute norms and activations), every:K (keep x every K sub-layers, recompute segments), binomial:S (Revolve with S slots), or auto (least recompute that fits --budget). keel plan shows them all. Default store.")]
+    public string? Memory { get; init; }
 
     [Option("no-graphs", Default = false, HelpText = "On a GPU, launch every op of every step instead of replaying the step as a CUDA graph.")]
     public bool NoGraphs { get; init; }
 
+    /// <summary>The training options these options describe, defaults filled in (validated as they are set).</summary>
     public TrainingOptions TrainingOptions()
     {
         var d = new TrainingOptions();
-        return d with
+        return WithResources(d with
         {
             Steps = Steps ?? d.Steps,
             BatchSize = BatchSize ?? d.BatchSize,
@@ -134,43 +156,45 @@ internal sealed class TrainOptions : ModelOptions
             Seed = Seed ?? d.Seed,
             EvalInterval = EvalInterval ?? d.EvalInterval,
             CheckpointInterval = CheckpointInterval ?? d.CheckpointInterval,
-            MaxConsecutiveBadSteps = MaxBadSteps ?? d.MaxConsecutiveBadSteps,
-            Memory = MemoryPolicy.Parse(Memory),
-            MemoryBudget = Budget is null ? null : ByteSize.Parse(Budget),
-            CudaGraphs = !NoGraphs,
-        };
+            MaxConsecutiveBadSteps = MaxConsecutiveBadSteps ?? d.MaxConsecutiveBadSteps,
+        });
     }
+
+    /// <summary><paramref name="options"/> with the memory policy, budget and CUDA graphs given here (what a resumed run may change).</summary>
+    public TrainingOptions WithResources(TrainingOptions options) => options with
+    {
+        Memory = Memory is { } text ? Parsed(text, MemoryPolicy.Parse, nameof(Memory)) : options.Memory,
+        MemoryBudget = Budget() ?? options.MemoryBudget,
+        CudaGraphs = !NoGraphs && options.CudaGraphs,
+    };
 }
 
 /// <summary><c>keel train</c>: build or resume a run, train it, and say where its files went.</summary>
 internal static class TrainCommand
 {
+    /// <summary>The options that may be given with --resume: they change neither the model nor the numbers.</summary>
+    private static readonly string[] ResumeOptions =
+        [nameof(TrainOptions.Resume), nameof(TrainOptions.Device), nameof(TrainOptions.Memory), nameof(TrainOptions.MemoryBudget), nameof(TrainOptions.NoGraphs), nameof(TrainOptions.Profile)];
+
     public static int Run(TrainOptions options, TextWriter output, TextWriter error)
     {
+        // Everything the user gave is checked, and the data read, before a device is opened.
+        var run = options.Resume is not null ? PrepareResume(options) : PrepareNew(options);
         using var device = ProfiledDevice.Wrap(TrainingDevices.Open(options.Device, output), options.Profile);
         Trainer trainer;
-        string runDirectory;
-        if (options.Resume is not null)
+        if (run.Checkpoint is not null)
         {
-            var (folder, checkpoint) = ResolveResume(options.Resume);
-            var (_, state) = Checkpoints.ReadConfig(checkpoint);
-            var data = LoadData(state.DataSource, state.Tokenizer, state.Options.Seed, state.Options.ValidationFraction);
-            trainer = Checkpoints.Resume(checkpoint, device, data);
-            runDirectory = folder;
-            output.WriteLine($"Resuming {folder} at step {trainer.CompletedSteps} of {trainer.Options.Steps}.");
+            trainer = Checkpoints.Resume(run.Checkpoint, device, run.Data, options: run.Training);
+            output.WriteLine($"Resuming {run.Folder} at step {trainer.CompletedSteps} of {trainer.Options.Steps}.");
         }
         else
         {
-            var training = options.TrainingOptions();
-            var tokenizer = options.Data is null ? TokenizerKind.Byte : options.Tokenizer;
-            var data = LoadData(options.Data is null ? SyntheticSource : options.Data, tokenizer, training.Seed, training.ValidationFraction);
-            var config = options.ModelConfig(TextTokenizers.VocabularySize(tokenizer));
-            trainer = new Trainer(device, config, training, data, tokenizer);
+            trainer = new Trainer(device, run.Config, run.Training, run.Data, run.Tokenizer);
             trainer.Initialize();
-            runDirectory = Path.GetFullPath(options.Output ?? Path.Combine("runs", DateTime.Now.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture)));
         }
         using (trainer)
         {
+            CreateRunFolder(run.Folder);
             var config = trainer.Model.Config;
             output.WriteLine($"Device  {device.Name}");
             output.WriteLine($"Model   {config.Architecture}, L = {config.SubLayers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, " +
@@ -181,7 +205,7 @@ internal static class TrainCommand
                              (trainer.Options.MemoryBudget is { } budget ? $", budget {ByteSize.Format(budget)}" : ""));
             output.WriteLine($"Graphs  {GraphsLine(trainer, device)}");
             output.WriteLine($"Train   {trainer.Options.Steps} steps × {trainer.TokensPerStep:N0} tokens, lr {trainer.Options.LearningRate:g3}, warm-up {trainer.Options.WarmupSteps}, seed {trainer.Options.Seed}");
-            var loop = new TrainingLoop(trainer, runDirectory, output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out))
+            var loop = new TrainingLoop(trainer, run.Folder, output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out))
             {
                 AfterStep = device is ProfiledDevice p ? _ => p.Profile.Flush() : null,
                 Evaluating = device is ProfiledDevice q ? evaluating => q.Paused = evaluating : null,
@@ -194,7 +218,7 @@ internal static class TrainCommand
             catch (TrainingDivergedException e)
             {
                 error.WriteLine($"keel: {e.Message}");
-                output.WriteLine($"Run files in {runDirectory}");
+                output.WriteLine($"Run files in {run.Folder}");
                 return 1;
             }
             output.WriteLine($"Done: loss {summary.FirstLoss:0.0000} -> {summary.LastLoss:0.0000}, validation {summary.ValidationLoss:0.0000}, {summary.TokensPerSecond:N0} tokens/s.");
@@ -225,17 +249,51 @@ internal static class TrainCommand
     /// <summary>The data source name that stands for the built-in task.</summary>
     internal const string SyntheticSource = "builtin:copy-task";
 
+    /// <summary>What a run needs before a device is opened: its folder, model, options and data, and the checkpoint it resumes.</summary>
+    private sealed record PreparedRun(string Folder, ModelConfig Config, TrainingOptions Training, TokenDataset Data, TokenizerKind Tokenizer, string? Checkpoint);
+
+    private static PreparedRun PrepareNew(TrainOptions options)
+    {
+        var training = options.TrainingOptions();
+        var tokenizer = options.Data is null ? TokenizerKind.Byte : options.Tokenizer ?? TokenizerKind.Byte;
+        if (options.Data is null && options.Tokenizer is not null)
+            throw new ArgumentException("applies to --data only; the built-in copy task is byte-level.", nameof(TrainOptions.Tokenizer));
+        var config = options.ModelConfig(TextTokenizers.VocabularySize(tokenizer));
+        var folder = Path.GetFullPath(options.Output ?? Path.Combine("runs", DateTime.Now.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture)));
+        if (File.Exists(folder)) throw new ArgumentException($"{folder} is a file, not a run folder.", nameof(TrainOptions.Output));
+        var data = LoadData(options.Data ?? SyntheticSource, tokenizer, training.Seed, training.ValidationFraction);
+        data.RequireWindows(config.SequenceLength);
+        return new PreparedRun(folder, config, training, data, tokenizer, null);
+    }
+
+    private static PreparedRun PrepareResume(TrainOptions options)
+    {
+        var ignored = OptionNames.Given(options).Where(o => !ResumeOptions.Contains(o.Property)).Select(o => o.Flag).ToList();
+        if (ignored.Count > 0)
+            throw new ArgumentException($"continues the run with its own model, data and training options; {string.Join(", ", ignored)} cannot be given with it (only --device, --memory, --budget, --no-graphs and --profile can).", nameof(TrainOptions.Resume));
+        var checkpoint = Checkpoints.Locate(options.Resume!);
+        var (config, state) = Checkpoints.ReadConfig(checkpoint);
+        var data = LoadData(state.DataSource, state.Tokenizer, state.Options.Seed, state.Options.ValidationFraction);
+        var parent = Path.GetDirectoryName(checkpoint) ?? checkpoint;
+        return new PreparedRun(parent, config, options.WithResources(state.Options), data, state.Tokenizer, checkpoint);
+    }
+
+    private static void CreateRunFolder(string folder)
+    {
+        try
+        {
+            Directory.CreateDirectory(folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"Cannot create the run folder {folder}: {e.Message}", e);
+        }
+    }
+
     internal static TokenDataset LoadData(string source, TokenizerKind tokenizer, ulong seed, double validationFraction) =>
         source == SyntheticSource
             ? TokenDataset.FromText(SyntheticTask.Generate(seed, 200_000), TextTokenizers.Create(tokenizer), validationFraction, SyntheticSource)
             : TokenDataset.FromFile(source, TextTokenizers.Create(tokenizer), validationFraction);
 
     private static string Describe(string source) => source == SyntheticSource ? "built-in copy task (lines word|word)" : source;
-
-    private static (string Folder, string Checkpoint) ResolveResume(string path)
-    {
-        var full = Path.GetFullPath(path);
-        var nested = Path.Combine(full, TrainingLoop.CheckpointFolder);
-        return Directory.Exists(nested) ? (full, nested) : (Path.GetDirectoryName(full) ?? full, full);
-    }
 }

@@ -106,7 +106,11 @@ public static class Checkpoints
         throw new DirectoryNotFoundException($"Checkpoint folder {full} does not exist.");
     }
 
-    /// <summary>Reads the model config and trainer state of a checkpoint (found by <see cref="Locate"/>).</summary>
+    /// <summary>
+    /// Reads the model config and trainer state of a checkpoint (found by <see cref="Locate"/>), and checks the header
+    /// of its weights against them (every tensor present, with its shape and a float type, and the same step), so that a
+    /// caller learns of a broken checkpoint before allocating anything.
+    /// </summary>
     /// <exception cref="DirectoryNotFoundException">The folder is missing (the message gives the path).</exception>
     /// <exception cref="FileNotFoundException">A file is missing (the message gives the path).</exception>
     /// <exception cref="InvalidDataException">A file is corrupt (the message gives the path and why).</exception>
@@ -136,8 +140,9 @@ public static class Checkpoints
         }
         catch (Exception e) when (e is JsonException or ArgumentException or InvalidDataException)
         {
-            throw new InvalidDataException($"{statePath} is not a valid trainer state: {e.Message}", e);
+            throw new InvalidDataException($"{statePath} is not a valid trainer state: {e.Message.TrimEnd('.')}.", e);
         }
+        CheckTensors(Path.Combine(folder, ModelFile), new ParameterLayout(config), state.Step, [""]);
         return (config, state);
     }
 
@@ -154,16 +159,31 @@ public static class Checkpoints
     /// Rebuilds a trainer from a checkpoint written by <see cref="Save"/> (found by <see cref="Locate"/>): the same config, options, tokenizer,
     /// weights, moments and counters, so that its next steps are those the saved run would have taken.
     /// </summary>
-    public static Trainer Resume(string directory, IDevice device, TokenDataset data, ModelPrecision? precision = null)
+    /// <param name="directory">The checkpoint, or the run folder holding it.</param>
+    /// <param name="device">Where to train.</param>
+    /// <param name="data">The run's data, tokenized as the state says.</param>
+    /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
+    /// <param name="options">
+    /// The saved options with another memory policy, budget or CUDA graphs setting (none of which changes the results);
+    /// null for the saved options.
+    /// </param>
+    /// <exception cref="ArgumentException"><paramref name="options"/> differs from the saved options in anything else.</exception>
+    public static Trainer Resume(string directory, IDevice device, TokenDataset data, ModelPrecision? precision = null, TrainingOptions? options = null)
     {
         var folder = Locate(directory);
         var (config, state) = ReadConfig(folder);
-        var trainer = new Trainer(device, config, state.Options, data, state.Tokenizer, precision);
+        if (options is not null && options with { Memory = state.Options.Memory, MemoryBudget = state.Options.MemoryBudget, CudaGraphs = state.Options.CudaGraphs } != state.Options)
+            throw new ArgumentException("A resumed run keeps its training options; only the memory policy, the budget and CUDA graphs may change.", nameof(options));
+        options ??= state.Options;
+        var optimizerPath = Path.Combine(folder, OptimizerFile);
+        string[] moments = ["exp_avg.", "exp_avg_sq."];
+        CheckTensors(optimizerPath, new ParameterLayout(config), state.Step, moments);
+        var trainer = new Trainer(device, config, options, data, state.Tokenizer, precision);
         try
         {
             LoadWeights(trainer.Model, folder, state.Step);
-            ReadTensors(Path.Combine(folder, OptimizerFile), device, trainer.Model.Layout, state.Step,
-                        [("exp_avg.", trainer.Optimizer.FirstMoment), ("exp_avg_sq.", trainer.Optimizer.SecondMoment)]);
+            ReadTensors(optimizerPath, device, trainer.Model.Layout, state.Step,
+                        [(moments[0], trainer.Optimizer.FirstMoment), (moments[1], trainer.Optimizer.SecondMoment)]);
             trainer.Optimizer.UpdateCount = state.UpdateCount;
             trainer.CompletedSteps = state.Step;
             trainer.ConsecutiveBadSteps = state.ConsecutiveBadSteps;
@@ -200,21 +220,48 @@ public static class Checkpoints
     }
 
     /// <summary>
-    /// Fills each (prefix, flat buffer) pair from the file's tensors named prefix + each layout name, checking the step,
-    /// every shape and type first, then copying one tensor at a time (converted to the buffer's type).
+    /// Fills each (prefix, flat buffer) pair from the file's tensors named prefix + each layout name (after
+    /// checking them as the header check does), one tensor at a time, converted to the buffer's type.
     /// </summary>
     private static void ReadTensors(string path, IDevice device, ParameterLayout layout, int step, (string Prefix, Tensor Flat)[] buffers)
     {
         using var file = SafeTensorsFile.Open(path);
+        var found = CheckTensors(file, layout, step, [.. buffers.Select(b => b.Prefix)]);
+        // The alignment padding between tensors is zero in a fresh model; make it so here too.
+        foreach (var (_, flat) in buffers) device.Clear(flat);
+        var host = new byte[found.Max(f => f.Info.ByteLength)];
+        foreach (var (info, prefix, index) in found)
+        {
+            var destination = layout.View(buffers[prefix].Flat, index);
+            var bytes = host.AsSpan(0, (int)info.ByteLength);
+            file.Read(info, bytes);
+            if (info.DType == DType.Float64) HostCopy.Upload<double>(device, MemoryMarshal.Cast<byte, double>(bytes), destination);
+            else HostCopy.Upload<float>(device, MemoryMarshal.Cast<byte, float>(bytes), destination);
+        }
+    }
+
+    /// <summary>Checks the header of a checkpoint's tensor file against the layout and the step, touching no device.</summary>
+    private static void CheckTensors(string path, ParameterLayout layout, int step, string[] prefixes)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        CheckTensors(file, layout, step, prefixes);
+    }
+
+    /// <summary>
+    /// For each prefix and layout tensor, the file's tensor named prefix + its name, after checking the step, each
+    /// tensor's presence, shape and type; returned with the prefix's and the tensor's indices.
+    /// </summary>
+    private static List<(SafeTensorInfo Info, int Prefix, int Index)> CheckTensors(SafeTensorsFile file, ParameterLayout layout, int step, string[] prefixes)
+    {
         if (!file.Metadata.TryGetValue(StepKey, out var saved) || saved != step.ToString(CultureInfo.InvariantCulture))
             throw new InvalidDataException($"{file.Path} is from step {saved ?? "(none)"} but the trainer state is from step {step}: the files come from different checkpoints.");
-        var found = new List<(SafeTensorInfo Info, Tensor Destination)>();
-        foreach (var (prefix, flat) in buffers)
+        var found = new List<(SafeTensorInfo, int, int)>();
+        for (var p = 0; p < prefixes.Length; p++)
         {
             for (var i = 0; i < layout.Tensors.Count; i++)
             {
                 var t = layout.Tensors[i];
-                var name = prefix + t.Name;
+                var name = prefixes[p] + t.Name;
                 if (!file.Tensors.TryGetValue(name, out var info))
                     throw new InvalidDataException($"{file.Path} has no tensor {name}.");
                 var expected = Extents(t.Shape);
@@ -222,19 +269,10 @@ public static class Checkpoints
                     throw new InvalidDataException($"{file.Path}: {name} has shape [{string.Join(", ", info.Shape)}]; the config needs [{string.Join(", ", expected)}].");
                 if (info.DType is not (DType.Float32 or DType.Float64))
                     throw new InvalidDataException($"{file.Path}: {name} is {SafeTensors.Name(info.DType)}; checkpoints hold F32 or F64 tensors.");
-                found.Add((info, layout.View(flat, i)));
+                found.Add((info, p, i));
             }
         }
-        // The alignment padding between tensors is zero in a fresh model; make it so here too.
-        foreach (var (_, flat) in buffers) device.Clear(flat);
-        var host = new byte[found.Max(f => f.Info.ByteLength)];
-        foreach (var (info, destination) in found)
-        {
-            var bytes = host.AsSpan(0, (int)info.ByteLength);
-            file.Read(info, bytes);
-            if (info.DType == DType.Float64) HostCopy.Upload<double>(device, MemoryMarshal.Cast<byte, double>(bytes), destination);
-            else HostCopy.Upload<float>(device, MemoryMarshal.Cast<byte, float>(bytes), destination);
-        }
+        return found;
     }
 
     private static long[] Extents(TensorShape shape) => [.. Enumerable.Range(0, shape.Rank).Select(i => shape[i])];

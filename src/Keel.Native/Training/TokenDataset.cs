@@ -24,18 +24,24 @@ public sealed class TokenDataset
     /// <summary>The held-out tokens (after the training ones in the text).</summary>
     public int[] Validation { get; }
 
-    /// <summary>Reads and tokenizes a UTF-8 text file.</summary>
-    /// <exception cref="FileNotFoundException">The file does not exist (the message gives the path).</exception>
-    /// <exception cref="InvalidDataException">The file is not valid UTF-8, or is empty.</exception>
+    /// <summary>Reads and tokenizes a UTF-8 text file (a leading UTF-8 byte-order mark is skipped).</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist, or is a folder (the message gives the path).</exception>
+    /// <exception cref="InvalidDataException">The file is not valid UTF-8 (UTF-16 included), or is empty.</exception>
     public static TokenDataset FromFile(string path, ITextTokenizer tokenizer, double validationFraction)
     {
         ArgumentNullException.ThrowIfNull(path);
         var full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new FileNotFoundException($"Data file {full} is a folder, not a text file.", full);
         if (!File.Exists(full)) throw new FileNotFoundException($"Data file {full} does not exist.", full);
+        var bytes = File.ReadAllBytes(full);
+        if (bytes.Length == 0) throw new InvalidDataException($"Data file {full} is empty.");
+        var bom = Encoding.UTF8.Preamble;
+        var body = bytes.AsSpan().StartsWith(bom) ? bytes.AsSpan(bom.Length) : bytes;
         string text;
         try
         {
-            text = File.ReadAllText(full, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true));
+            // Strict decoding, and no byte-order-mark sniffing: a UTF-16 file is reported, not read as something else.
+            text = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true).GetString(body);
         }
         catch (DecoderFallbackException e)
         {

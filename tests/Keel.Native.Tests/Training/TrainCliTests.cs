@@ -60,6 +60,64 @@ public sealed class TrainCliTests
         Assert.Contains("/no/such/run", error);
     }
 
+    [Theory]
+    [InlineData("--steps|-1", "--steps: Steps must be positive (got -1).")]
+    [InlineData("--layers|3", "--layers: SubLayers (3) must be even")]
+    [InlineData("--lr|nan", "--lr: LearningRate must be positive and finite (got NaN).")]
+    [InlineData("--memory|every:0", "--memory: Unknown memory policy 'every:0'")]
+    [InlineData("--budget|12XB", "--budget: '12XB' is not a size")]
+    [InlineData("--budget|0", "--budget: MemoryBudget must be positive (got 0).")]
+    [InlineData("--tokenizer|gpt2", "--tokenizer: applies to --data only")]
+    [InlineData("--data|/", "is a folder, not a text file")]
+    public void Bad_train_options_name_the_option_before_a_device_is_opened(string option, string message)
+    {
+        // Opening the CUDA device fails where there is no GPU: the option's error must come first.
+        var (code, output, error) = Run(["train", "--device", "cuda", .. option.Split('|')]);
+        Assert.Equal(1, code);
+        Assert.Contains("keel: ", error);
+        Assert.Contains(message, error);
+        Assert.DoesNotContain("CUDA", error);
+        Assert.DoesNotContain("   at ", error);
+        Assert.Equal("", output);
+    }
+
+    [Fact]
+    public void Bad_files_and_folders_are_reported_by_path_before_a_device_is_opened()
+    {
+        using var folder = new TempFolder();
+        var utf16 = Path.Combine(folder.Path, "utf16.txt");
+        File.WriteAllBytes(utf16, [0xFF, 0xFE, (byte)'h', 0, (byte)'i', 0]);
+        var (code, _, error) = Run(["train", "--device", "cuda", "--data", utf16]);
+        Assert.Equal(1, code);
+        Assert.Contains($"{utf16} is not valid UTF-8", error);
+
+        var file = Path.Combine(folder.Path, "a-file");
+        File.WriteAllText(file, "");
+        (code, _, error) = Run(["train", "--device", "cuda", "--out", file]);
+        Assert.Equal(1, code);
+        Assert.Contains($"--out: {file} is a file, not a run folder.", error);
+
+        var state = Path.Combine(folder.Path, "checkpoint");
+        Directory.CreateDirectory(state);
+        File.WriteAllText(Path.Combine(state, Checkpoints.ConfigFile), new Keel.Native.Model.ModelConfig().ToJson());
+        File.WriteAllText(Path.Combine(state, Checkpoints.StateFile), """{ "step": 3 }""");
+        foreach (var args in new[] { ["train", "--resume", folder.Path], ["sample", "--checkpoint", folder.Path], new[] { "eval", "--checkpoint", folder.Path, "--data", utf16 } })
+        {
+            (code, _, error) = Run([.. args, "--device", "cuda"]);
+            Assert.Equal(1, code);
+            Assert.Contains($"{Path.Combine(state, Checkpoints.StateFile)} is not a valid trainer state: it has no options.", error);
+            Assert.DoesNotContain("   at ", error);
+        }
+    }
+
+    [Fact]
+    public void Resume_refuses_options_it_would_ignore()
+    {
+        var (code, _, error) = Run(["train", "--resume", "/no/such/run", "--steps", "9", "--hidden", "8", "--device", "cuda"]);
+        Assert.Equal(1, code);
+        Assert.Contains("--resume: continues the run with its own model, data and training options; --steps, --hidden cannot be given", error);
+    }
+
     private static (int Code, string Output, string Error) Run(string[] args)
     {
         // Model options go after the verb.
