@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The memory planner's GPU checks (issue 7's goals), on a machine with an NVIDIA GPU:
+# The memory planner's GPU checks, on a machine with an NVIDIA GPU:
 #   1. keel plan for the paper's deepest model (1024 sub-layers, hidden 1024, 16/8 heads, FFN 3072, sequence 4096)
 #      against this GPU's memory;
 #   2. the widest 1024-sub-layer model (head dim 64, FFN 3 x hidden, sequence 4096, batch 1) that auto fits on
@@ -34,13 +34,13 @@ echo "widest 1024-sub-layer model auto fits: hidden ${widest:-none}; widest that
 
 if [ -n "$widest" ]; then
   echo "== bench: hidden $widest under auto, graphs on and off"
-  keel bench train --repeats 10 --warmup 3 --out "$out/results" --baseline false \
+  keel bench train --repeats 10 --warmup 3 --out "$out/results" --no-baseline \
     --shape "$(shape "$widest" auto on);$(shape "$widest" auto off)" > "$out/bench-auto.log" 2>&1
   tail -n 12 "$out/bench-auto.log"
 fi
 if [ -n "$widest_store" ]; then
   echo "== bench: hidden $widest_store, store against every:1"
-  keel bench train --repeats 10 --warmup 3 --out "$out/results" --baseline false \
+  keel bench train --repeats 10 --warmup 3 --out "$out/results" --no-baseline \
     --shape "$(shape "$widest_store" store on);$(shape "$widest_store" every:1 on)" > "$out/bench-recompute.log" 2>&1
   tail -n 12 "$out/bench-recompute.log"
 fi

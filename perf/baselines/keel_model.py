@@ -15,6 +15,9 @@ global-norm clipping at 1.0, the loss read back every step (as the .NET trainer 
 
 A case is key=value pairs separated by commas, as `keel bench train --shape` takes them:
   L=24,h=1024,heads=16,kv=8,ffn=3072,seq=1024,batch=8,vocab=50257[,arch=keel][,ffn_kind=swiglu][,norm=rms]
+  [,memory=POLICY][,graphs=on|off]
+memory and graphs choose how Keel.Native runs the step; they are accepted and ignored here (eager PyTorch keeps
+every activation and launches every op), so that the same cases run on both sides.
 
 Usage:
   python3 perf/baselines/keel_model.py --json out.json [--shape CASE]... [--repeats 50] [--warmup 10]
@@ -38,13 +41,14 @@ DEFAULT_CASES = [
 
 def parse_case(text):
     cfg = dict(L=24, h=1024, heads=16, kv=8, ffn=3072, seq=1024, batch=8, vocab=50257,
-               arch="keel", ffn_kind="swiglu", norm="rms")
+               arch="keel", ffn_kind="swiglu", norm="rms", memory="store", graphs="on")
     for pair in filter(None, (p.strip() for p in text.split(","))):
         key, _, value = pair.partition("=")
         key = key.strip()
         if key not in cfg:
             raise SystemExit(f"unknown key {key!r} in case {text!r}")
-        cfg[key] = value.strip().lower() if key in ("arch", "ffn_kind", "norm") else int(value)
+        textual = ("arch", "ffn_kind", "norm", "memory", "graphs")
+        cfg[key] = value.strip().lower() if key in textual else int(value)
     if cfg["h"] % cfg["heads"] or cfg["heads"] % cfg["kv"] or cfg["L"] % 2 or (cfg["h"] // cfg["heads"]) % 2:
         raise SystemExit(f"case {text!r} cannot work (hidden/heads, heads/kv, even L, even head dim)")
     return cfg

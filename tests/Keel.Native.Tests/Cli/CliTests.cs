@@ -55,6 +55,16 @@ public class CliTests
     }
 
     [Fact]
+    public void BenchSkipsTheBaselineOnlyWhenAsked()
+    {
+        using var parser = new CommandLine.Parser();
+        var skipped = Assert.IsType<CommandLine.Parsed<BenchOptions>>(parser.ParseArguments<BenchOptions>(["train", "--no-baseline"]));
+        Assert.True(skipped.Value.NoBaseline);
+        var run = Assert.IsType<CommandLine.Parsed<BenchOptions>>(parser.ParseArguments<BenchOptions>(["train"]));
+        Assert.False(run.Value.NoBaseline);
+    }
+
+    [Fact]
     public void BenchReportMatchesBaselinesAndWritesJsonAndMarkdown()
     {
         var report = new BenchReport("norm", "test GPU", "13.0", "abc", DateTimeOffset.UnixEpoch) { CopyGBps = 3000, GemmTflops = 700 };

@@ -27,8 +27,8 @@ internal sealed class BenchOptions
     [Option("out", HelpText = "Folder for the JSON and markdown results (default: perf/results of the repository, else ./bench-results).")]
     public string? OutputFolder { get; init; }
 
-    [Option("baseline", Default = true, HelpText = "Run the PyTorch baseline script of perf/baselines in the same job (--baseline false to skip).")]
-    public bool Baseline { get; init; } = true;
+    [Option("no-baseline", Default = false, HelpText = "Skip the PyTorch baseline script of perf/baselines, which otherwise runs in the same job.")]
+    public bool NoBaseline { get; init; }
 
     [Option("python", Default = "python3", HelpText = "The Python interpreter with torch, for the baseline.")]
     public string Python { get; init; } = "python3";
@@ -74,10 +74,10 @@ internal static class BenchCommand
         device.Synchronize();
 
         var root = RepositoryRoot();
-        if (suite.BaselineScript is { } script && options.Baseline)
+        if (suite.BaselineScript is { } script && !options.NoBaseline)
             TorchBaseline.Run(options.Python, Path.Combine(root ?? ".", "perf", "baselines", script), context.Shapes, report, output);
         else if (suite.BaselineScript is not null)
-            report.BaselineNote = "skipped (--baseline false)";
+            report.BaselineNote = "skipped (--no-baseline)";
 
         report.WriteTable(output);
         var saved = report.Save(options.OutputFolder ?? (root is null ? "bench-results" : Path.Combine(root, "perf", "results")));
