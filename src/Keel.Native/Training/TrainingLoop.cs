@@ -22,7 +22,7 @@ public sealed record RunSummary(string RunDirectory, string Checkpoint, string M
 /// (step, loss, tokens/s, ETA), <c>metrics.jsonl</c> (one JSON object per step: step, loss, lr, grad_norm,
 /// tokens_per_s, issue_ms (host time issuing the passes: launch overhead on a GPU), memory_bytes (allocated by the model
 /// and optimizer), planned_bytes (the memory plan's peak), device_used_bytes (on a GPU, in use as the driver reports it),
-/// skipped, and val_loss on evaluation steps), the validation loss every
+/// process_bytes (the process's working set), skipped, and val_loss on evaluation steps), the validation loss every
 /// <see cref="TrainingOptions.EvalInterval"/> steps, checkpoints, and <c>loss.png</c> at the end.
 /// </summary>
 public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWriter output, bool interactive)
