@@ -8,16 +8,20 @@ namespace Keel.Native.Tests.Cli;
 public class CliTests
 {
     [Fact]
-    public void CompileListsEveryEntryPointOfEveryKernel()
+    public void CompileListsEveryEntryPointOfTheKernelsItSelects()
     {
+        // Every catalog specialization compiling is NvrtcCompileTests' job; this is the command around the compiler,
+        // so it compiles one cheap family (the whole catalog again added ten seconds to every run).
         Requirements.Nvrtc();
         using var cache = new TempFolder();
-        var (code, output, error) = Run("compile", "--arch", "sm_80", "--no-cache", "--out", cache.Path);
+        var (code, output, error) = Run("compile", "--arch", "sm_80", "--kernel", "cast", "--no-cache", "--out", cache.Path);
         Assert.True(code == 0, error);
-        foreach (var spec in KernelCatalog.All)
+        var selected = KernelCatalog.All.Where(s => s.Key.Contains("cast", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(selected);
+        foreach (var spec in selected)
             foreach (var entry in KernelSources.EntryPoints(spec.File))
                 Assert.Contains(entry, output);
-        Assert.Equal(KernelCatalog.All.Count, Directory.GetFiles(cache.Path, "*.sm_80.cubin").Length);
+        Assert.Equal(selected.Count, Directory.GetFiles(cache.Path, "*.sm_80.cubin").Length);
     }
 
     [Fact]
