@@ -58,7 +58,7 @@ public sealed class CudaDevice : KernelDevice
             var cublas = CublasHandle.Create(stream, workspace);
             disposables.Push(cublas);
             var runtime = new CudaKernelRuntime(context, stream, info, new NvrtcKernelCompiler(kernelCache));
-            s_current = context;
+            BindContext(context);
             return new CudaDevice(context, stream, workspace, cublas, runtime, info);
         }
         catch
@@ -229,10 +229,18 @@ public sealed class CudaDevice : KernelDevice
         _context.Dispose();
     }
 
-    private void Bind()
+    private void Bind() => BindContext(_context);
+
+    /// <summary>
+    /// Makes <paramref name="context"/> current on the calling thread unless this class (or a kernel launch, through
+    /// <see cref="CudaKernelRuntime"/>) already did, so that ops issued from a thread that has never used the device
+    /// work, at the cost of one thread-static read when it has. Contexts changed behind the library's back (another
+    /// library, a second GPU's handle released on this thread) are not noticed: one GPU per process is assumed.
+    /// </summary>
+    internal static void BindContext(CudaContext context)
     {
-        if (ReferenceEquals(s_current, _context)) return;
-        _context.MakeCurrent();
-        s_current = _context;
+        if (ReferenceEquals(s_current, context)) return;
+        context.MakeCurrent();
+        s_current = context;
     }
 }
