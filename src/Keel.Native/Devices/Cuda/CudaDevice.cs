@@ -216,11 +216,24 @@ public sealed class CudaDevice : KernelDevice
     }
 
     /// <inheritdoc />
+    protected override void DrainBeforeRelease()
+    {
+        try
+        {
+            Bind();
+            _stream.Synchronize();
+        }
+        catch (Keel.Cuda.CudaException)
+        {
+            // A failed kernel leaves the context unusable (a sticky error): the handles below are released all the same,
+            // and the error was or will be reported by the call that synchronizes.
+        }
+    }
+
+    /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (!disposing) return;
-        Bind();
-        _stream.Synchronize();
         _runtime.Dispose();
         _cublas.Dispose();
         _workspace.Dispose();
