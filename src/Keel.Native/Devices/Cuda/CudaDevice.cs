@@ -197,6 +197,9 @@ public sealed class CudaDevice : KernelDevice
     public override void Gemm(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f)
     {
         var (m, n, k) = GemmShape.Of(a, transposeA, b, transposeB, c);
+        // cuBLAS reads A and B while it writes C in tiles: an output overlapping an operand gives garbage, not an error.
+        Kernels.Launchers.Overlap.RequireDisjoint(c, a);
+        Kernels.Launchers.Overlap.RequireDisjoint(c, b);
         var opA = transposeB ? CublasOperation.Transpose : CublasOperation.None;
         var opB = transposeA ? CublasOperation.Transpose : CublasOperation.None;
         int ldb = (int)b.Shape.Last, lda = (int)a.Shape.Last;
