@@ -57,6 +57,9 @@ public sealed class CudaDevice : KernelDevice
             disposables.Push(workspace);
             var cublas = CublasHandle.Create(stream, workspace);
             disposables.Push(cublas);
+            // bf16-output GEMMs (the branch outputs f, q/k/v) accumulate and split-K-reduce in fp32 and round once, as
+            // the reference does; by default cuBLAS may reduce split-K partials in the output type.
+            cublas.SetMathMode(CublasMathMode.Default | CublasMathMode.DisallowReducedPrecisionReduction);
             var runtime = new CudaKernelRuntime(context, stream, info, new NvrtcKernelCompiler(kernelCache));
             BindContext(context);
             return new CudaDevice(context, stream, workspace, cublas, runtime, info);
