@@ -22,7 +22,8 @@
 // Determinism. Each query block's dq gets one partial from every key block that sees it; they are added in key-block
 // order 0, 1, 2, ... A counter per (batch, query head, query block) says how many partials are in; key block n waits
 // until it reads n, adds its partial (the first stores it; later ones use atomicAdd, so the sum is formed in L2
-// whatever an L1 holds; the last takes the old value back and writes dq), fences, and increments. The waits only
+// whatever an L1 holds; the last takes the old value back and writes dq), and after a barrier one thread fences and
+// increments (a release; the waiter's volatile read and fence are the acquire). The waits only
 // point at lower key blocks, which have lower linear block indices (grid x = batch * kv head, y = key block), so the
 // oldest unfinished block never waits and the schedule cannot deadlock as long as blocks start in index order (as
 // CUTLASS's serial split-K and FlashAttention-3's deterministic backward assume). Blocks of one chain run nearly in
@@ -530,9 +531,14 @@ keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, 
                 }
             }
         }
-        if (!last) __threadfence();
+        // Publish: the barrier orders every thread's partial before thread 0's fence, and that fence (cumulative, at
+        // GPU scope) orders them before the increment, as cooperative groups' grid barrier does. A waiter reads the
+        // counter, fences, then meets its block at a barrier before anyone adds.
         __syncthreads();  // also: every warp is done with this stage and with sdS before the next step refills them
-        if (!last && threadIdx.x == 0) atomicAdd(order, 1);
+        if (!last && threadIdx.x == 0) {
+            __threadfence();
+            atomicAdd(order, 1);
+        }
     }
 
     // dk = scale * sum ds^T q, dv = sum p^T dO, over every query head of the group.

@@ -175,6 +175,8 @@ public abstract class KernelDevice : IDevice
     /// <inheritdoc />
     public void Dispose()
     {
+        // Queued kernels may still use the scratch freed below.
+        DrainBeforeRelease();
         _normPartials?.Dispose();
         _attentionScratch?.Dispose();
         _ropeTable?.Dispose();
@@ -186,6 +188,11 @@ public abstract class KernelDevice : IDevice
 
     /// <summary>Releases the subclass's resources.</summary>
     protected abstract void Dispose(bool disposing);
+
+    /// <summary>Waits for the queued work before <see cref="Dispose()"/> frees memory; must not throw (the device may have failed).</summary>
+    protected virtual void DrainBeforeRelease()
+    {
+    }
 
     // The attention backward's scratch (fp32 dq, row sums, order counters) grows to the largest call and is kept,
     // so training steps allocate nothing. Work queued on the old buffer finishes before it is freed.

@@ -24,8 +24,8 @@ public abstract class KernelFunction
 
     /// <summary>
     /// Lets launches of this entry point use up to <paramref name="bytes"/> of dynamic shared memory. A GPU needs this
-    /// opt-in above 48 KiB (up to its per-block limit, 227 KiB on sm_90); the emulator takes up to 227 KiB as it is.
-    /// Call it once after loading, not per launch.
+    /// opt-in above 48 KiB (up to its per-block limit, 227 KiB on sm_90), and the emulator holds launches to the same
+    /// rule. Call it once after loading, not per launch.
     /// </summary>
     public virtual void AllowDynamicSharedMemory(int bytes) => ArgumentOutOfRangeException.ThrowIfNegative(bytes);
 

@@ -131,6 +131,8 @@ public abstract class KernelProfiler : IDisposable
         public override int Begin()
         {
             if (_used == Pairs) Flush();
+            // Before the launch binds it: the event record may be the calling thread's first driver call.
+            Devices.Cuda.CudaDevice.BindContext(_stream.Context);
             _starts[_used].Record(_stream);
             return _used++;
         }

@@ -42,6 +42,40 @@ public class CastKernelTests
         }
     }
 
+    /// <summary>
+    /// A kernel op may be the first thing a thread asks of a device (the devices are for one thread at a time, not for
+    /// one thread only): on a GPU the launch must make the device's context current itself, or cuLaunchKernel fails.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
+    public void AKernelOpRunsFromAThreadThatNeverUsedTheDevice(DeviceKind kind)
+    {
+        var device = TestDevices.Get(kind);
+        const int n = 1003;
+        var values = DeviceData.Random(new Random(n), n);
+        using var source = DeviceData.Upload(device, values, DType.Float32, new TensorShape(n));
+        using var destination = DeviceData.Poisoned(device, DType.BFloat16, new TensorShape(n));
+        // Loaded here first, so that the other thread's only driver call is the launch (loading binds the context).
+        using (var loaded = DeviceData.Poisoned(device, DType.BFloat16, new TensorShape(n))) device.Convert(source, loaded);
+        Exception? failure = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                device.Convert(source, destination);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        });
+        thread.Start();
+        thread.Join();
+        Assert.Null(failure);
+        var actual = DeviceData.Download(device, destination);
+        for (var i = 0; i < n; i++) Assert.Equal(BFloat16.Round(values[i]), actual[i]);
+    }
+
     [Theory]
     [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
     public void MisalignedOrMismatchedTensorsAreRejectedBeforeLaunch(DeviceKind kind)

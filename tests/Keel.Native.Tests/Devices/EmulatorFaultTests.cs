@@ -52,6 +52,25 @@ public unsafe class EmulatorFaultTests
         LaunchStillWorks();
     }
 
+    [Fact]
+    public void DynamicSharedMemoryAbove48KiBNeedsTheOptInAsOnAGpu()
+    {
+        var device = (EmulatedDevice)TestDevices.Get(DeviceKind.Emulated);
+        var function = ((EmulatedKernelRuntime)device.Runtime).LoadSource(Source, "keel_fault_none");
+        var n = 300;
+        using var buffer = DeviceData.Poisoned(device, DType.Float32, new TensorShape(n));
+        var address = buffer.Tensor.Address;
+        void** args = stackalloc void*[] { &address, &n };
+        var shape = new LaunchShape(new Dim3(3), new Dim3(128), 64 << 10);
+
+        var error = Assert.Throws<KernelLaunchException>(() => function.Launch(shape, args));
+        Assert.Contains("AllowDynamicSharedMemory", error.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => function.AllowDynamicSharedMemory(228 << 10));
+        function.AllowDynamicSharedMemory(64 << 10);
+        function.Launch(shape, args);
+        Assert.Equal(Enumerable.Range(0, n).Select(i => (float)i), DeviceData.Download(device, buffer));
+    }
+
     private static KernelLaunchException Launch(string kernel, int grid, int block, int n = 0)
     {
         var device = (EmulatedDevice)TestDevices.Get(DeviceKind.Emulated);

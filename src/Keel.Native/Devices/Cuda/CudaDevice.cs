@@ -57,8 +57,11 @@ public sealed class CudaDevice : KernelDevice
             disposables.Push(workspace);
             var cublas = CublasHandle.Create(stream, workspace);
             disposables.Push(cublas);
+            // bf16-output GEMMs (the branch outputs f, q/k/v) accumulate and split-K-reduce in fp32 and round once, as
+            // the reference does; by default cuBLAS may reduce split-K partials in the output type.
+            cublas.SetMathMode(CublasMathMode.Default | CublasMathMode.DisallowReducedPrecisionReduction);
             var runtime = new CudaKernelRuntime(context, stream, info, new NvrtcKernelCompiler(kernelCache));
-            s_current = context;
+            BindContext(context);
             return new CudaDevice(context, stream, workspace, cublas, runtime, info);
         }
         catch
@@ -197,6 +200,9 @@ public sealed class CudaDevice : KernelDevice
     public override void Gemm(Tensor a, bool transposeA, Tensor b, bool transposeB, Tensor c, float alpha = 1f, float beta = 0f)
     {
         var (m, n, k) = GemmShape.Of(a, transposeA, b, transposeB, c);
+        // cuBLAS reads A and B while it writes C in tiles: an output overlapping an operand gives garbage, not an error.
+        Kernels.Launchers.Overlap.RequireDisjoint(c, a);
+        Kernels.Launchers.Overlap.RequireDisjoint(c, b);
         var opA = transposeB ? CublasOperation.Transpose : CublasOperation.None;
         var opB = transposeA ? CublasOperation.Transpose : CublasOperation.None;
         int ldb = (int)b.Shape.Last, lda = (int)a.Shape.Last;
@@ -216,11 +222,24 @@ public sealed class CudaDevice : KernelDevice
     }
 
     /// <inheritdoc />
+    protected override void DrainBeforeRelease()
+    {
+        try
+        {
+            Bind();
+            _stream.Synchronize();
+        }
+        catch (Keel.Cuda.CudaException)
+        {
+            // A failed kernel leaves the context unusable (a sticky error): the handles below are released all the same,
+            // and the error was or will be reported by the call that synchronizes.
+        }
+    }
+
+    /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (!disposing) return;
-        Bind();
-        _stream.Synchronize();
         _runtime.Dispose();
         _cublas.Dispose();
         _workspace.Dispose();
@@ -229,10 +248,18 @@ public sealed class CudaDevice : KernelDevice
         _context.Dispose();
     }
 
-    private void Bind()
+    private void Bind() => BindContext(_context);
+
+    /// <summary>
+    /// Makes <paramref name="context"/> current on the calling thread unless this class (or a kernel launch, through
+    /// <see cref="CudaKernelRuntime"/>) already did, so that ops issued from a thread that has never used the device
+    /// work, at the cost of one thread-static read when it has. Contexts changed behind the library's back (another
+    /// library, a second GPU's handle released on this thread) are not noticed: one GPU per process is assumed.
+    /// </summary>
+    internal static void BindContext(CudaContext context)
     {
-        if (ReferenceEquals(s_current, _context)) return;
-        _context.MakeCurrent();
-        s_current = _context;
+        if (ReferenceEquals(s_current, context)) return;
+        context.MakeCurrent();
+        s_current = context;
     }
 }

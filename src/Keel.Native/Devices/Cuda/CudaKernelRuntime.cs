@@ -32,7 +32,7 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
         if (!KernelSources.EntryPoints(spec.File).Contains(entryPoint))
             throw new ArgumentException($"{spec.File} has no entry point '{entryPoint}'.", nameof(entryPoint));
         var module = _modules.GetOrAdd(spec, s => CudaModule.Load(_context, _compiler.Compile(s, _architecture).Image));
-        return new CudaKernelFunction(spec, module.GetFunction(entryPoint), _stream);
+        return new CudaKernelFunction(spec, module.GetFunction(entryPoint), _stream, _context);
     }
 
     public void Dispose()
@@ -41,7 +41,7 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
         _modules.Clear();
     }
 
-    private sealed unsafe class CudaKernelFunction(KernelSpec spec, CudaFunction function, CudaStream stream)
+    private sealed unsafe class CudaKernelFunction(KernelSpec spec, CudaFunction function, CudaStream stream, CudaContext context)
         : KernelFunction(spec, function.Name)
     {
         public override void AllowDynamicSharedMemory(int bytes)
@@ -50,6 +50,11 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
             function.SetMaxDynamicSharedMemory(bytes);
         }
 
-        protected override void LaunchCore(in LaunchShape shape, void** args) => function.Launch(shape, stream, args);
+        // cuLaunchKernel runs in the calling thread's current context: an op may be the first call a thread makes.
+        protected override void LaunchCore(in LaunchShape shape, void** args)
+        {
+            CudaDevice.BindContext(context);
+            function.Launch(shape, stream, args);
+        }
     }
 }

@@ -49,10 +49,15 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
 
     private sealed unsafe class EmulatedKernelFunction : KernelFunction
     {
+        // A GPU launches with at most 48 KiB of dynamic shared memory until cuFuncSetAttribute raises the function's
+        // limit (to at most 227 KiB on sm_90); the emulator holds launches to the same rule, so a launcher that forgets
+        // the opt-in fails every emulated test instead of the first GPU run.
+        private const int DefaultDynamicSharedBytes = 48 << 10, MaxDynamicSharedBytes = 227 << 10;
         private readonly IntPtr _entry;
         private readonly EmulatedKernelRuntime _runtime;
         private readonly byte* _name;
         private readonly EmulatorLibrary.Options _options;
+        private int _dynamicSharedLimit = DefaultDynamicSharedBytes;
 
         public EmulatedKernelFunction(KernelSpec spec, string name, IntPtr entry, EmulatedKernelRuntime runtime) : base(spec, name)
         {
@@ -69,8 +74,19 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
             };
         }
 
+        public override void AllowDynamicSharedMemory(int bytes)
+        {
+            base.AllowDynamicSharedMemory(bytes);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(bytes, MaxDynamicSharedBytes);
+            _dynamicSharedLimit = bytes;
+        }
+
         protected override void LaunchCore(in LaunchShape shape, void** args)
         {
+            if (shape.SharedMemoryBytes > _dynamicSharedLimit)
+                throw new KernelLaunchException(Spec, Name,
+                    $"the launch asks for {shape.SharedMemoryBytes} bytes of dynamic shared memory, above the {_dynamicSharedLimit} this function allows; " +
+                    "a GPU refuses it (CUDA_ERROR_INVALID_VALUE) unless AllowDynamicSharedMemory raised the limit after loading.");
             var error = _runtime.Library.Launch(_name, _entry, args,
                 new((uint)shape.Grid.X, (uint)shape.Grid.Y, (uint)shape.Grid.Z),
                 new((uint)shape.Block.X, (uint)shape.Block.Y, (uint)shape.Block.Z), shape.SharedMemoryBytes, _options);

@@ -7,7 +7,7 @@ namespace Keel.Native.Kernels.Launchers;
 
 /// <summary>
 /// Launches <c>kernels/attention.cu</c>: flash attention forward and backward on tensor cores, one specialization
-/// per head dimension (64, 128) and mask (causal or not), each with the tile sizes of <see cref="AttentionTiles.For"/>.
+/// per head dimension (<see cref="HeadDims"/>) and mask (causal or not), each with the tile sizes of <see cref="AttentionTiles.For"/>.
 /// A specialization is compiled and loaded the first time a call needs it.
 /// </summary>
 public sealed unsafe class AttentionKernels
