@@ -10,65 +10,78 @@ public sealed class CheckpointAtomicityTests
     [Fact]
     public void A_save_that_fails_part_way_leaves_the_previous_checkpoint_intact()
     {
-        using var folder = new TempFolder();
-        var checkpoint = Path.Combine(folder.Path, TrainingLoop.CheckpointFolder);
-        var data = TrainingFixtures.CopyTask();
-        using var device = new FailingCopiesDevice();
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, data, TokenizerKind.Byte);
-        trainer.Initialize();
-        trainer.Step();
-        Checkpoints.Save(trainer, checkpoint);
-        var saved = TrainingFixtures.Parameters(trainer.Model);
-        trainer.Step();
+        using var run = new RunSavedAtStepOne();
 
         // The weights of step 2 are written, then the copy of the optimizer state fails.
-        device.CopiesLeft = trainer.Model.Layout.Tensors.Count + 3;
-        Assert.Throws<IOException>(() => Checkpoints.Save(trainer, checkpoint));
-        device.CopiesLeft = int.MaxValue;
-        Assert.True(File.Exists(Path.Combine(checkpoint + Checkpoints.PartialSuffix, Checkpoints.ModelFile)));
+        run.Device.CopiesLeft = run.Trainer.Model.Layout.Tensors.Count + 3;
+        Assert.Throws<IOException>(() => Checkpoints.Save(run.Trainer, run.Checkpoint));
+        run.Device.CopiesLeft = int.MaxValue;
+        Assert.True(File.Exists(Path.Combine(run.Checkpoint + Checkpoints.PartialSuffix, Checkpoints.ModelFile)));
 
-        Assert.Equal(checkpoint, Checkpoints.Locate(folder.Path));
-        using (var resumed = Checkpoints.Resume(checkpoint, device, data))
-        {
-            Assert.Equal(1, resumed.CompletedSteps);
-            Assert.Equal(saved, TrainingFixtures.Parameters(resumed.Model));
-        }
-
-        Checkpoints.Save(trainer, checkpoint);
-        Assert.Equal(2, Checkpoints.ReadConfig(checkpoint).State.Step);
-        Assert.Equal([checkpoint], Directory.GetDirectories(folder.Path));
+        Assert.Equal(run.Checkpoint, Checkpoints.Locate(run.Folder.Path));
+        run.AssertResumesAtStepOne();
+        run.AssertTheNextSaveReplacesEverything();
     }
 
     [Fact]
     public void A_save_stopped_between_its_two_renames_resumes_from_the_older_checkpoint()
     {
-        using var folder = new TempFolder();
-        var checkpoint = Path.Combine(folder.Path, TrainingLoop.CheckpointFolder);
-        var data = TrainingFixtures.CopyTask();
-        using var device = new FailingCopiesDevice();
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, data, TokenizerKind.Byte);
-        trainer.Initialize();
-        trainer.Step();
-        Checkpoints.Save(trainer, checkpoint);
-        var saved = TrainingFixtures.Parameters(trainer.Model);
-        trainer.Step();
+        using var run = new RunSavedAtStepOne();
 
         // As a save leaves things when stopped after renaming the old checkpoint aside and before renaming the new one in.
+        var checkpoint = run.Checkpoint;
         Directory.Move(checkpoint, checkpoint + Checkpoints.PreviousSuffix);
         Directory.CreateDirectory(checkpoint + Checkpoints.PartialSuffix);
         File.WriteAllText(Path.Combine(checkpoint + Checkpoints.PartialSuffix, Checkpoints.ModelFile), "cut short");
 
-        Assert.Equal(checkpoint + Checkpoints.PreviousSuffix, Checkpoints.Locate(folder.Path));
+        Assert.Equal(checkpoint + Checkpoints.PreviousSuffix, Checkpoints.Locate(run.Folder.Path));
         Assert.Equal(checkpoint + Checkpoints.PreviousSuffix, Checkpoints.Locate(checkpoint));
-        using (var resumed = Checkpoints.Resume(checkpoint, device, data))
+        run.AssertResumesAtStepOne();
+        run.AssertTheNextSaveReplacesEverything();
+    }
+
+    /// <summary>A run checkpointed after step 1 in a fresh run folder, then trained one more step.</summary>
+    private sealed class RunSavedAtStepOne : IDisposable
+    {
+        private readonly TokenDataset _data = TrainingFixtures.CopyTask();
+        private readonly float[] _saved;
+
+        public RunSavedAtStepOne()
         {
-            Assert.Equal(1, resumed.CompletedSteps);
-            Assert.Equal(saved, TrainingFixtures.Parameters(resumed.Model));
+            Checkpoint = Path.Combine(Folder.Path, TrainingLoop.CheckpointFolder);
+            Trainer = new Trainer(Device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, _data, TokenizerKind.Byte);
+            Trainer.Initialize();
+            Trainer.Step();
+            Checkpoints.Save(Trainer, Checkpoint);
+            _saved = TrainingFixtures.Parameters(Trainer.Model);
+            Trainer.Step();
         }
 
-        Checkpoints.Save(trainer, checkpoint);
-        Assert.Equal(2, Checkpoints.ReadConfig(checkpoint).State.Step);
-        Assert.Equal([checkpoint], Directory.GetDirectories(folder.Path));
+        public TempFolder Folder { get; } = new();
+        public FailingCopiesDevice Device { get; } = new();
+        public Trainer Trainer { get; }
+        public string Checkpoint { get; }
+
+        public void AssertResumesAtStepOne()
+        {
+            using var resumed = Checkpoints.Resume(Checkpoint, Device, _data);
+            Assert.Equal(1, resumed.CompletedSteps);
+            Assert.Equal(_saved, TrainingFixtures.Parameters(resumed.Model));
+        }
+
+        public void AssertTheNextSaveReplacesEverything()
+        {
+            Checkpoints.Save(Trainer, Checkpoint);
+            Assert.Equal(2, Checkpoints.ReadConfig(Checkpoint).State.Step);
+            Assert.Equal([Checkpoint], Directory.GetDirectories(Folder.Path));
+        }
+
+        public void Dispose()
+        {
+            Trainer.Dispose();
+            Device.Dispose();
+            Folder.Dispose();
+        }
     }
 
     /// <summary>The CPU device, except that copies to the host fail once <see cref="CopiesLeft"/> runs out.</summary>
