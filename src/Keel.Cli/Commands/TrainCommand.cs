@@ -118,7 +118,7 @@ internal sealed class TrainOptions : ModelOptions
     [Option("lr", HelpText = "Peak learning rate. Default 3e-3.")]
     public double? LearningRate { get; init; }
 
-    [Option("warmup", HelpText = "Warm-up steps (then cosine decay to 1e-7 at the last step). Default 50.")]
+    [Option("warmup", HelpText = "Warm-up steps (then cosine decay to 1e-7 at the last step). Default 50, or a tenth of --steps when that is fewer.")]
     public int? WarmupSteps { get; init; }
 
     [Option("seed", HelpText = "Seed of the initialization and the batches. Default 1.")]
@@ -152,7 +152,8 @@ internal sealed class TrainOptions : ModelOptions
             BatchSize = BatchSize ?? d.BatchSize,
             AccumulationSteps = AccumulationSteps ?? d.AccumulationSteps,
             LearningRate = LearningRate ?? d.LearningRate,
-            WarmupSteps = WarmupSteps ?? d.WarmupSteps,
+            // A short run keeps a proportionate warm-up, so its learning rate still reaches its peak and decays.
+            WarmupSteps = WarmupSteps ?? Math.Min(d.WarmupSteps, Math.Max(1, (Steps ?? d.Steps) / 10)),
             Seed = Seed ?? d.Seed,
             EvalInterval = EvalInterval ?? d.EvalInterval,
             CheckpointInterval = CheckpointInterval ?? d.CheckpointInterval,

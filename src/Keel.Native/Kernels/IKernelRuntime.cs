@@ -13,4 +13,7 @@ public interface IKernelRuntime
 
     /// <summary>Streaming multiprocessors (the emulator reports its worker threads), for sizing grids.</summary>
     int MultiprocessorCount { get; }
+
+    /// <summary>The profiler this runtime's launches report to, or null (profiling off, the default).</summary>
+    KernelProfiler? Profiler { get; set; }
 }

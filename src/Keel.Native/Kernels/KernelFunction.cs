@@ -9,11 +9,14 @@ namespace Keel.Native.Kernels;
 /// </summary>
 public abstract class KernelFunction
 {
-    /// <summary>Describes an entry point of <paramref name="spec"/>.</summary>
-    protected KernelFunction(KernelSpec spec, string name)
+    private readonly IKernelRuntime _runtime;
+
+    /// <summary>Describes an entry point of <paramref name="spec"/> loaded on <paramref name="runtime"/>.</summary>
+    protected KernelFunction(KernelSpec spec, string name, IKernelRuntime runtime)
     {
         Spec = spec;
         Name = name;
+        _runtime = runtime;
     }
 
     /// <summary>The specialization the entry point belongs to.</summary>
@@ -33,13 +36,13 @@ public abstract class KernelFunction
     public unsafe void Launch(in LaunchShape shape, void** args) => Launch(shape, args, default);
 
     /// <summary>
-    /// Launches the kernel and, when a <see cref="KernelProfiler.Active"/> profiler is installed, times the launch
+    /// Launches the kernel and, when its runtime has a <see cref="IKernelRuntime.Profiler"/>, times the launch
     /// under its entry-point name with what it must move and compute (<paramref name="cost"/>; zero where the
     /// launcher does not count it). With profiling off this costs one null check.
     /// </summary>
     public unsafe void Launch(in LaunchShape shape, void** args, in KernelCost cost)
     {
-        var profiler = KernelProfiler.Active;
+        var profiler = _runtime.Profiler;
         if (profiler is null)
         {
             LaunchCore(shape, args);

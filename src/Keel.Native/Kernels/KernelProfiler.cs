@@ -21,9 +21,6 @@ public abstract class KernelProfiler : IDisposable
 {
     private readonly Dictionary<string, Totals> _totals = new(StringComparer.Ordinal);
 
-    /// <summary>The profiler launches report to, or null (profiling off). One profiled device per process at a time.</summary>
-    public static KernelProfiler? Active { get; set; }
-
     /// <summary>A profiler that reads the host clock.</summary>
     public static KernelProfiler WallClock() => new WallClockProfiler();
 

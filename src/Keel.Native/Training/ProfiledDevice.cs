@@ -12,21 +12,23 @@ namespace Keel.Native.Training;
 /// <c>keel train --profile</c>. Bytes are those of every tensor the op reads or writes; GEMM FLOPs are 2·m·n·k;
 /// causal attention counts as FlashAttention does (forward 2·B·S²·D·H, backward 2.5 times that).
 /// Memory operations and copies to and from the host are not timed, nor anything while <see cref="Paused"/>.
-/// On kernel devices it also installs <see cref="KernelLaunches"/> as <see cref="KernelProfiler.Active"/>, so
+/// On kernel devices it also installs <see cref="KernelLaunches"/> as the device runtime's profiler, so
 /// each kernel launch is timed too, with the bytes and FLOPs its launcher reports.
 /// </summary>
 public sealed class ProfiledDevice : IDevice
 {
     private readonly IDevice _inner;
+    private readonly IKernelRuntime? _runtime;
 
     private ProfiledDevice(IDevice inner)
     {
         _inner = inner;
         Profile = Create(inner);
-        if (inner is KernelDevice)
+        if (inner is KernelDevice kernels)
         {
             KernelLaunches = Create(inner);
-            KernelProfiler.Active = KernelLaunches;
+            _runtime = kernels.Runtime;
+            _runtime.Profiler = KernelLaunches;
         }
     }
 
@@ -43,7 +45,7 @@ public sealed class ProfiledDevice : IDevice
         set
         {
             _paused = value;
-            KernelProfiler.Active = value ? null : KernelLaunches;
+            _runtime?.Profiler = value ? null : KernelLaunches;
         }
     }
 
@@ -233,7 +235,7 @@ public sealed class ProfiledDevice : IDevice
     /// <inheritdoc />
     public void Dispose()
     {
-        if (ReferenceEquals(KernelProfiler.Active, KernelLaunches)) KernelProfiler.Active = null;
+        _runtime?.Profiler = null;
         KernelLaunches?.Dispose();
         Profile.Dispose();
         _inner.Dispose();

@@ -124,6 +124,8 @@ public sealed class LaunchShapeTests
 
         public int MultiprocessorCount => Multiprocessors;
 
+        public KernelProfiler? Profiler { get; set; }
+
         public KernelFunction Load(KernelSpec spec, string entryPoint)
         {
             Assert.Contains(entryPoint, KernelSources.EntryPoints(spec.File));
@@ -140,7 +142,7 @@ public sealed class LaunchShapeTests
             }
         }
 
-        private sealed unsafe class Recorded(KernelSpec spec, string name, RecordingRuntime runtime) : KernelFunction(spec, name)
+        private sealed unsafe class Recorded(KernelSpec spec, string name, RecordingRuntime runtime) : KernelFunction(spec, name, runtime)
         {
             private int _limit = 48 << 10;
 

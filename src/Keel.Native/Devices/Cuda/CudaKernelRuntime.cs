@@ -27,12 +27,14 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
 
     public int MultiprocessorCount { get; }
 
+    public KernelProfiler? Profiler { get; set; }
+
     public KernelFunction Load(KernelSpec spec, string entryPoint)
     {
         if (!KernelSources.EntryPoints(spec.File).Contains(entryPoint))
             throw new ArgumentException($"{spec.File} has no entry point '{entryPoint}'.", nameof(entryPoint));
         var module = _modules.GetOrAdd(spec, s => CudaModule.Load(_context, _compiler.Compile(s, _architecture).Image));
-        return new CudaKernelFunction(spec, module.GetFunction(entryPoint), _stream, _context);
+        return new CudaKernelFunction(spec, module.GetFunction(entryPoint), _stream, _context, this);
     }
 
     public void Dispose()
@@ -41,8 +43,8 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
         _modules.Clear();
     }
 
-    private sealed unsafe class CudaKernelFunction(KernelSpec spec, CudaFunction function, CudaStream stream, CudaContext context)
-        : KernelFunction(spec, function.Name)
+    private sealed unsafe class CudaKernelFunction(KernelSpec spec, CudaFunction function, CudaStream stream, CudaContext context, IKernelRuntime runtime)
+        : KernelFunction(spec, function.Name, runtime)
     {
         public override void AllowDynamicSharedMemory(int bytes)
         {

@@ -27,6 +27,8 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
 
     public int MultiprocessorCount { get; }
 
+    public KernelProfiler? Profiler { get; set; }
+
     public KernelFunction Load(KernelSpec spec, string entryPoint)
     {
         if (!KernelSources.EntryPoints(spec.File).Contains(entryPoint))
@@ -59,7 +61,7 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
         private readonly EmulatorLibrary.Options _options;
         private int _dynamicSharedLimit = DefaultDynamicSharedBytes;
 
-        public EmulatedKernelFunction(KernelSpec spec, string name, IntPtr entry, EmulatedKernelRuntime runtime) : base(spec, name)
+        public EmulatedKernelFunction(KernelSpec spec, string name, IntPtr entry, EmulatedKernelRuntime runtime) : base(spec, name, runtime)
         {
             _entry = entry;
             _runtime = runtime;
