@@ -229,7 +229,7 @@ internal static class TrainCommand
                 profiled.Profile.Write(output, loop.StepMilliseconds);
                 if (profiled.KernelLaunches is { } launches)
                 {
-                    output.WriteLine("Per kernel launch (where the launcher reports its bytes and FLOPs):");
+                    output.WriteLine("Per kernel launch (GB/s and TFLOP/s from the bytes and FLOPs each launcher counts):");
                     launches.Write(output, loop.StepMilliseconds);
                 }
             }
