@@ -7,7 +7,7 @@ namespace Keel.Native.Tests.Memory;
 public sealed class ArenaPackingTests
 {
     [Fact]
-    public void Random_lifetimes_never_share_an_address_while_both_are_live_and_the_bound_matches_a_brute_force_count()
+    public void RandomLifetimesNeverShareAnAddressWhileBothAreLiveAndTheBoundMatchesABruteForceCount()
     {
         var rng = new Random(2024);
         for (var trial = 0; trial < 200; trial++)
@@ -23,7 +23,7 @@ public sealed class ArenaPackingTests
     }
 
     [Fact]
-    public void Buffers_live_at_different_times_share_memory()
+    public void BuffersLiveAtDifferentTimesShareMemory()
     {
         ArenaRequest[] requests = [new(1000, [new(0, 1)]), new(1000, [new(2, 3)]), new(500, [new(1, 2)])];
         var layout = ArenaPacking.Pack(requests, 4);
@@ -33,7 +33,7 @@ public sealed class ArenaPackingTests
     }
 
     [Fact]
-    public void Lifetimes_out_of_order_or_outside_the_schedule_are_rejected()
+    public void LifetimesOutOfOrderOrOutsideTheScheduleAreRejected()
     {
         Assert.Throws<ArgumentException>(() => ArenaPacking.Pack([new ArenaRequest(8, [new(2, 3), new(1, 1)])], 5));
         Assert.Throws<ArgumentException>(() => ArenaPacking.Pack([new ArenaRequest(8, [new(2, 5)])], 5));
@@ -44,7 +44,7 @@ public sealed class ArenaPackingTests
 
     [Theory]
     [MemberData(nameof(Policies))]
-    public void Model_plans_pack_without_overlap_and_their_peak_matches_a_simulation_of_the_schedule(string policy)
+    public void ModelPlansPackWithoutOverlapAndTheirPeakMatchesASimulationOfTheSchedule(string policy)
     {
         var config = TinyModels.Config(Keel.Native.Model.Architecture.Keel, Keel.Native.Reference.NormKind.Layer) with { SubLayers = 14 };
         var plan = MemoryPlanner.Plan(new MemoryInventory(config, ModelPrecision.Mixed, 3, MemoryTarget.Cuda), MemoryPolicy.Parse(policy));

@@ -14,7 +14,7 @@ public sealed class MemoryPlannerTests
     };
 
     [Fact]
-    public void Auto_never_exceeds_the_budget_and_recomputes_least_among_every_policy_that_fits()
+    public void AutoNeverExceedsTheBudgetAndRecomputesLeastAmongEveryPolicyThatFits()
     {
         var inventory = new MemoryInventory(TinyModels.Config(Architecture.Keel) with { SubLayers = 16 }, ModelPrecision.Mixed, 2, MemoryTarget.Cpu);
         var all = new List<MemoryPolicy> { MemoryPolicy.Store, MemoryPolicy.Selective };
@@ -35,7 +35,7 @@ public sealed class MemoryPlannerTests
     }
 
     [Fact]
-    public void Below_the_smallest_plan_auto_says_what_budget_would_fit()
+    public void BelowTheSmallestPlanAutoSaysWhatBudgetWouldFit()
     {
         var inventory = new MemoryInventory(TinyModels.Config(Architecture.Keel) with { SubLayers = 8 }, ModelPrecision.Float32, 2, MemoryTarget.Cpu);
         var smallest = MemoryPlanner.Smallest(inventory);
@@ -47,7 +47,7 @@ public sealed class MemoryPlannerTests
     }
 
     [Fact]
-    public void The_paper_model_trains_on_a_141_GB_GPU_and_an_80_GB_one_cannot_hold_its_optimizer_state()
+    public void ThePaperModelTrainsOnA141GBGPUAndAn80GBOneCannotHoldItsOptimizerState()
     {
         var inventory = new MemoryInventory(Paper, ModelPrecision.Mixed, 1, MemoryTarget.Cuda);
         var plan = MemoryPlanner.Auto(inventory, ByteSize.Parse("141GB"));
@@ -65,7 +65,7 @@ public sealed class MemoryPlannerTests
     }
 
     [Fact]
-    public void The_model_allocates_exactly_the_planned_arena_and_static_state()
+    public void TheModelAllocatesExactlyThePlannedArenaAndStaticState()
     {
         var config = TinyModels.Config(Architecture.Keel) with { SubLayers = 6 };
         using var device = new CpuDevice();
@@ -80,7 +80,7 @@ public sealed class MemoryPlannerTests
     }
 
     [Fact]
-    public void A_plan_for_another_model_is_rejected_before_anything_is_allocated()
+    public void APlanForAnotherModelIsRejectedBeforeAnythingIsAllocated()
     {
         var config = TinyModels.Config(Architecture.Keel);
         var plan = MemoryPlanner.Plan(new MemoryInventory(config, ModelPrecision.Float32, 2, MemoryTarget.Cpu), MemoryPolicy.Store);
@@ -90,7 +90,7 @@ public sealed class MemoryPlannerTests
     }
 
     [Fact]
-    public void The_inventory_lists_every_tensor_with_what_it_costs_to_recompute()
+    public void TheInventoryListsEveryTensorWithWhatItCostsToRecompute()
     {
         var config = Paper with { SubLayers = 6, SequenceLength = 256 };
         var inventory = new MemoryInventory(config, ModelPrecision.Mixed, 2, MemoryTarget.Cuda);
@@ -114,7 +114,7 @@ public sealed class MemoryPlannerTests
     [InlineData(" Every:12 ", "every:12")]
     [InlineData("binomial:3", "binomial:3")]
     [InlineData("AUTO", "auto")]
-    public void Policies_read_and_write_their_text_form(string text, string canonical) => Assert.Equal(canonical, MemoryPolicy.Parse(text).ToString());
+    public void PoliciesReadAndWriteTheirTextForm(string text, string canonical) => Assert.Equal(canonical, MemoryPolicy.Parse(text).ToString());
 
     [Theory]
     [InlineData("every")]
@@ -122,7 +122,7 @@ public sealed class MemoryPlannerTests
     [InlineData("binomial:-2")]
     [InlineData("store:3")]
     [InlineData("keep-it-all")]
-    public void Unknown_policies_are_rejected_naming_the_forms(string text) =>
+    public void UnknownPoliciesAreRejectedNamingTheForms(string text) =>
         Assert.Contains("every:K", Assert.Throws<ArgumentException>(() => MemoryPolicy.Parse(text)).Message);
 
     [Theory]
@@ -132,12 +132,12 @@ public sealed class MemoryPlannerTests
     [InlineData("1.5tb", 1_500_000_000_000L)]
     [InlineData("4096", 4096L)]
     [InlineData("2G", 2L << 30)]
-    public void Sizes_parse_in_decimal_and_binary_units(string text, long bytes) => Assert.Equal(bytes, ByteSize.Parse(text));
+    public void SizesParseInDecimalAndBinaryUnits(string text, long bytes) => Assert.Equal(bytes, ByteSize.Parse(text));
 
     [Theory]
     [InlineData("")]
     [InlineData("lots")]
     [InlineData("-5GB")]
     [InlineData("GB")]
-    public void Bad_sizes_are_rejected(string text) => Assert.Throws<ArgumentException>(() => ByteSize.Parse(text));
+    public void BadSizesAreRejected(string text) => Assert.Throws<ArgumentException>(() => ByteSize.Parse(text));
 }

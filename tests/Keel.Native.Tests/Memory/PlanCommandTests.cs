@@ -10,7 +10,7 @@ public sealed class PlanCommandTests
         ["plan", "--device", "cuda", "--layers", "1024", "--hidden", "1024", "--heads", "16", "--kv-heads", "8", "--ffn", "3072", "--seq", "4096", "--batch", "1", "--tokenizer", "gpt2"];
 
     [Fact]
-    public void The_paper_model_fits_141_GB_with_checkpointing()
+    public void ThePaperModelFits141GBWithCheckpointing()
     {
         var (code, output, error) = Run([.. PaperModel, "--budget", "141GB"]);
         Assert.True(code == 0, error);
@@ -22,7 +22,7 @@ public sealed class PlanCommandTests
     }
 
     [Fact]
-    public void At_80_GiB_it_says_what_the_model_would_need()
+    public void At80GiBItSaysWhatTheModelWouldNeed()
     {
         var (code, output, error) = Run([.. PaperModel, "--budget", "80GiB"]);
         Assert.True(code == 0, error);
@@ -33,7 +33,7 @@ public sealed class PlanCommandTests
     }
 
     [Fact]
-    public void Help_names_every_option_and_bad_input_is_one_clear_line()
+    public void HelpNamesEveryOptionAndBadInputIsOneClearLine()
     {
         var (_, _, help) = Run(["plan", "--help"]);
         foreach (var option in new[] { "--budget", "--policies", "--layers", "--tokenizer", "--vocab", "--device" }) Assert.Contains(option, help);
@@ -46,7 +46,7 @@ public sealed class PlanCommandTests
     }
 
     [Fact]
-    public void Train_runs_the_policy_it_is_given_and_says_so()
+    public void TrainRunsThePolicyItIsGivenAndSaysSo()
     {
         using var folder = new TempFolder();
         var (code, output, error) = Run(["train", "--device", "cpu", "--hidden", "16", "--heads", "2", "--kv-heads", "1", "--seq", "16", "--batch", "2", "--layers", "6",

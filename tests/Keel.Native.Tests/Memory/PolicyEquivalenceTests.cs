@@ -23,7 +23,7 @@ public sealed class PolicyEquivalenceTests
 
     [Theory]
     [MemberData(nameof(Policies))]
-    public void Losses_and_gradients_equal_store_everything_bit_for_bit(string policy, Architecture architecture, NormKind norm, FeedForwardKind ffn)
+    public void LossesAndGradientsEqualStoreEverythingBitForBit(string policy, Architecture architecture, NormKind norm, FeedForwardKind ffn)
     {
         var config = TinyModels.Config(architecture, norm, ffn) with { SubLayers = 10 };
         var (expectedLosses, expectedGradients) = Step(config, MemoryPolicy.Store);
@@ -33,7 +33,7 @@ public sealed class PolicyEquivalenceTests
     }
 
     [Fact]
-    public void The_policies_really_recompute()
+    public void ThePoliciesReallyRecompute()
     {
         // Guards the test above: the schedules differ from store's, so equal results mean the recomputation is right.
         var inventory = new MemoryInventory(TinyModels.Config(Architecture.Keel) with { SubLayers = 10 }, ModelPrecision.Float32, 2, MemoryTarget.Cpu);

@@ -13,10 +13,10 @@ public sealed class RevolveTests
     [InlineData(10, 2, 20)]
     [InlineData(10, 10, 9)]
     [InlineData(1024, 2, 29876)]
-    public void Known_counts(int steps, int slots, long advances) => Assert.Equal(advances, Revolve.MinimalAdvances(steps, slots));
+    public void KnownCounts(int steps, int slots, long advances) => Assert.Equal(advances, Revolve.MinimalAdvances(steps, slots));
 
     [Fact]
-    public void Closed_form_equals_the_optimum_of_the_split_recursion_for_small_chains()
+    public void ClosedFormEqualsTheOptimumOfTheSplitRecursionForSmallChains()
     {
         // p(l, s) = min over splits m of m + p(l - m, s - 1) + p(m, s), p(1, s) = 0, p(l, 1) = l(l - 1)/2: the optimum by
         // dynamic programming over every split, against t·l − β(s + 1, t − 1).
@@ -42,7 +42,7 @@ public sealed class RevolveTests
     }
 
     [Fact]
-    public void Schedules_advance_as_often_as_the_closed_form_and_run_correctly_for_all_small_chains()
+    public void SchedulesAdvanceAsOftenAsTheClosedFormAndRunCorrectlyForAllSmallChains()
     {
         for (var slots = 1; slots <= 10; slots++)
         {
@@ -56,14 +56,14 @@ public sealed class RevolveTests
     }
 
     [Fact]
-    public void Large_chains_schedule_quickly_and_exactly()
+    public void LargeChainsScheduleQuicklyAndExactly()
     {
         foreach (var slots in new[] { 2, 11, 32, 1024 })
             Assert.Equal(Revolve.MinimalAdvances(1024, slots), Revolve.CountAdvances(Revolve.Schedule(1024, slots)));
     }
 
     [Fact]
-    public void Beta_is_the_binomial_coefficient_and_saturates()
+    public void BetaIsTheBinomialCoefficientAndSaturates()
     {
         Assert.Equal(1, Revolve.Beta(5, 0));
         Assert.Equal(0, Revolve.Beta(5, -1));

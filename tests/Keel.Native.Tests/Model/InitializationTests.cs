@@ -10,7 +10,7 @@ public sealed class InitializationTests
     [Theory]
     [InlineData(Architecture.Keel)]
     [InlineData(Architecture.DeepNorm)]
-    public void Matrices_are_normal_with_the_stated_deviation_gains_one_biases_and_padding_zero(Architecture architecture)
+    public void MatricesAreNormalWithTheStatedDeviationGainsOneBiasesAndPaddingZero(Architecture architecture)
     {
         var config = new ModelConfig
         {

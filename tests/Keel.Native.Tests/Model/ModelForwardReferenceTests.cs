@@ -22,7 +22,7 @@ public sealed class ModelForwardReferenceTests
 
     [Theory]
     [MemberData(nameof(Variants))]
-    public void Forward_matches_the_hand_written_equations(Architecture architecture, NormKind norm, FeedForwardKind ffn, bool tied)
+    public void ForwardMatchesTheHandWrittenEquations(Architecture architecture, NormKind norm, FeedForwardKind ffn, bool tied)
     {
         var config = TinyModels.Config(architecture, norm, ffn, tied) with { SubLayers = 6 };
         using var device = new CpuDevice();
@@ -55,7 +55,7 @@ public sealed class ModelForwardReferenceTests
     }
 
     [Fact]
-    public void Keel_alpha_is_the_sub_layer_count_after_the_first_two()
+    public void KeelAlphaIsTheSubLayerCountAfterTheFirstTwo()
     {
         var layout = new ParameterLayout(TinyModels.Config(Architecture.Keel) with { SubLayers = 8 });
         Assert.Equal((1f, false, true), Options(layout, 0));

@@ -24,7 +24,7 @@ public sealed class ModelGradientCheckTests
 
     [Theory]
     [MemberData(nameof(Variants))]
-    public void Gradient_matches_finite_differences_for_every_parameter_tensor(Architecture architecture, NormKind norm, FeedForwardKind ffn, bool tied)
+    public void GradientMatchesFiniteDifferencesForEveryParameterTensor(Architecture architecture, NormKind norm, FeedForwardKind ffn, bool tied)
     {
         var config = TinyModels.Config(architecture, norm, ffn, tied);
         using var device = new CpuDevice();
@@ -63,7 +63,7 @@ public sealed class ModelGradientCheckTests
     }
 
     [Fact]
-    public void Every_tensor_receives_a_nonzero_gradient()
+    public void EveryTensorReceivesANonzeroGradient()
     {
         // Guards the check above against a tensor that is silently never used (zero gradient both ways).
         var config = TinyModels.Config(Architecture.Keel, NormKind.Layer);

@@ -10,7 +10,7 @@ public sealed class SubLayerContractTests
     [Theory]
     [InlineData(Architecture.Keel)]
     [InlineData(Architecture.PostLN)]
-    public void Recomputing_a_sub_layer_from_its_input_reproduces_its_saved_tensors_bit_for_bit(Architecture architecture)
+    public void RecomputingASubLayerFromItsInputReproducesItsSavedTensorsBitForBit(Architecture architecture)
     {
         var config = TinyModels.Config(architecture) with { SubLayers = 6 };
         using var device = new CpuDevice();
@@ -33,7 +33,7 @@ public sealed class SubLayerContractTests
     }
 
     [Fact]
-    public void Activation_specs_list_each_saved_tensor_with_its_shape_and_type()
+    public void ActivationSpecsListEachSavedTensorWithItsShapeAndType()
     {
         var config = TinyModels.Config(Architecture.Keel, Keel.Native.Reference.NormKind.Layer);
         var layout = new ParameterLayout(config);
@@ -53,7 +53,7 @@ public sealed class SubLayerContractTests
     }
 
     [Fact]
-    public void The_profiled_device_times_every_op_and_counts_gemm_flops()
+    public void TheProfiledDeviceTimesEveryOpAndCountsGemmFlops()
     {
         using var device = ProfiledDevice.Wrap(new CpuDevice(), profile: true);
         var config = TinyModels.Config(Architecture.Keel);

@@ -11,7 +11,7 @@ namespace Keel.Native.Tests.Training;
 public sealed class BadInputTests
 {
     [Fact]
-    public void Hidden_not_divisible_by_heads_fails_before_allocation_naming_the_field()
+    public void HiddenNotDivisibleByHeadsFailsBeforeAllocationNamingTheField()
     {
         var e = Assert.ThrowsAny<ArgumentException>(() => new KeelModel(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { Hidden = 18, Heads = 4 }, ModelPrecision.Float32, 1));
         Assert.Equal("Heads", e.ParamName);
@@ -19,14 +19,14 @@ public sealed class BadInputTests
     }
 
     [Fact]
-    public void Kv_heads_not_dividing_heads_fails_before_allocation_naming_the_field()
+    public void KvHeadsNotDividingHeadsFailsBeforeAllocationNamingTheField()
     {
         var e = Assert.ThrowsAny<ArgumentException>(() => new KeelModel(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { Heads = 4, KvHeads = 3 }, ModelPrecision.Float32, 1));
         Assert.Equal("KvHeads", e.ParamName);
     }
 
     [Fact]
-    public void Odd_sub_layer_count_and_out_of_range_values_name_their_field()
+    public void OddSubLayerCountAndOutOfRangeValuesNameTheirField()
     {
         Assert.Equal("SubLayers", Assert.ThrowsAny<ArgumentException>(() => new KeelModel(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { SubLayers = 5 }, ModelPrecision.Float32, 1)).ParamName);
         Assert.Equal("Hidden", Assert.ThrowsAny<ArgumentException>(() => TrainingFixtures.TinyConfig with { Hidden = 0 }).ParamName);
@@ -35,7 +35,7 @@ public sealed class BadInputTests
     }
 
     [Fact]
-    public void Sequence_longer_than_the_data_fails_before_allocation_naming_the_field()
+    public void SequenceLongerThanTheDataFailsBeforeAllocationNamingTheField()
     {
         var data = TokenDataset.FromText("a short text of a few dozen bytes, not enough", new ByteTokenizer(), 0.5, "short.txt");
         var e = Assert.ThrowsAny<ArgumentException>(() => new Trainer(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { SequenceLength = 32 }, TrainingFixtures.TinyOptions, data, TokenizerKind.Byte));
@@ -44,14 +44,14 @@ public sealed class BadInputTests
     }
 
     [Fact]
-    public void Vocabulary_smaller_than_the_tokenizer_fails_naming_the_field()
+    public void VocabularySmallerThanTheTokenizerFailsNamingTheField()
     {
         var e = Assert.ThrowsAny<ArgumentException>(() => new Trainer(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { VocabularySize = 100 }, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte));
         Assert.Equal("VocabularySize", e.ParamName);
     }
 
     [Fact]
-    public void Missing_and_non_utf8_data_files_name_the_path_and_the_reason()
+    public void MissingAndNonUtf8DataFilesNameThePathAndTheReason()
     {
         using var folder = new TempFolder();
         var missing = Path.Combine(folder.Path, "nope.txt");
@@ -65,7 +65,7 @@ public sealed class BadInputTests
     }
 
     [Fact]
-    public void Missing_truncated_and_mixed_step_checkpoints_name_the_path_and_the_reason()
+    public void MissingTruncatedAndMixedStepCheckpointsNameThePathAndTheReason()
     {
         using var device = new CpuDevice();
         using var folder = new TempFolder();

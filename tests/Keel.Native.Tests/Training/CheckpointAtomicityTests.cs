@@ -8,7 +8,7 @@ namespace Keel.Native.Tests.Training;
 public sealed class CheckpointAtomicityTests
 {
     [Fact]
-    public void A_save_that_fails_part_way_leaves_the_previous_checkpoint_intact()
+    public void ASaveThatFailsPartWayLeavesThePreviousCheckpointIntact()
     {
         using var run = new RunSavedAtStepOne();
 
@@ -24,7 +24,7 @@ public sealed class CheckpointAtomicityTests
     }
 
     [Fact]
-    public void A_save_stopped_between_its_two_renames_resumes_from_the_older_checkpoint()
+    public void ASaveStoppedBetweenItsTwoRenamesResumesFromTheOlderCheckpoint()
     {
         using var run = new RunSavedAtStepOne();
 

@@ -12,7 +12,7 @@ namespace Keel.Native.Tests.Training;
 public sealed class CheckpointFormatTests
 {
     [Fact]
-    public void Weights_are_safetensors_with_llama_names_row_major_out_in_shapes_and_the_master_values()
+    public void WeightsAreSafetensorsWithLlamaNamesRowMajorOutInShapesAndTheMasterValues()
     {
         using var device = new CpuDevice();
         using var folder = new TempFolder();
@@ -58,7 +58,7 @@ public sealed class CheckpointFormatTests
     }
 
     [Fact]
-    public void Tensor_data_follows_the_space_padded_header_back_to_back_and_fills_the_file()
+    public void TensorDataFollowsTheSpacePaddedHeaderBackToBackAndFillsTheFile()
     {
         using var device = new CpuDevice();
         using var folder = new TempFolder();
@@ -81,7 +81,7 @@ public sealed class CheckpointFormatTests
     }
 
     [Fact]
-    public void Tied_models_do_not_repeat_the_lm_head()
+    public void TiedModelsDoNotRepeatTheLmHead()
     {
         using var device = new CpuDevice();
         using var folder = new TempFolder();

@@ -17,7 +17,7 @@ public sealed class KernelDeviceTrainingTests
 {
     [Theory]
     [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
-    public void Kernel_device_training_matches_cpu_losses_for_the_first_steps(DeviceKind kind)
+    public void KernelDeviceTrainingMatchesCpuLossesForTheFirstSteps(DeviceKind kind)
     {
         var gpu = TestDevices.Get(kind);
         var config = TrainingFixtures.TinyConfig with { Hidden = 64, Heads = 4, KvHeads = 2, FeedForwardSize = 128, SequenceLength = 32 };
@@ -35,7 +35,7 @@ public sealed class KernelDeviceTrainingTests
 
     [Theory]
     [MemberData(nameof(TestDevices.KernelDevices), MemberType = typeof(TestDevices))]
-    public void Kernel_device_training_under_recomputing_policies_equals_store_everything(DeviceKind kind)
+    public void KernelDeviceTrainingUnderRecomputingPoliciesEqualsStoreEverything(DeviceKind kind)
     {
         // The kernels are deterministic and a recomputed tensor is the same kernel on the same inputs (a dropped z is
         // formed again by the residual-norm kernel from the kept x), so the runs agree bit for bit.
@@ -50,7 +50,7 @@ public sealed class KernelDeviceTrainingTests
     }
 
     [Fact]
-    public void Replaying_cuda_graphs_trains_exactly_like_launching_every_op()
+    public void ReplayingCudaGraphsTrainsExactlyLikeLaunchingEveryOp()
     {
         var device = TestDevices.Get(DeviceKind.Cuda);
         var config = TrainingFixtures.TinyConfig with { Hidden = 64, Heads = 4, KvHeads = 2, FeedForwardSize = 128, SequenceLength = 32, SubLayers = 6 };

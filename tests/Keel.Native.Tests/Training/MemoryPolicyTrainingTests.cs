@@ -9,7 +9,7 @@ namespace Keel.Native.Tests.Training;
 public sealed class MemoryPolicyTrainingTests
 {
     [Fact]
-    public void A_1024_sub_layer_model_trains_under_auto_within_a_small_budget()
+    public void A1024SubLayerModelTrainsUnderAutoWithinASmallBudget()
     {
         var config = new ModelConfig { SubLayers = 1024, Hidden = 8, Heads = 2, KvHeads = 1, FeedForwardSize = 16, SequenceLength = 8 };
         var inventory = new MemoryInventory(config, ModelPrecision.Float32, 1, MemoryTarget.Cpu);
@@ -32,7 +32,7 @@ public sealed class MemoryPolicyTrainingTests
     }
 
     [Fact]
-    public void Training_under_each_policy_follows_store_everything_bit_for_bit()
+    public void TrainingUnderEachPolicyFollowsStoreEverythingBitForBit()
     {
         var config = TrainingFixtures.TinyConfig with { SubLayers = 8 };
         var expected = Losses(config, MemoryPolicy.Store);
@@ -41,7 +41,7 @@ public sealed class MemoryPolicyTrainingTests
     }
 
     [Fact]
-    public void A_policy_that_does_not_fit_the_budget_is_refused_with_what_would()
+    public void APolicyThatDoesNotFitTheBudgetIsRefusedWithWhatWould()
     {
         var config = TrainingFixtures.TinyConfig with { SubLayers = 8 };
         var store = MemoryPlanner.Plan(new MemoryInventory(config, ModelPrecision.Float32, 4, MemoryTarget.Cpu), MemoryPolicy.Store);
@@ -53,7 +53,7 @@ public sealed class MemoryPolicyTrainingTests
     }
 
     [Fact]
-    public void The_memory_options_survive_a_checkpoint()
+    public void TheMemoryOptionsSurviveACheckpoint()
     {
         var options = TrainingFixtures.TinyOptions with { Memory = MemoryPolicy.Every(3), MemoryBudget = 123456789, CudaGraphs = false };
         var json = System.Text.Json.JsonSerializer.Serialize(options, ModelConfig.JsonOptions);

@@ -18,7 +18,7 @@ public sealed class StepAllocationTests
     [InlineData("selective", 2)]
     [InlineData("every:2", 1)]
     [InlineData("binomial:2", 2)]
-    public void A_training_step_allocates_nothing_on_the_host(string policy, int accumulation)
+    public void ATrainingStepAllocatesNothingOnTheHost(string policy, int accumulation)
     {
         using var device = new NoComputeDevice();
         var options = TrainingFixtures.TinyOptions with { Memory = MemoryPolicy.Parse(policy), AccumulationSteps = accumulation, Steps = 50 };

@@ -8,7 +8,7 @@ namespace Keel.Native.Tests.Training;
 public sealed class TinyShakespeareTrainingTests
 {
     [Fact]
-    public void Cpu_training_lowers_validation_loss()
+    public void CpuTrainingLowersValidationLoss()
     {
         var path = TrainingFixtures.TinyShakespeareOrSkip();
         var data = TokenDataset.FromFile(path, new ByteTokenizer(), 0.1);

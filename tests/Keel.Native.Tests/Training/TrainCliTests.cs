@@ -11,7 +11,7 @@ public sealed class TrainCliTests
     private static readonly string[] Tiny = ["--device", "cpu", "--hidden", "16", "--heads", "2", "--kv-heads", "1", "--seq", "16", "--batch", "4"];
 
     [Fact]
-    public void Train_writes_metrics_plot_and_checkpoint_that_eval_sample_and_resume_use()
+    public void TrainWritesMetricsPlotAndCheckpointThatEvalSampleAndResumeUse()
     {
         using var folder = new TempFolder();
         var run = Path.Combine(folder.Path, "run");
@@ -44,7 +44,7 @@ public sealed class TrainCliTests
     }
 
     [Fact]
-    public void A_config_that_cannot_work_is_reported_by_field_without_a_stack_trace()
+    public void AConfigThatCannotWorkIsReportedByFieldWithoutAStackTrace()
     {
         var (code, _, error) = Run(["train", "--device", "cpu", "--hidden", "30", "--heads", "4", "--steps", "1"]);
         Assert.Equal(1, code);
@@ -69,7 +69,7 @@ public sealed class TrainCliTests
     [InlineData("--budget|0", "--budget: MemoryBudget must be positive (got 0).")]
     [InlineData("--tokenizer|gpt2", "--tokenizer: applies to --data only")]
     [InlineData("--data|/", "is a folder, not a text file")]
-    public void Bad_train_options_name_the_option_before_a_device_is_opened(string option, string message)
+    public void BadTrainOptionsNameTheOptionBeforeADeviceIsOpened(string option, string message)
     {
         // Opening the CUDA device fails where there is no GPU: the option's error must come first.
         var (code, output, error) = Run(["train", "--device", "cuda", .. option.Split('|')]);
@@ -82,7 +82,7 @@ public sealed class TrainCliTests
     }
 
     [Fact]
-    public void Bad_files_and_folders_are_reported_by_path_before_a_device_is_opened()
+    public void BadFilesAndFoldersAreReportedByPathBeforeADeviceIsOpened()
     {
         using var folder = new TempFolder();
         var utf16 = Path.Combine(folder.Path, "utf16.txt");
@@ -111,7 +111,7 @@ public sealed class TrainCliTests
     }
 
     [Fact]
-    public void Resume_refuses_options_it_would_ignore()
+    public void ResumeRefusesOptionsItWouldIgnore()
     {
         var (code, _, error) = Run(["train", "--resume", "/no/such/run", "--steps", "9", "--hidden", "8", "--device", "cuda"]);
         Assert.Equal(1, code);

@@ -9,7 +9,7 @@ namespace Keel.Native.Tests.Training;
 public sealed class TrainerTests
 {
     [Fact]
-    public void Same_seed_gives_the_same_run_bit_for_bit_and_another_seed_does_not()
+    public void SameSeedGivesTheSameRunBitForBitAndAnotherSeedDoesNot()
     {
         var a = Losses(TrainingFixtures.TinyOptions, 4);
         var b = Losses(TrainingFixtures.TinyOptions, 4);
@@ -19,7 +19,7 @@ public sealed class TrainerTests
     }
 
     [Fact]
-    public void Resume_from_a_checkpoint_gives_the_losses_of_an_uninterrupted_run()
+    public void ResumeFromACheckpointGivesTheLossesOfAnUninterruptedRun()
     {
         var options = TrainingFixtures.TinyOptions with { AccumulationSteps = 2 };
         var data = TrainingFixtures.CopyTask();
@@ -53,7 +53,7 @@ public sealed class TrainerTests
     }
 
     [Fact]
-    public void A_bad_step_is_skipped_without_an_update_and_training_goes_on()
+    public void ABadStepIsSkippedWithoutAnUpdateAndTrainingGoesOn()
     {
         using var device = new CpuDevice();
         using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
@@ -79,7 +79,7 @@ public sealed class TrainerTests
     }
 
     [Fact]
-    public void Consecutive_bad_steps_stop_the_run_with_a_clear_message()
+    public void ConsecutiveBadStepsStopTheRunWithAClearMessage()
     {
         using var device = new CpuDevice();
         var options = TrainingFixtures.TinyOptions with { MaxConsecutiveBadSteps = 3 };
@@ -97,7 +97,7 @@ public sealed class TrainerTests
     }
 
     [Fact]
-    public void Schedule_warms_up_linearly_then_decays_by_cosine_to_the_minimum()
+    public void ScheduleWarmsUpLinearlyThenDecaysByCosineToTheMinimum()
     {
         var options = new TrainingOptions { Steps = 110, WarmupSteps = 10, LearningRate = 1e-3 };
         Assert.Equal(1e-4, options.LearningRateAt(1), 12);
@@ -109,7 +109,7 @@ public sealed class TrainerTests
     }
 
     [Fact]
-    public void Evaluation_reads_non_overlapping_windows_and_does_not_depend_on_the_batch_size()
+    public void EvaluationReadsNonOverlappingWindowsAndDoesNotDependOnTheBatchSize()
     {
         using var device = new CpuDevice();
         var config = TrainingFixtures.TinyConfig;
