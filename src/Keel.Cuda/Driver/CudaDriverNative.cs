@@ -20,6 +20,7 @@ internal static unsafe partial class CudaDriverNative
 
     internal const int CUDA_SUCCESS = 0;
     internal const int CUDA_ERROR_NO_DEVICE = 100;
+    internal const int CUDA_ERROR_NOT_READY = 600;
 
     // Initialization, version, errors.
     [LibraryImport(Lib)] internal static partial int cuInit(uint flags);
@@ -62,6 +63,8 @@ internal static unsafe partial class CudaDriverNative
     [LibraryImport(Lib)] internal static partial int cuStreamCreate(out IntPtr stream, uint flags);
     [LibraryImport(Lib, EntryPoint = "cuStreamDestroy_v2")] internal static partial int cuStreamDestroy(IntPtr stream);
     [LibraryImport(Lib)] internal static partial int cuStreamSynchronize(IntPtr stream);
+    [LibraryImport(Lib)] internal static partial int cuStreamQuery(IntPtr stream);
+    [LibraryImport(Lib)] internal static partial int cuStreamWaitEvent(IntPtr stream, IntPtr evt, uint flags);
     [LibraryImport(Lib)] internal static partial int cuEventCreate(out IntPtr evt, uint flags);
     [LibraryImport(Lib)] internal static partial int cuEventRecord(IntPtr evt, IntPtr stream);
     [LibraryImport(Lib)] internal static partial int cuEventSynchronize(IntPtr evt);

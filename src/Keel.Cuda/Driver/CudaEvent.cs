@@ -19,7 +19,8 @@ public sealed class CudaEvent : CudaHandle
     /// <inheritdoc />
     protected override string Description => "CUDA event";
 
-    private IntPtr Handle
+    /// <summary>The raw <c>CUevent</c>, for calls that take one.</summary>
+    internal IntPtr Handle
     {
         get
         {

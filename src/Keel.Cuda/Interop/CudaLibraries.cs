@@ -7,7 +7,7 @@ namespace Keel.Cuda.Interop;
 
 /// <summary>
 /// Finds and loads the CUDA libraries. Each binding declares a logical library name (<c>"cuda"</c>,
-/// <c>"nvrtc"</c>, <c>"cublas"</c>, <c>"cublasLt"</c>); this resolver maps it to a versioned soname found in
+/// <c>"nvrtc"</c>, <c>"cublas"</c>, <c>"cublasLt"</c>, <c>"nccl"</c>); this resolver maps it to a versioned soname found in
 /// the search places, in this order:
 /// <list type="number">
 /// <item><c>KEEL_CUDA_LIBRARY_PATH</c> (a <c>:</c>-separated list of folders);</item>
@@ -26,7 +26,7 @@ public static class CudaLibraries
     private static readonly ConcurrentDictionary<CudaLibrary, Lazy<LoadResult>> Results = new();
 
     /// <summary>The logical names the bindings use in <c>[LibraryImport]</c>.</summary>
-    internal const string DriverName = "cuda", NvrtcName = "nvrtc", CublasName = "cublas", CublasLtName = "cublasLt";
+    internal const string DriverName = "cuda", NvrtcName = "nvrtc", CublasName = "cublas", CublasLtName = "cublasLt", NcclName = "nccl";
 
     // The resolver must be in place before the first P/Invoke of this assembly runs, whoever calls it first.
     [ModuleInitializer]
@@ -41,6 +41,7 @@ public static class CudaLibraries
         CudaLibrary.Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"],
         CudaLibrary.Cublas => ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"],
         CudaLibrary.CublasLt => ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"],
+        CudaLibrary.Nccl => ["libnccl.so.2", "libnccl.so"],
         _ => throw new ArgumentOutOfRangeException(nameof(library), library, null),
     };
 
@@ -94,6 +95,7 @@ public static class CudaLibraries
             NvrtcName => CudaLibrary.Nvrtc,
             CublasName => CudaLibrary.Cublas,
             CublasLtName => CudaLibrary.CublasLt,
+            NcclName => CudaLibrary.Nccl,
             _ => null,
         };
         // Throwing here gives the caller the full probe report instead of the runtime's generic
@@ -196,6 +198,7 @@ public static class CudaLibraries
         CudaLibrary.Nvrtc => "nvrtcVersion",
         CudaLibrary.Cublas => "cublasCreate_v2",
         CudaLibrary.CublasLt => "cublasLtCreate",
+        CudaLibrary.Nccl => "ncclGetVersion",
         _ => throw new ArgumentOutOfRangeException(nameof(library), library, null),
     };
 
