@@ -77,6 +77,9 @@ public sealed class CudaDevice : KernelDevice
     /// <summary>The stream every op is queued on (for events and graph capture).</summary>
     public CudaStream Stream => _stream;
 
+    /// <summary>The device's primary context (for libraries that queue work beside the device's own, such as NCCL).</summary>
+    public CudaContext Context => _context;
+
     /// <summary>Creates an event on this device's context, for timing work on <see cref="Stream"/>; the caller owns it.</summary>
     public CudaEvent CreateEvent(bool timing = true)
     {
