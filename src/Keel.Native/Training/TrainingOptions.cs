@@ -72,6 +72,13 @@ public sealed record TrainingOptions
     public long? MemoryBudget { get; init => field = value is null or > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MemoryBudget), value, "MemoryBudget must be positive."); }
 
     /// <summary>
+    /// In a data-parallel run, how the training state is sharded over the ranks (ZeRO stage, <see cref="Distributed.Sharding"/>):
+    /// 0 replicates everything, 1 shards AdamW's moments and the master-weight updates, 2 the gradients too. Losses and
+    /// gradients do not depend on it (up to the order of float sums); a run of one process ignores it.
+    /// </summary>
+    public int ZeroStage { get; init => field = value is >= 0 and <= 2 ? value : throw new ArgumentOutOfRangeException(nameof(ZeroStage), value, "ZeroStage must be 0, 1 or 2."); }
+
+    /// <summary>
     /// On a GPU, capture each micro-batch's forward and backward into a CUDA graph after the first step and replay it
     /// (one launch instead of tens of thousands); ignored on other devices and while profiling.
     /// </summary>
