@@ -2,7 +2,7 @@ using CommandLine;
 using Keel.Cli.Commands;
 using Keel.Cli.Commands.Bench;
 using Keel.Cuda;
-using Keel.Cuda.Interop;
+using Keel.Distributed.Mpi;
 using Keel.Native.Kernels;
 
 namespace Keel.Cli;
@@ -32,7 +32,7 @@ public static class KeelCli
                 (BenchOptions o) => BenchCommand.Run(o, output, error),
                 _ => 2);
         }
-        catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException or KernelCompileException
+        catch (Exception e) when (e is ArgumentException or DllNotFoundException or CudaException or KernelCompileException or MpiException
                                        or IOException or UnauthorizedAccessException or InvalidDataException or NotSupportedException)
         {
             error.WriteLine($"keel: {Message(e, (parsed as Parsed<object>)?.Value)}");

@@ -15,7 +15,8 @@ public static class RankAgreement
 
     /// <summary>
     /// Each rank says whether it can go on (<paramref name="failure"/> null) or why not; when any cannot, every rank throws
-    /// the same <see cref="DistributedException"/>, naming the ranks and their reasons (ranks with the same reason together).
+    /// the same <see cref="DistributedException"/>, naming the ranks and their reasons (ranks with the same reason together;
+    /// a reason every rank gives is told once, as one process would tell it).
     /// </summary>
     public static void Agree(this IRankGroup ranks, string? failure)
     {
@@ -36,8 +37,9 @@ public static class RankAgreement
             if (block[0] != 0) failures.Add((r, Encoding.UTF8.GetString(block[1..].TrimEnd((byte)0))));
         }
         if (failures.Count == 0) return;
-        var text = string.Join("; ", failures.GroupBy(f => f.Message).Select(g => $"{RankList(g.Select(f => f.Rank).ToList(), ranks.Size)}: {g.Key}"));
-        throw new DistributedException(text);
+        var groups = failures.GroupBy(f => f.Message).ToList();
+        if (failures.Count == ranks.Size && groups.Count == 1) throw new DistributedException(groups[0].Key);
+        throw new DistributedException(string.Join("; ", groups.Select(g => $"{RankList([.. g.Select(f => f.Rank)])}: {g.Key}")));
     }
 
     /// <summary>
@@ -63,15 +65,17 @@ public static class RankAgreement
         string? failure = null;
         for (var i = 0; i < parts.Count; i++)
         {
-            var root = BroadcastText(ranks, parts[i].Text);
+            var root = ranks.BroadcastText(parts[i].Text);
             if (failure is null && root != parts[i].Text) failure = $"its {parts[i].Name} differ from rank 0's: {Difference(parts[i].Text, root)}";
         }
         ranks.Agree(failure);
     }
 
-    /// <summary>Rank 0's <paramref name="text"/> on every rank.</summary>
-    private static string BroadcastText(IRankGroup ranks, string text)
+    /// <summary>Rank 0's <paramref name="text"/> on every rank (such as the run folder it chose).</summary>
+    public static string BroadcastText(this IRankGroup ranks, string text)
     {
+        ArgumentNullException.ThrowIfNull(ranks);
+        ArgumentNullException.ThrowIfNull(text);
         var bytes = Encoding.UTF8.GetBytes(text);
         Span<byte> length = stackalloc byte[sizeof(int)];
         BitConverter.TryWriteBytes(length, bytes.Length);
@@ -102,10 +106,9 @@ public static class RankAgreement
 
     private static string Show(JsonNode? node) => node?.ToJsonString() ?? "(absent)";
 
-    /// <summary>"rank 2", "ranks 0-3", "ranks 1, 3", or "every rank".</summary>
-    private static string RankList(List<int> ranks, int size)
+    /// <summary>"rank 2", "ranks 0-3" or "ranks 1, 3".</summary>
+    private static string RankList(List<int> ranks)
     {
-        if (ranks.Count == size && size > 1) return "every rank";
         if (ranks.Count == 1) return $"rank {ranks[0]}";
         var contiguous = ranks[^1] - ranks[0] == ranks.Count - 1;
         return contiguous ? $"ranks {ranks[0]}-{ranks[^1]}" : "ranks " + string.Join(", ", ranks);
