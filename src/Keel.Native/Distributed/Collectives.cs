@@ -18,6 +18,6 @@ public static class Collectives
         ArgumentNullException.ThrowIfNull(world);
         ArgumentNullException.ThrowIfNull(device);
         var inner = device is ProfiledDevice profiled ? profiled.Inner : device;
-        return inner is CudaDevice cuda ? new NcclCollectives(world, cuda) : new MpiCollectives(world, device);
+        return inner is CudaDevice cuda ? new NcclCollectives(new MpiRankGroup(world), cuda) : new MpiCollectives(world, device);
     }
 }

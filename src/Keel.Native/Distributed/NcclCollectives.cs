@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Keel.Cuda.Driver;
 using Keel.Cuda.Nccl;
-using Keel.Distributed.Mpi;
 using Keel.Native.Devices;
 using Keel.Native.Devices.Cuda;
 using Keel.Native.Numerics;
@@ -11,7 +10,7 @@ namespace Keel.Native.Distributed;
 /// <summary>
 /// <see cref="ICollectives"/> for a GPU: device tensors go through NCCL, queued on the device's stream (or, while
 /// overlapping, on a second stream of the same context that waits for the device's stream through an event and is waited
-/// for through the fence's event); host values go over MPI. Rank 0 makes the NCCL unique id and broadcasts it over MPI,
+/// for through the fence's event); host values go over the <see cref="IRankGroup"/> it is given (MPI). Rank 0 makes the NCCL unique id and broadcasts it over MPI,
 /// then every rank joins with its own GPU.
 /// <para>
 /// A collective whose peer died never completes on the GPU. <see cref="WaitForDevice"/> therefore polls the streams and
@@ -24,7 +23,7 @@ public sealed class NcclCollectives : ICollectives
     /// <summary>How many fences stay valid at once (events recorded in turn).</summary>
     private const int FenceRing = 8;
 
-    private readonly MpiRankGroup _host;
+    private readonly IRankGroup _host;
     private readonly CudaDevice _device;
     private readonly NcclCommunicator _nccl;
     private readonly CudaStream _side;
@@ -34,14 +33,14 @@ public sealed class NcclCollectives : ICollectives
     private bool _overlapping;
 
     /// <summary>
-    /// Joins this rank's GPU to an NCCL communicator of every rank of <paramref name="host"/> (which the caller keeps and
-    /// which carries the unique id and the host values).
+    /// Joins this rank's GPU to an NCCL communicator of every rank of <paramref name="host"/>, which carries the unique id and
+    /// the host values (MPI, or <see cref="SingleRank"/> for one process).
     /// </summary>
-    public NcclCollectives(MpiCommunicator host, CudaDevice device)
+    public NcclCollectives(IRankGroup host, CudaDevice device)
     {
         ArgumentNullException.ThrowIfNull(host);
         ArgumentNullException.ThrowIfNull(device);
-        _host = new MpiRankGroup(host);
+        _host = host;
         _device = device;
         Span<byte> id = stackalloc byte[NcclUniqueId.Bytes];
         if (host.Rank == 0) NcclCommunicator.CreateUniqueId().CopyTo(id);
@@ -71,6 +70,7 @@ public sealed class NcclCollectives : ICollectives
 
     /// <inheritdoc />
     public int Rank => _nccl.Rank;
+
 
     /// <inheritdoc />
     public int Size => _nccl.Size;

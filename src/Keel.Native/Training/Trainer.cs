@@ -68,8 +68,8 @@ public sealed class Trainer : IDisposable
     /// <param name="tokenizer">The tokenizer that made <paramref name="data"/> (recorded in checkpoints).</param>
     /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
     /// <param name="collectives">
-    /// The ranks of a data-parallel run (every rank builds its trainer with the same arguments); null, or one rank, for a
-    /// run of one process.
+    /// The ranks of a data-parallel run (every rank builds its trainer with the same arguments); null for a run of one
+    /// process. One rank with collectives runs the data-parallel path (its collectives are copies).
     /// </param>
     /// <exception cref="ArgumentException">
     /// The config cannot work, its vocabulary is smaller than the tokenizer's, the data is shorter than one sequence, the
@@ -84,7 +84,7 @@ public sealed class Trainer : IDisposable
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(data);
-        if (collectives is { Size: > 1 })
+        if (collectives is not null)
         {
             // First, while every rank is sure to get here: was every rank given the same run?
             collectives.RequireSame(RunFingerprint.Parts(config, options, data, tokenizer));
