@@ -66,7 +66,7 @@ public static class RankAgreement
         for (var i = 0; i < parts.Count; i++)
         {
             var root = ranks.BroadcastText(parts[i].Text);
-            if (failure is null && root != parts[i].Text) failure = $"its {parts[i].Name} differ from rank 0's: {Difference(parts[i].Text, root)}";
+            if (failure is null && root != parts[i].Text) failure = $"different {parts[i].Name} from rank 0: {Difference(parts[i].Text, root)}";
         }
         ranks.Agree(failure);
     }

@@ -9,7 +9,8 @@ namespace Keel.Native.Distributed;
 /// <para>
 /// The flat buffers are split into equal contiguous shards of the layout's flat index: their length is padded to a
 /// multiple of <see cref="Ranks"/> · <see cref="Alignment"/> elements (the padding stays zero), and rank r owns
-/// [r · <see cref="ShardLength"/>, (r + 1) · ShardLength). With one rank nothing is sharded, whatever the stage.
+/// [r · <see cref="ShardLength"/>, (r + 1) · ShardLength). One rank at stage 1 or 2 is its own whole shard: the same
+/// code paths as on several ranks, with copies for collectives (a run of one process uses <see cref="None"/>).
 /// </para>
 /// </summary>
 public sealed record Sharding
@@ -34,11 +35,11 @@ public sealed record Sharding
     /// <summary>The requested ZeRO stage (0, 1 or 2).</summary>
     public int Stage { get; }
 
-    /// <summary>True when the optimizer state and the master-weight updates are sharded (stage 1 or 2 on several ranks).</summary>
-    public bool ShardsOptimizer => Ranks > 1 && Stage >= 1;
+    /// <summary>True when the optimizer state and the master-weight updates are sharded (stage 1 or 2).</summary>
+    public bool ShardsOptimizer => Stage >= 1;
 
-    /// <summary>True when the gradients are sharded and pass through bucket slots (stage 2 on several ranks).</summary>
-    public bool ShardsGradients => Ranks > 1 && Stage == 2;
+    /// <summary>True when the gradients are sharded and pass through bucket slots (stage 2).</summary>
+    public bool ShardsGradients => Stage == 2;
 
     /// <summary><paramref name="length"/> rounded up to whole shards (itself with one rank).</summary>
     public long PaddedLength(long length)
@@ -62,5 +63,5 @@ public sealed record Sharding
     }
 
     /// <inheritdoc />
-    public override string ToString() => Ranks == 1 ? "one rank" : $"{Ranks} ranks, ZeRO {Stage}";
+    public override string ToString() => $"{Ranks} rank{(Ranks == 1 ? "" : "s")}, ZeRO {Stage}";
 }

@@ -102,7 +102,7 @@ public sealed class Trainer : IDisposable
         Data = data;
         Tokenizer = tokenizer;
         precision ??= ModelPrecision.For(device);
-        var plan = PlanMemory(device, config, precision, options, Ranks);
+        var plan = PlanMemory(device, config, precision, options, Ranks, sharded: _collectives is not null);
         Model = new KeelModel(device, config, precision, plan.Inventory.BatchSize, plan);
         // Buckets reduced during the backward would put collectives inside the captured graph.
         if (options.CudaGraphs && device is CudaDevice cuda && !plan.Inventory.Sharding.ShardsGradients) _graphDevice = cuda;
@@ -165,15 +165,15 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// The plan for <paramref name="options"/>' memory policy and budget (auto's default budget: the device's memory), for one
-    /// of <paramref name="ranks"/> data-parallel ranks: its share of the batch, and its shards at
-    /// <see cref="TrainingOptions.ZeroStage"/>.
+    /// of <paramref name="ranks"/> data-parallel ranks: its share of the batch, and, when <paramref name="sharded"/>, its
+    /// shards at <see cref="TrainingOptions.ZeroStage"/> (a run of one process shards nothing).
     /// </summary>
     /// <exception cref="MemoryBudgetException">Auto found nothing that fits, or the chosen policy needs more than the budget.</exception>
-    public static MemoryPlan PlanMemory(IDevice device, ModelConfig config, ModelPrecision precision, TrainingOptions options, int ranks = 1)
+    public static MemoryPlan PlanMemory(IDevice device, ModelConfig config, ModelPrecision precision, TrainingOptions options, int ranks = 1, bool sharded = false)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
-        var sharding = new Sharding(ranks, options.ZeroStage);
+        var sharding = sharded ? new Sharding(ranks, options.ZeroStage) : Sharding.None;
         var inventory = new MemoryInventory(config, precision, options.BatchSize / ranks, MemoryTarget.For(device is ProfiledDevice profiled ? profiled.Inner : device), sharding);
         var budget = options.MemoryBudget ?? (options.Memory.Kind == MemoryPolicyKind.Auto ? TrainingDevices.MemoryBytes(device) : null);
         var plan = MemoryPlanner.Plan(inventory, options.Memory, budget);
