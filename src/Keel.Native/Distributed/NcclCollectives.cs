@@ -10,7 +10,10 @@ namespace Keel.Native.Distributed;
 /// <summary>
 /// <see cref="ICollectives"/> for a GPU: device tensors go through NCCL, queued on the device's stream (or, while
 /// overlapping, on a second stream of the same context that waits for the device's stream through an event and is waited
-/// for through the fence's event); host values go over the <see cref="IRankGroup"/> it is given (MPI). Rank 0 makes the NCCL unique id and broadcasts it over MPI,
+/// for through the fence's event); host values go over the <see cref="IRankGroup"/> it is given (MPI). The caller keeps
+/// the collectives of one communicator in one order on the GPU: a run on the second stream is waited for (its fence)
+/// before a collective is queued on the device's stream, since NCCL kernels of one communicator running side by side can
+/// wait on each other forever. Rank 0 makes the NCCL unique id and broadcasts it over MPI,
 /// then every rank joins with its own GPU.
 /// <para>
 /// A collective whose peer died never completes on the GPU. <see cref="WaitForDevice"/> therefore polls the streams and
@@ -114,6 +117,7 @@ public sealed class NcclCollectives : ICollectives
     }
 
     /// <inheritdoc />
+    /// <remarks>The run's collectives form one NCCL group, launched together at <see cref="EndOverlap"/>.</remarks>
     public void BeginOverlap()
     {
         if (_overlapping) throw new InvalidOperationException("BeginOverlap was called twice without EndOverlap.");
@@ -121,6 +125,7 @@ public sealed class NcclCollectives : ICollectives
         // The side stream starts where the device's stream is now: the collectives read what the queued work writes.
         _join.Record(_device.Stream);
         _side.Wait(_join);
+        NcclCommunicator.GroupStart();
         _overlapping = true;
     }
 
@@ -129,6 +134,7 @@ public sealed class NcclCollectives : ICollectives
     {
         if (!_overlapping) throw new InvalidOperationException("EndOverlap was called without BeginOverlap.");
         _overlapping = false;
+        NcclCommunicator.GroupEnd();
         _fenceCount++;
         _fences[_fenceCount % FenceRing].Record(_side);
         return new CollectiveFence(_fenceCount);

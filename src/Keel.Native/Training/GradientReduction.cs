@@ -77,8 +77,9 @@ internal sealed class GradientReduction : IGradientBucketObserver
                 _collectives.ReduceScatterSum(_model.FlatGradients, _optimizer.Gradients);
                 break;
             default:
-                Reduce(_model.ResidentGradients, _residentParts);
+                // The buckets' reductions first: collectives of one communicator must not run beside each other.
                 foreach (var fence in _slotFences) _collectives.Wait(fence);
+                Reduce(_model.ResidentGradients, _residentParts);
                 break;
         }
     }
