@@ -13,7 +13,7 @@ public sealed record TrainingOptions
     /// <summary>Optimizer steps of the whole run (the cosine schedule ends here).</summary>
     public int Steps { get; init => field = Positive(value, nameof(Steps)); } = 600;
 
-    /// <summary>Sequences per micro-batch (what the device holds at once).</summary>
+    /// <summary>Sequences per micro-batch (what the device holds at once); in a data-parallel run, over all ranks (each holds BatchSize / ranks).</summary>
     public int BatchSize { get; init => field = Positive(value, nameof(BatchSize)); } = 16;
 
     /// <summary>Micro-batches per optimizer step; their gradients are summed (the loss is the mean over all their tokens).</summary>
