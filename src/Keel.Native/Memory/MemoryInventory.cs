@@ -22,7 +22,7 @@ public enum ProducerClass
 }
 
 /// <summary>
-/// One op of a sub-layer's forward with what it costs to run again: FLOPs as DESIGN.md counts them (a GEMM 2·m·n·k, causal
+/// One op of a sub-layer's forward with what it costs to run again: FLOPs as docs/measuring.md counts them (a GEMM 2·m·n·k, causal
 /// attention 2·B·S²·D·heads as FlashAttention counts it, elementwise work one FLOP per arithmetic step, exp and division
 /// included), and the bytes it must read and write.
 /// </summary>

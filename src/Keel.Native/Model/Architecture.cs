@@ -1,6 +1,6 @@
 namespace Keel.Native.Model;
 
-/// <summary>How the sub-layers combine the residual stream x with their branch F (DESIGN.md section 1).</summary>
+/// <summary>How the sub-layers combine the residual stream x with their branch F (docs/model.md).</summary>
 public enum Architecture
 {
     /// <summary>
