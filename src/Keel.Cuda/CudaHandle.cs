@@ -43,6 +43,17 @@ public abstract class CudaHandle : SafeHandle
         return false;
     }
 
+    /// <summary>
+    /// For a handle the marshaller created (an <c>out</c> parameter): when <paramref name="status"/>, its creating call's
+    /// result, is a failure, marks it as owning nothing, whatever the library left in the output, so that nothing is
+    /// released or reported for it. Returns <paramref name="status"/> for the caller to check.
+    /// </summary>
+    internal int DiscardUnlessCreated(int status)
+    {
+        if (status != 0) SetHandleAsInvalid();
+        return status;
+    }
+
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {

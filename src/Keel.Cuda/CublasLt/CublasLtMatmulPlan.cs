@@ -134,7 +134,8 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
         _bLayout = CreateLayout(o.InputType, o.RowsOfB, o.ColsOfB, o.LeadingB, o.BatchCount, o.BatchStrideB);
         _dLayout = CreateLayout(o.OutputType, o.M, o.N, o.LeadingD, o.BatchCount, o.BatchStrideD);
 
-        CublasLtNative.Check(CublasLtNative.cublasLtMatmulPreferenceCreate(out var preference), "cublasLtMatmulPreferenceCreate");
+        var created = CublasLtNative.cublasLtMatmulPreferenceCreate(out var preference);
+        CublasLtNative.Check(preference.DiscardUnlessCreated(created), "cublasLtMatmulPreferenceCreate");
         using (preference)
         {
             var maxWorkspace = (ulong)maxWorkspaceBytes;
@@ -163,7 +164,8 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
 
     private static CublasLtMatrixLayout CreateLayout(CudaDataType type, int rows, int cols, int ld, int batchCount, long batchStride)
     {
-        CublasLtNative.Check(CublasLtNative.cublasLtMatrixLayoutCreate(out var layout, type, (ulong)rows, (ulong)cols, ld), "cublasLtMatrixLayoutCreate");
+        var created = CublasLtNative.cublasLtMatrixLayoutCreate(out var layout, type, (ulong)rows, (ulong)cols, ld);
+        CublasLtNative.Check(layout.DiscardUnlessCreated(created), "cublasLtMatrixLayoutCreate");
         if (batchCount == 1) return layout;
         try
         {

@@ -61,7 +61,7 @@ public static unsafe class NvrtcCompiler
                                                      headerNames.Length, headerPtrs, includePtrs);
         using (program)
         {
-            NvrtcNative.Check(created, "nvrtcCreateProgram");
+            NvrtcNative.Check(program.DiscardUnlessCreated(created), "nvrtcCreateProgram");
             var status = NvrtcNative.nvrtcCompileProgram(program, options.Count, optionPtrs);
             var log = ReadLog(program);
             if (status == NvrtcCompilationError) return new NvrtcResult(false, log, []);

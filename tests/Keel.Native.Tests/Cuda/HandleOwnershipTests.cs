@@ -153,7 +153,7 @@ public sealed unsafe class HandleOwnershipTests
     {
         using var strings = new Utf8Strings();
         var status = NvrtcNative.nvrtcCreateProgram(out var program, strings.Add(source), strings.Add("keel_test.cu"), 0, null, null);
-        NvrtcNative.Check(status, "nvrtcCreateProgram");
+        NvrtcNative.Check(program.DiscardUnlessCreated(status), "nvrtcCreateProgram");
         return program;
     }
 }
