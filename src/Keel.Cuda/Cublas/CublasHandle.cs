@@ -200,11 +200,11 @@ public sealed unsafe class CublasHandle : ContextBoundHandle
             throw new ArgumentOutOfRangeException(nameof(outputType), outputType, "a bf16 GEMM writes bf16 or fp32.");
     }
 
-    private protected override bool Destroy(IntPtr handle)
+    private protected override bool Destroy(IntPtr handle) => Released(CublasNative.cublasDestroy_v2(handle), "cublasDestroy");
+
+    private protected override void DropHeld()
     {
-        var destroyed = Released(CublasNative.cublasDestroy_v2(handle), "cublasDestroy");
         Workspace.DangerousRelease();
         Stream.DangerousRelease();
-        return destroyed;
     }
 }

@@ -58,10 +58,20 @@ public abstract class ContextBoundHandle : CudaHandle
     /// <summary>Destroys the native object, with its context current; true when the library reports success.</summary>
     private protected abstract bool Destroy(IntPtr handle);
 
+    /// <summary>
+    /// Drops what the object holds besides its context (a cuBLAS handle's stream and workspace); runs after
+    /// <see cref="Destroy"/>, whether or not that succeeded or ran.
+    /// </summary>
+    private protected virtual void DropHeld()
+    {
+    }
+
     /// <inheritdoc />
     protected sealed override bool ReleaseHandle()
     {
+        // The destroy calls act in the current context: if binding ours failed, the object is left to the context.
         var destroyed = Released(CudaDriverNative.cuCtxSetCurrent(Context.ClaimedHandle), "cuCtxSetCurrent") && Destroy(handle);
+        DropHeld();
         Context.RemoveDependent();
         return destroyed;
     }
