@@ -59,7 +59,7 @@ public abstract class CudaHandle : SafeHandle
     {
         if (!disposing && !IsInvalid && !IsClosed)
         {
-            var message = $"Keel.Cuda: {Description} was not disposed; it was left to the CUDA context to reclaim.";
+            var message = $"Keel.Cuda: {Description} was not disposed; it is left unreleased (a finalizer never calls into CUDA).";
             Trace.TraceWarning(message);
             LeakDetected?.Invoke(message);
             SetHandleAsInvalid();
