@@ -1,10 +1,9 @@
-using Keel.Native.Devices;
 using Keel.Native.Devices.Cuda;
 using Keel.Native.Kernels;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
 
-namespace Keel.Native.Training;
+namespace Keel.Native.Devices;
 
 /// <summary>
 /// A device that times every op of another one by name (CUDA events on the GPU, the host clock on the CPU and

@@ -1,9 +1,8 @@
-using Keel.Native.Devices;
 using Keel.Native.Devices.Cpu;
 using Keel.Native.Devices.Cuda;
 using Keel.Native.Devices.Emulated;
 
-namespace Keel.Native.Training;
+namespace Keel.Native.Devices;
 
 /// <summary>Which device a run asks for.</summary>
 public enum DeviceChoice

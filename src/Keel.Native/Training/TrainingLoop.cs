@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Keel.Native.Devices;
 
 namespace Keel.Native.Training;
 

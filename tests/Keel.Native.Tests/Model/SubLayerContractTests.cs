@@ -1,6 +1,6 @@
+using Keel.Native.Devices;
 using Keel.Native.Devices.Cpu;
 using Keel.Native.Model;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Model;
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Keel.Native.Devices;
 using Keel.Native.Memory;
 using Keel.Native.Model;
 using Keel.Native.Reference;
