@@ -1,4 +1,5 @@
 using CommandLine;
+using Keel.Cli.Plots;
 using Keel.Native.Devices;
 using Keel.Native.Memory;
 using Keel.Native.Model;
@@ -219,10 +220,12 @@ internal static class TrainCommand
             }
             catch (TrainingDivergedException e)
             {
+                SavePlot(trainer, loop.History, run.Folder);
                 error.WriteLine($"keel: {e.Message}");
                 output.WriteLine($"Run files in {run.Folder}");
                 return 1;
             }
+            SavePlot(trainer, loop.History, run.Folder);
             output.WriteLine($"Done: loss {summary.FirstLoss:0.0000} -> {summary.LastLoss:0.0000}, validation {summary.ValidationLoss:0.0000}, {summary.TokensPerSecond:N0} tokens/s.");
             if (device is ProfiledDevice profiled)
             {
@@ -236,10 +239,17 @@ internal static class TrainCommand
             }
             output.WriteLine($"Run files in {summary.RunDirectory}:");
             output.WriteLine($"  {TrainingLoop.MetricsFile}   per-step metrics");
-            output.WriteLine($"  {TrainingLoop.PlotFile}        loss curves");
+            output.WriteLine($"  {LossPlot.FileName}        loss curves");
             output.WriteLine($"  {TrainingLoop.CheckpointFolder}/     weights, optimizer state, config (keel sample --checkpoint {summary.Checkpoint})");
         }
         return 0;
+    }
+
+    private static void SavePlot(Trainer trainer, LossHistory history, string folder)
+    {
+        var config = trainer.Model.Config;
+        LossPlot.Save(Path.Combine(folder, LossPlot.FileName),
+                      $"keel train: {config.Architecture}, L = {config.SubLayers}, hidden {config.Hidden}, {Path.GetFileName(trainer.Data.Source)}", history);
     }
 
     private static string GraphsLine(Trainer trainer, Keel.Native.Devices.IDevice device) =>
