@@ -22,23 +22,3 @@ public enum Architecture
     /// </summary>
     DeepNorm,
 }
-
-/// <summary>The feed-forward branch.</summary>
-public enum FeedForwardKind
-{
-    /// <summary>down(silu(gate(z)) ⊙ up(z)): three matrices, the Llama MLP.</summary>
-    SwiGlu,
-
-    /// <summary>down(GELU(up(z))), tanh approximation: two matrices.</summary>
-    Gelu,
-}
-
-/// <summary>The two kinds of sub-layer; they alternate, attention first.</summary>
-public enum SubLayerKind
-{
-    /// <summary>Causal grouped-query self-attention with RoPE.</summary>
-    Attention,
-
-    /// <summary>The feed-forward network.</summary>
-    FeedForward,
-}
