@@ -40,8 +40,9 @@ public sealed record ModelConfig
     public Architecture Architecture { get; init => field = Defined(value, nameof(Architecture)); } = Architecture.Keel;
 
     /// <summary>
-    /// Overrides the residual scale of the sub-layers that have one other than 1 (Keel's general sub-layers,
-    /// default L; DeepNorm's every sub-layer, default (2M)^(1/4)); null for the default. Positive and finite.
+    /// Overrides the residual scale alpha of an architecture that has one (<see cref="ArchitectureRules.HasResidualScale"/>:
+    /// Keel's sub-layers from the third on, default L; DeepNorm's every sub-layer, default (2M)^(1/4)); null for the default.
+    /// Positive and finite.
     /// </summary>
     public float? Alpha { get; init => field = value is { } a ? PositiveFinite(a, nameof(Alpha)) : null; }
 
@@ -68,18 +69,13 @@ public sealed record ModelConfig
     [JsonIgnore]
     public int Blocks => SubLayers / 2;
 
-    /// <summary>The residual scale of the sub-layers that have one: <see cref="Alpha"/>, else L for Keel, (2M)^(1/4) for DeepNorm, 1 otherwise.</summary>
+    /// <summary>The rules of <see cref="Architecture"/>: which norms run, alpha, the first-layer rules, the initialization.</summary>
     [JsonIgnore]
-    public float ResidualScale => Alpha ?? Architecture switch
-    {
-        Architecture.Keel => SubLayers,
-        Architecture.DeepNorm => (float)Math.Pow(2.0 * Blocks, 0.25),
-        _ => 1f,
-    };
+    public ArchitectureRules Rules => ArchitectureRules.For(Architecture);
 
-    /// <summary>The factor on the init std of DeepNorm's FFN, V and O projections, (8M)^(-1/4); 1 for the other architectures.</summary>
+    /// <summary>alpha of the sub-layers that scale x_l: <see cref="Alpha"/>, else the architecture's default (Keel L, DeepNorm (2M)^(1/4)); 1 without a residual scale.</summary>
     [JsonIgnore]
-    public double DeepNormInitScale => Architecture == Architecture.DeepNorm ? Math.Pow(8.0 * Blocks, -0.25) : 1;
+    public float ResidualScale => Rules.ResidualScale(SubLayers, Alpha);
 
     /// <summary>Checks the fields against each other; returns this config for chaining.</summary>
     /// <exception cref="ArgumentException">A combination cannot work; the message and ParamName name the field.</exception>
