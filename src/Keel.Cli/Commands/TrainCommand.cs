@@ -39,7 +39,7 @@ internal abstract class ModelOptions
     [Option("norm", HelpText = "Rms or Layer. Default Rms.")]
     public NormKind? Norm { get; init; }
 
-    [Option("alpha", HelpText = "Override the residual scale alpha (default: L for Keel, L^(1/4) for DeepNorm, 1 otherwise).")]
+    [Option("alpha", HelpText = "Override the residual scale alpha of Keel (default L) or DeepNorm (default (2M)^(1/4) = L^(1/4)); refused for PreLN and PostLN, which have none.")]
     public float? Alpha { get; init; }
 
     [Option("seq", HelpText = "Sequence length. Default 64.")]

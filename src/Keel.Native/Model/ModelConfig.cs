@@ -42,7 +42,7 @@ public sealed record ModelConfig
     /// <summary>
     /// Overrides the residual scale alpha of an architecture that has one (<see cref="ArchitectureRules.HasResidualScale"/>:
     /// Keel's sub-layers from the third on, default L; DeepNorm's every sub-layer, default (2M)^(1/4)); null for the default.
-    /// Positive and finite.
+    /// Positive and finite; <see cref="Validate"/> refuses it for Pre-LN and Post-LN, which add x_l unscaled.
     /// </summary>
     public float? Alpha { get; init => field = value is { } a ? PositiveFinite(a, nameof(Alpha)) : null; }
 
@@ -89,6 +89,8 @@ public sealed record ModelConfig
             throw new ArgumentException($"KvHeads ({KvHeads}) does not divide Heads ({Heads}).", nameof(KvHeads));
         if (SubLayers < 2 || SubLayers % 2 != 0)
             throw new ArgumentException($"SubLayers ({SubLayers}) must be even and at least 2: attention and FFN sub-layers alternate.", nameof(SubLayers));
+        if (Alpha is { } alpha && !Rules.HasResidualScale)
+            throw new ArgumentException($"Alpha ({alpha}) does not apply to {Architecture}, whose sub-layers add x_l unscaled ({Rules.Equation}); only Keel and DeepNorm have a residual scale.", nameof(Alpha));
         return this;
     }
 

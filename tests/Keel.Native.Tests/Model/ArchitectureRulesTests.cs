@@ -1,10 +1,12 @@
 using Keel.Native.Model;
+using Keel.Native.Tests.Training;
 
 namespace Keel.Native.Tests.Model;
 
 /// <summary>
 /// The architecture table against its equations, row by row: what the op ending each sub-layer does (alpha, output norm,
-/// next input norm), which norm tensors the layout holds, the DeepNorm initialization, and alpha overrides.
+/// next input norm), which norm tensors the layout holds, the DeepNorm initialization, and alpha refused where it has no
+/// meaning.
 /// </summary>
 public sealed class ArchitectureRulesTests
 {
@@ -57,6 +59,18 @@ public sealed class ArchitectureRulesTests
         Assert.Equal(Math.Pow(8.0 * 3, -0.25), ArchitectureRules.DeepNorm.InitScale(6));
         foreach (var other in new[] { ArchitectureRules.Keel, ArchitectureRules.PreLN, ArchitectureRules.PostLN })
             Assert.Equal(1.0, other.InitScale(6));
+    }
+
+    [Theory]
+    [InlineData(Architecture.PreLN)]
+    [InlineData(Architecture.PostLN)]
+    public void AlphaIsRefusedWhereTheArchitectureHasNoResidualScale(Architecture architecture)
+    {
+        var config = TrainingFixtures.TinyConfig with { Architecture = architecture, Alpha = 2 };
+        var e = Assert.ThrowsAny<ArgumentException>(() => new KeelModel(BadInputTests.UntouchableDevice.Create(), config, ModelPrecision.Float32, 1));
+        Assert.Equal("Alpha", e.ParamName);
+        Assert.Contains($"does not apply to {architecture}", e.Message);
+        Assert.Equal(1f, (config with { Alpha = null }).ResidualScale);
     }
 
     [Theory]

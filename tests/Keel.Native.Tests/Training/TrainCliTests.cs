@@ -63,6 +63,7 @@ public sealed class TrainCliTests
     [Theory]
     [InlineData("--steps|-1", "--steps: Steps must be positive (got -1).")]
     [InlineData("--layers|3", "--layers: SubLayers (3) must be even")]
+    [InlineData("--arch|postln|--alpha|2", "--alpha: Alpha (2) does not apply to PostLN")]
     [InlineData("--lr|nan", "--lr: LearningRate must be positive and finite (got NaN).")]
     [InlineData("--memory|every:0", "--memory: Unknown memory policy 'every:0'")]
     [InlineData("--budget|12XB", "--budget: '12XB' is not a size")]
