@@ -183,7 +183,9 @@ internal static class TrainCommand
     {
         // Everything the user gave is checked, and the data read, before a device is opened.
         var run = options.Resume is not null ? PrepareResume(options) : PrepareNew(options);
-        using var device = ProfiledDevice.Wrap(TrainingDevices.Open(options.Device, output), options.Profile);
+        var opened = TrainingDevices.Open(options.Device, output);
+        var profiled = options.Profile ? new ProfiledDevice(opened) : null;
+        using var device = (IDevice?)profiled ?? opened;
         Trainer trainer;
         if (run.Checkpoint is not null)
         {
@@ -206,12 +208,12 @@ internal static class TrainCommand
             var plan = trainer.Model.Plan;
             output.WriteLine($"Memory  {plan.Policy}: {ByteSize.Format(plan.TotalBytes)} planned (activations {ByteSize.Format(plan.ArenaBytes)}, lower bound {ByteSize.Format(plan.Arena.LowerBound)}), recompute +{100 * plan.RecomputeFraction:0.0}% FLOPs" +
                              (trainer.Options.MemoryBudget is { } budget ? $", budget {ByteSize.Format(budget)}" : ""));
-            output.WriteLine($"Graphs  {GraphsLine(trainer, device)}");
+            output.WriteLine($"Graphs  {GraphsLine(trainer, device, options.Profile)}");
             output.WriteLine($"Train   {trainer.Options.Steps} steps × {trainer.TokensPerStep:N0} tokens, lr {trainer.Options.LearningRate:g3}, warm-up {trainer.Options.WarmupSteps}, seed {trainer.Options.Seed}");
             var loop = new TrainingLoop(trainer, run.Folder, output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out))
             {
-                AfterStep = device is ProfiledDevice p ? _ => p.Profile.Flush() : null,
-                Evaluating = device is ProfiledDevice q ? evaluating => q.Paused = evaluating : null,
+                AfterStep = profiled is not null ? _ => profiled.Profile.Flush() : null,
+                Evaluating = profiled is not null ? evaluating => profiled.Paused = evaluating : null,
             };
             RunSummary summary;
             try
@@ -227,9 +229,9 @@ internal static class TrainCommand
             }
             SavePlot(trainer, loop.History, run.Folder);
             output.WriteLine($"Done: loss {summary.FirstLoss:0.0000} -> {summary.LastLoss:0.0000}, validation {summary.ValidationLoss:0.0000}, {summary.TokensPerSecond:N0} tokens/s.");
-            if (device is ProfiledDevice profiled)
+            if (profiled is not null)
             {
-                output.WriteLine($"Profile of {trainer.CompletedSteps} steps ({loop.StepMilliseconds:0} ms), per device op{(device.Kind == Keel.Native.Devices.DeviceKind.Cuda ? ", timed with CUDA events" : ", wall time")}:");
+                output.WriteLine($"Profile of {trainer.CompletedSteps} steps ({loop.StepMilliseconds:0} ms), per device op{(device.Kind == DeviceKind.Cuda ? ", timed with CUDA events" : ", wall time")}:");
                 profiled.Profile.Write(output, loop.StepMilliseconds);
                 if (profiled.KernelLaunches is { } launches)
                 {
@@ -252,10 +254,10 @@ internal static class TrainCommand
                       $"keel train: {config.Architecture}, L = {config.SubLayers}, hidden {config.Hidden}, {Path.GetFileName(trainer.Data.Source)}", history);
     }
 
-    private static string GraphsLine(Trainer trainer, Keel.Native.Devices.IDevice device) =>
+    private static string GraphsLine(Trainer trainer, IDevice device, bool profiling) =>
         trainer.UsesCudaGraphs ? "on: steps after the first replay one CUDA graph per micro-batch"
         : !trainer.Options.CudaGraphs ? "off (--no-graphs)"
-        : device is ProfiledDevice ? "off while profiling (every op is timed on its own)"
+        : profiling ? "off while profiling (every op is launched and timed on its own)"
         : $"off: the {device.Kind} device has no CUDA graphs";
 
     /// <summary>The data source name that stands for the built-in task.</summary>

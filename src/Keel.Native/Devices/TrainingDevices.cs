@@ -43,27 +43,10 @@ public static class TrainingDevices
         }
     }
 
-    /// <summary>The memory a run on <paramref name="device"/> may plan for: a GPU's total memory, else the memory available to this process.</summary>
+    /// <summary>The memory a run on <paramref name="device"/> may plan for: its own memory (a GPU's), else the memory available to this process.</summary>
     public static long MemoryBytes(IDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        return device switch
-        {
-            ProfiledDevice profiled => MemoryBytes(profiled.Inner),
-            CudaDevice cuda => cuda.MemoryInfo.TotalBytes,
-            _ => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
-        };
-    }
-
-    /// <summary>On a GPU, the device memory in use now (total less free, as the driver reports it, other processes included); null elsewhere.</summary>
-    public static long? UsedBytes(IDevice device)
-    {
-        ArgumentNullException.ThrowIfNull(device);
-        return device switch
-        {
-            ProfiledDevice profiled => UsedBytes(profiled.Inner),
-            CudaDevice cuda => cuda.MemoryInfo is var info ? info.TotalBytes - info.FreeBytes : null,
-            _ => null,
-        };
+        return device.QueryMemory()?.TotalBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     }
 }

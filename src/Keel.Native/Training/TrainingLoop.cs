@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Keel.Native.Devices;
 
 namespace Keel.Native.Training;
 
@@ -107,7 +106,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                     ["process_bytes"] = Environment.WorkingSet,
                     ["skipped"] = result.Skipped,
                 };
-                if (TrainingDevices.UsedBytes(trainer.Model.Device) is { } used) line["device_used_bytes"] = used;
+                if (trainer.Model.Device.QueryMemory() is { } memory) line["device_used_bytes"] = memory.UsedBytes;
                 if (result.Skipped)
                     output.WriteLine($"{(interactive ? "\n" : "")}step {result.Step}: loss {result.Loss} / gradient norm {result.GradientNorm} not finite; step skipped ({trainer.ConsecutiveBadSteps} in a row, stop at {options.MaxConsecutiveBadSteps})");
                 var final = result.Step == options.Steps;

@@ -55,7 +55,7 @@ public sealed class SubLayerContractTests
     [Fact]
     public void TheProfiledDeviceTimesEveryOpAndCountsGemmFlops()
     {
-        using var device = ProfiledDevice.Wrap(new CpuDevice(), profile: true);
+        using var device = new ProfiledDevice(new CpuDevice());
         var config = TinyModels.Config(Architecture.Keel);
         using var model = new KeelModel(device, config, ModelPrecision.Float32, batchSize: 2);
         model.Initialize(1);
@@ -65,7 +65,7 @@ public sealed class SubLayerContractTests
         model.Forward(lossGradientScale: 0.1f);
         model.Backward();
         var table = new StringWriter();
-        ((ProfiledDevice)device).Profile.Write(table, 1000);
+        device.Profile.Write(table, 1000);
         var text = table.ToString();
         foreach (var op in new[] { "gemm NT f32->f32", "attention forward", "attention backward", "residual_norm forward", "swiglu backward", "cross_entropy", "embedding backward" })
             Assert.Contains(op, text);

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Keel.Native.Devices;
 using Keel.Native.Memory;
 using Keel.Native.Model;
 using Keel.Native.Reference;
@@ -48,7 +47,7 @@ internal sealed class TrainSuite : IBenchmarkSuite
             issue.Sort();
             var issueMicroseconds = issue[issue.Count / 2] * 1e6;
             var plan = trainer.Model.Plan;
-            var used = TrainingDevices.UsedBytes(context.Device) is { } bytes ? string.Create(CultureInfo.InvariantCulture, $", device memory in use {bytes / 1e9:0.00} GB ({100.0 * bytes / plan.TotalBytes:0.0}% of the plan)") : "";
+            var used = context.Device.QueryMemory()?.UsedBytes is { } bytes ? string.Create(CultureInfo.InvariantCulture, $", device memory in use {bytes / 1e9:0.00} GB ({100.0 * bytes / plan.TotalBytes:0.0}% of the plan)") : "";
             context.Log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{text}: {trainer.TokensPerStep / (microseconds * 1e-6):N0} tokens/s, {flops / (microseconds * 1e-6) / 1e12:0.0} model TFLOP/s, {trainer.AllocatedBytes / 1e9:0.00} GB allocated; ") +
                 string.Create(CultureInfo.InvariantCulture,
