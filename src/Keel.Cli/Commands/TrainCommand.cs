@@ -194,7 +194,7 @@ internal static class TrainCommand
         }
         else
         {
-            trainer = new Trainer(device, run.Config, run.Training, run.Data, run.Tokenizer);
+            trainer = new Trainer(device, run.Config, run.Training, run.Data);
             trainer.Initialize();
         }
         using (trainer)
@@ -204,7 +204,7 @@ internal static class TrainCommand
             output.WriteLine($"Device  {device.Name}");
             output.WriteLine($"Model   {config.Architecture}, L = {config.SubLayers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, " +
                              $"FFN {config.FeedForward} {config.FeedForwardSize}, {config.Norm}Norm, {trainer.Model.Layout.ParameterCount:N0} parameters, {trainer.Model.Precision.Master}/{trainer.Model.Precision.Operand}");
-            output.WriteLine($"Data    {Describe(trainer.Data.Source)}: {trainer.Data.Train.Length:N0} training / {trainer.Data.Validation.Length:N0} validation tokens ({trainer.Tokenizer})");
+            output.WriteLine($"Data    {Describe(trainer.Data.Source)}: {trainer.Data.Train.Length:N0} training / {trainer.Data.Validation.Length:N0} validation tokens ({trainer.Data.Tokenizer.Kind})");
             var plan = trainer.Model.Plan;
             output.WriteLine($"Memory  {plan.Policy}: {ByteSize.Format(plan.TotalBytes)} planned (activations {ByteSize.Format(plan.ArenaBytes)}, lower bound {ByteSize.Format(plan.Arena.LowerBound)}), recompute +{100 * plan.RecomputeFraction:0.0}% FLOPs" +
                              (trainer.Options.MemoryBudget is { } budget ? $", budget {ByteSize.Format(budget)}" : ""));
@@ -264,7 +264,7 @@ internal static class TrainCommand
     internal const string SyntheticSource = "builtin:copy-task";
 
     /// <summary>What a run needs before a device is opened: its folder, model, options and data, and the checkpoint it resumes.</summary>
-    private sealed record PreparedRun(string Folder, ModelConfig Config, TrainingOptions Training, TokenDataset Data, TokenizerKind Tokenizer, string? Checkpoint);
+    private sealed record PreparedRun(string Folder, ModelConfig Config, TrainingOptions Training, TokenDataset Data, string? Checkpoint);
 
     private static PreparedRun PrepareNew(TrainOptions options)
     {
@@ -277,7 +277,7 @@ internal static class TrainCommand
         if (File.Exists(folder)) throw new ArgumentException($"{folder} is a file, not a run folder.", nameof(TrainOptions.Output));
         var data = LoadData(options.Data ?? SyntheticSource, tokenizer, training.Seed, training.ValidationFraction);
         data.RequireWindows(config.SequenceLength);
-        return new PreparedRun(folder, config, training, data, tokenizer, null);
+        return new PreparedRun(folder, config, training, data, null);
     }
 
     private static PreparedRun PrepareResume(TrainOptions options)
@@ -289,7 +289,7 @@ internal static class TrainCommand
         var (config, state) = Checkpoints.ReadConfig(checkpoint);
         var data = LoadData(state.DataSource, state.Tokenizer, state.Options.Seed, state.Options.ValidationFraction);
         var parent = Path.GetDirectoryName(checkpoint) ?? checkpoint;
-        return new PreparedRun(parent, config, options.WithResources(state.Options), data, state.Tokenizer, checkpoint);
+        return new PreparedRun(parent, config, options.WithResources(state.Options), data, checkpoint);
     }
 
     private static void CreateRunFolder(string folder)

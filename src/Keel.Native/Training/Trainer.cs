@@ -51,27 +51,25 @@ public sealed class Trainer : IDisposable
     /// <param name="device">Where to train.</param>
     /// <param name="config">The model (validated here).</param>
     /// <param name="options">How to train.</param>
-    /// <param name="data">Tokenized training and validation text.</param>
-    /// <param name="tokenizer">The tokenizer that made <paramref name="data"/> (recorded in checkpoints).</param>
+    /// <param name="data">Tokenized training and validation text, with its tokenizer (recorded in checkpoints).</param>
     /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
     /// <exception cref="ArgumentException">
     /// The config cannot work, its vocabulary is smaller than the tokenizer's, the data is shorter than one sequence, or
     /// the memory plan does not fit the budget (<see cref="MemoryBudgetException"/>, saying what would).
     /// </exception>
-    public Trainer(IDevice device, ModelConfig config, TrainingOptions options, TokenDataset data, TokenizerKind tokenizer, ModelPrecision? precision = null)
+    public Trainer(IDevice device, ModelConfig config, TrainingOptions options, TokenDataset data, ModelPrecision? precision = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(data);
         config.Validate();
-        var vocabulary = TextTokenizers.VocabularySize(tokenizer);
-        if (config.VocabularySize < vocabulary)
-            throw new ArgumentException($"VocabularySize ({config.VocabularySize}) is smaller than the {tokenizer} tokenizer's {vocabulary}.", nameof(ModelConfig.VocabularySize));
+        var tokenizer = data.Tokenizer;
+        if (config.VocabularySize < tokenizer.VocabularySize)
+            throw new ArgumentException($"VocabularySize ({config.VocabularySize}) is smaller than the {tokenizer.Kind} tokenizer's {tokenizer.VocabularySize}.", nameof(ModelConfig.VocabularySize));
         data.RequireWindows(config.SequenceLength);
         Options = options;
         Data = data;
-        Tokenizer = tokenizer;
         precision ??= ModelPrecision.For(device);
         var plan = PlanMemory(device, config, precision, options);
         Model = new KeelModel(device, config, precision, options.BatchSize, plan);
@@ -101,11 +99,8 @@ public sealed class Trainer : IDisposable
     /// <summary>The run's options.</summary>
     public TrainingOptions Options { get; }
 
-    /// <summary>The data.</summary>
+    /// <summary>The data, with its tokenizer.</summary>
     public TokenDataset Data { get; }
-
-    /// <summary>The tokenizer of the data.</summary>
-    public TokenizerKind Tokenizer { get; }
 
     /// <summary>Steps done so far (skipped ones included).</summary>
     public int CompletedSteps { get; internal set; }

@@ -53,7 +53,7 @@ public sealed class DeviceCapabilityTests
         Assert.Equal(eager, replayed);
 
         using var profiled = new ProfiledDevice(new CapableDevice());
-        using var trainer = new Trainer(profiled, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(profiled, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask());
         Assert.False(trainer.UsesCudaGraphs);
     }
 
@@ -61,7 +61,7 @@ public sealed class DeviceCapabilityTests
     {
         using (device)
         {
-            using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+            using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask());
             trainer.Initialize();
             usedGraphs = trainer.UsesCudaGraphs;
             var losses = Enumerable.Range(0, options.Steps).Select(_ => trainer.Step().Loss);

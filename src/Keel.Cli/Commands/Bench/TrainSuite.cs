@@ -38,7 +38,7 @@ internal sealed class TrainSuite : IBenchmarkSuite
             var (config, batch, memory, graphs) = Parse(text);
             var options = new TrainingOptions { BatchSize = batch, Steps = int.MaxValue / 2, WarmupSteps = 10, EvalInterval = 0, Memory = memory, CudaGraphs = graphs };
             var data = TokenDataset.FromText(SyntheticTask.Generate(1, 20 * (config.SequenceLength + 1) * batch), new ByteTokenizer(), 0.05, "bench");
-            using var trainer = new Trainer(context.Device, config, options, data, TokenizerKind.Byte);
+            using var trainer = new Trainer(context.Device, config, options, data);
             trainer.Initialize();
             var issue = new List<double>();
             var microseconds = context.MedianMicroseconds(_ => issue.Add(trainer.Step().IssueSeconds));
