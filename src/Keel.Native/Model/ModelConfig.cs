@@ -8,10 +8,19 @@ namespace Keel.Native.Model;
 /// The shape and kind of a Keel Transformer (or one of its baselines). Each value is range-checked when set
 /// (also through <c>with</c> and JSON); <see cref="Validate"/> checks the values against each other and is
 /// called before anything is allocated. Every failure is an <see cref="ArgumentException"/> naming the field.
-/// The defaults are the small model <c>keel train</c> uses on a CPU.
+/// The defaults are those of <c>keel train</c>: the small model it trains on a CPU, and the feed-forward width
+/// 3 × <see cref="Hidden"/> unless <see cref="FeedForwardSize"/> is set.
 /// </summary>
+/// <example>
+/// <code>
+/// var config = new ModelConfig { VocabularySize = 50257, Hidden = 256, Heads = 8, KvHeads = 4, SubLayers = 64 }.Validate();
+/// // FeedForwardSize is 768 (3 × Hidden); alpha is L = 64 (config.ResidualScale).
+/// </code>
+/// </example>
 public sealed record ModelConfig
 {
+    private readonly int? _feedForwardSize;
+
     /// <summary>Number of token ids (256 for the byte tokenizer, 50257 for GPT-2 BPE).</summary>
     public int VocabularySize { get; init => field = Positive(value, nameof(VocabularySize)); } = 256;
 
@@ -24,8 +33,16 @@ public sealed record ModelConfig
     /// <summary>Key/value heads (grouped-query attention); must divide <see cref="Heads"/>.</summary>
     public int KvHeads { get; init => field = Positive(value, nameof(KvHeads)); } = 2;
 
-    /// <summary>Intermediate width of the feed-forward branch.</summary>
-    public int FeedForwardSize { get; init => field = Positive(value, nameof(FeedForwardSize)); } = 192;
+    /// <summary>
+    /// Intermediate width of the feed-forward branch: unless set, <see cref="DefaultFeedForwardSize"/> of <see cref="Hidden"/>
+    /// (3 × Hidden; it follows Hidden, also through <c>with</c>). In JSON, <c>feed_forward_size</c> is null when not set.
+    /// </summary>
+    [JsonIgnore]
+    public int FeedForwardSize
+    {
+        get => _feedForwardSize ?? DefaultFeedForwardSize(Hidden);
+        init => _feedForwardSize = Positive(value, nameof(FeedForwardSize));
+    }
 
     /// <summary>SwiGLU (default) or GELU.</summary>
     public FeedForwardKind FeedForward { get; init => field = Defined(value, nameof(FeedForward)); } = FeedForwardKind.SwiGlu;
@@ -60,6 +77,17 @@ public sealed record ModelConfig
 
     /// <summary>Standard deviation of every matrix at initialization (0.02).</summary>
     public float InitStd { get; init => field = PositiveFinite(value, nameof(InitStd)); } = 0.02f;
+
+    /// <summary>The feed-forward width when none is set: 3 × <paramref name="hidden"/>.</summary>
+    public static int DefaultFeedForwardSize(int hidden) => 3 * hidden;
+
+    /// <summary><see cref="FeedForwardSize"/> as set (null: it follows Hidden); what JSON holds.</summary>
+    [JsonInclude, JsonPropertyName("feed_forward_size")]
+    private int? FeedForwardSizeSetting
+    {
+        get => _feedForwardSize;
+        init => _feedForwardSize = value is { } size ? Positive(size, nameof(FeedForwardSize)) : null;
+    }
 
     /// <summary>Width of one head: Hidden / Heads.</summary>
     [JsonIgnore]
