@@ -161,7 +161,7 @@ public sealed class ProfiledDevice : IDevice
     {
         var t = Begin();
         _inner.AttentionForward(options, q, k, v, output, logSumExp);
-        End(t, "attention forward", new KernelCost(Bytes(q, k, v, output, logSumExp).Bytes, AttentionFlops(options)));
+        End(t, "attention forward", new KernelCost(Bytes(q, k, v, output, logSumExp).Bytes, options.ForwardFlops));
     }
 
     /// <inheritdoc />
@@ -169,7 +169,7 @@ public sealed class ProfiledDevice : IDevice
     {
         var t = Begin();
         _inner.AttentionBackward(options, q, k, v, output, logSumExp, dOutput, dq, dk, dv);
-        End(t, "attention backward", new KernelCost(Bytes(q, k, v, output, logSumExp, dOutput, dq, dk, dv).Bytes, 2.5 * AttentionFlops(options)));
+        End(t, "attention backward", new KernelCost(Bytes(q, k, v, output, logSumExp, dOutput, dq, dk, dv).Bytes, 2.5 * options.ForwardFlops));
     }
 
     /// <inheritdoc />
@@ -266,9 +266,6 @@ public sealed class ProfiledDevice : IDevice
         foreach (var tensor in tensors) bytes += tensor.ByteLength;
         return new KernelCost(bytes, 0);
     }
-
-    private static double AttentionFlops(AttentionOptions o) =>
-        4.0 * o.Batch * o.Sequence * o.Sequence * o.HeadDim * o.QueryHeads * (o.Causal ? 0.5 : 1);
 }
 
 internal static class DTypeNames

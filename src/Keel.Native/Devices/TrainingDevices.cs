@@ -21,6 +21,11 @@ public enum DeviceChoice
 }
 
 /// <summary>Opens the device a run asks for.</summary>
+/// <example>
+/// <code>
+/// using var device = TrainingDevices.Open(DeviceChoice.Auto, Console.Out);   // the GPU, or the CPU with a notice
+/// </code>
+/// </example>
 public static class TrainingDevices
 {
     /// <summary>

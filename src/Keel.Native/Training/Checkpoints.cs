@@ -31,6 +31,14 @@ public sealed record TrainerState(int Step, int UpdateCount, int ConsecutiveBadS
 /// files from different checkpoints put together by hand are reported, not used.
 /// </para>
 /// </summary>
+/// <example>
+/// <code>
+/// Checkpoints.Save(trainer, "runs/demo/checkpoint");
+/// // later, with the same data:
+/// using var resumed = Checkpoints.Resume("runs/demo", device, data);
+/// while (resumed.CompletedSteps &lt; resumed.Options.Steps) resumed.Step();
+/// </code>
+/// </example>
 public static class Checkpoints
 {
     /// <summary>The weights' file name.</summary>

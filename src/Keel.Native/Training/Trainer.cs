@@ -39,6 +39,14 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// the graph.
 /// </para>
 /// </summary>
+/// <example>
+/// <code>
+/// var data = TokenDataset.FromFile("input.txt", new ByteTokenizer(), validationFraction: 0.1);
+/// using var trainer = new Trainer(device, new ModelConfig { SubLayers = 8 }, new TrainingOptions { Steps = 100 }, data);
+/// trainer.Initialize();
+/// while (trainer.CompletedSteps &lt; trainer.Options.Steps) Console.WriteLine(trainer.Step().Loss);
+/// </code>
+/// </example>
 public sealed class Trainer : IDisposable
 {
     private readonly int[] _tokens, _targets;
