@@ -35,7 +35,7 @@ public enum Architecture
 /// Post-LN       none    every       1                                      no          × 1
 /// DeepNorm      none    every       alpha = (2M)^(1/4)                     no          × (8M)^(−1/4)
 /// </code>
-/// Keel's first-layer rules are its first two rows: x_1 = x_0 + Attn(N_in(x_0)) (no alpha, no N_out) and
+/// Keel's first-layer rules are those of its first two sub-layers: x_1 = x_0 + Attn(N_in(x_0)) (no alpha, no N_out) and
 /// x_2 = N_out(x_1 + FFN(N_in(x_1))) (alpha 1). <see cref="ModelConfig.Alpha"/> overrides alpha where the architecture has one
 /// (Keel, DeepNorm) and is refused where it has none (Pre-LN, Post-LN).
 /// <para>
@@ -55,38 +55,49 @@ public enum Architecture
 public sealed class ArchitectureRules
 {
     private const int Never = int.MaxValue;
-    private readonly Func<int, float>? _defaultAlpha;
-    private readonly Func<int, double>? _initScale;
 
-    private ArchitectureRules(Architecture architecture, string equation, bool inputNorms, int firstOutputNorm, bool finalNorm,
-                              int firstScaledSubLayer, Func<int, float>? defaultAlpha, Func<int, double>? initScale)
+    private ArchitectureRules()
     {
-        Architecture = architecture;
-        Equation = equation;
-        InputNorms = inputNorms;
-        FirstOutputNorm = firstOutputNorm;
-        FinalNorm = finalNorm;
-        FirstScaledSubLayer = firstScaledSubLayer;
-        _defaultAlpha = defaultAlpha;
-        _initScale = initScale;
     }
 
     /// <summary>Keel: alpha = L from the third sub-layer on; x_1 = x_0 + Attn(N_in(x_0)) has no output norm.</summary>
-    public static ArchitectureRules Keel { get; } = new(Architecture.Keel, "x_{l+1} = N_out(alpha·x_l + F_l(N_in(x_l))), alpha = L",
-        inputNorms: true, firstOutputNorm: 1, finalNorm: false, firstScaledSubLayer: 2, defaultAlpha: subLayers => subLayers, initScale: null);
+    public static ArchitectureRules Keel { get; } = new()
+    {
+        Architecture = Architecture.Keel,
+        Equation = "x_{l+1} = N_out(alpha·x_l + F_l(N_in(x_l))), alpha = L",
+        InputNorms = true,
+        FirstOutputNorm = 1,
+        FirstScaledSubLayer = 2,
+        DefaultAlpha = subLayers => subLayers,
+    };
 
     /// <summary>Pre-LN: input norms only, and a final norm before the LM head; no residual scale.</summary>
-    public static ArchitectureRules PreLN { get; } = new(Architecture.PreLN, "x_{l+1} = x_l + F_l(N_in(x_l))",
-        inputNorms: true, firstOutputNorm: Never, finalNorm: true, firstScaledSubLayer: Never, defaultAlpha: null, initScale: null);
+    public static ArchitectureRules PreLN { get; } = new()
+    {
+        Architecture = Architecture.PreLN,
+        Equation = "x_{l+1} = x_l + F_l(N_in(x_l))",
+        InputNorms = true,
+        FinalNorm = true,
+    };
 
     /// <summary>Post-LN: output norms only; no residual scale.</summary>
-    public static ArchitectureRules PostLN { get; } = new(Architecture.PostLN, "x_{l+1} = N_out(x_l + F_l(x_l))",
-        inputNorms: false, firstOutputNorm: 0, finalNorm: false, firstScaledSubLayer: Never, defaultAlpha: null, initScale: null);
+    public static ArchitectureRules PostLN { get; } = new()
+    {
+        Architecture = Architecture.PostLN,
+        Equation = "x_{l+1} = N_out(x_l + F_l(x_l))",
+        FirstOutputNorm = 0,
+    };
 
     /// <summary>DeepNorm: output norms, alpha = (2M)^(1/4) on every sub-layer, FFN, V and O initialized with std × (8M)^(−1/4).</summary>
-    public static ArchitectureRules DeepNorm { get; } = new(Architecture.DeepNorm, "x_{l+1} = N_out(alpha·x_l + F_l(x_l)), alpha = (2M)^(1/4)",
-        inputNorms: false, firstOutputNorm: 0, finalNorm: false, firstScaledSubLayer: 0,
-        defaultAlpha: subLayers => (float)Math.Pow(2.0 * Blocks(subLayers), 0.25), initScale: subLayers => Math.Pow(8.0 * Blocks(subLayers), -0.25));
+    public static ArchitectureRules DeepNorm { get; } = new()
+    {
+        Architecture = Architecture.DeepNorm,
+        Equation = "x_{l+1} = N_out(alpha·x_l + F_l(x_l)), alpha = (2M)^(1/4)",
+        FirstOutputNorm = 0,
+        FirstScaledSubLayer = 0,
+        DefaultAlpha = subLayers => (float)Math.Pow(2.0 * Blocks(subLayers), 0.25),
+        InitScaleOf = subLayers => Math.Pow(8.0 * Blocks(subLayers), -0.25),
+    };
 
     /// <summary>The rules of <paramref name="architecture"/>.</summary>
     public static ArchitectureRules For(Architecture architecture) => architecture switch
@@ -99,25 +110,25 @@ public sealed class ArchitectureRules
     };
 
     /// <summary>Which architecture these are the rules of.</summary>
-    public Architecture Architecture { get; }
+    public Architecture Architecture { get; private init; }
 
     /// <summary>Its sub-layer, as an equation.</summary>
-    public string Equation { get; }
+    public string Equation { get; private init; } = "";
 
     /// <summary>True when every branch reads N_in(x_l) (Keel, Pre-LN); false when it reads x_l itself.</summary>
-    public bool InputNorms { get; }
+    public bool InputNorms { get; private init; }
 
     /// <summary>Sub-layers l ≥ this end with the output norm N_out (Keel 1, Post-LN and DeepNorm 0); <see cref="int.MaxValue"/> when none does.</summary>
-    public int FirstOutputNorm { get; }
+    public int FirstOutputNorm { get; private init; } = Never;
 
     /// <summary>True when a final norm (<c>model.norm</c>) sits between the last sub-layer and the LM head (Pre-LN).</summary>
-    public bool FinalNorm { get; }
+    public bool FinalNorm { get; private init; }
 
     /// <summary>Sub-layers l ≥ this scale x_l by alpha; the ones before add it unscaled (Keel 2, DeepNorm 0); <see cref="int.MaxValue"/> without a residual scale.</summary>
-    public int FirstScaledSubLayer { get; }
+    public int FirstScaledSubLayer { get; private init; } = Never;
 
     /// <summary>True when the architecture has a residual scale alpha (Keel, DeepNorm), so <see cref="ModelConfig.Alpha"/> applies.</summary>
-    public bool HasResidualScale => _defaultAlpha is not null;
+    public bool HasResidualScale => DefaultAlpha is not null;
 
     /// <summary>True when sub-layer <paramref name="subLayer"/>'s branch reads N_in(x_l).</summary>
     public bool HasInputNorm(int subLayer) => InputNorms;
@@ -139,13 +150,19 @@ public sealed class ArchitectureRules
     /// The residual scale of a model of <paramref name="subLayers"/> sub-layers: <paramref name="alpha"/> when given, else
     /// the architecture's default (Keel L, DeepNorm (2M)^(1/4)); 1 without a residual scale.
     /// </summary>
-    public float ResidualScale(int subLayers, float? alpha) => alpha ?? _defaultAlpha?.Invoke(subLayers) ?? 1f;
+    public float ResidualScale(int subLayers, float? alpha) => alpha ?? DefaultAlpha?.Invoke(subLayers) ?? 1f;
 
     /// <summary>The factor on the initialization std of the FFN, V and O projections for <paramref name="subLayers"/> sub-layers (DeepNorm (8M)^(−1/4), otherwise 1).</summary>
-    public double InitScale(int subLayers) => _initScale?.Invoke(subLayers) ?? 1;
+    public double InitScale(int subLayers) => InitScaleOf?.Invoke(subLayers) ?? 1;
 
     /// <inheritdoc />
     public override string ToString() => $"{Architecture}: {Equation}";
+
+    /// <summary>alpha's default for L sub-layers; null without a residual scale.</summary>
+    private Func<int, float>? DefaultAlpha { get; init; }
+
+    /// <summary>The init-std factor of FFN, V and O for L sub-layers; null for 1.</summary>
+    private Func<int, double>? InitScaleOf { get; init; }
 
     private static int Blocks(int subLayers) => subLayers / 2;
 }
