@@ -82,7 +82,7 @@ public sealed record TrainingOptions
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Validation loss every this many steps (and at the end); 0 only at the end.</summary>
-    public int EvalInterval { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(EvalInterval), value, "EvalInterval must not be negative."); } = 50;
+    public int EvalInterval { get; init => field = NotNegative(value, nameof(EvalInterval)); } = 50;
 
     /// <summary>Batches of validation windows per evaluation (at most; fewer if the validation text is short).</summary>
     public int EvalBatches { get; init => field = Positive(value, nameof(EvalBatches)); } = 4;
@@ -91,7 +91,7 @@ public sealed record TrainingOptions
     public double ValidationFraction { get; init => field = value is > 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(ValidationFraction), value, "ValidationFraction must be in (0, 1)."); } = 0.1;
 
     /// <summary>Write a checkpoint every this many steps (and at the end); 0 only at the end.</summary>
-    public int CheckpointInterval { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(CheckpointInterval), value, "CheckpointInterval must not be negative."); }
+    public int CheckpointInterval { get; init => field = NotNegative(value, nameof(CheckpointInterval)); }
 
     /// <summary>Stop after this many consecutive steps whose loss or gradients were NaN or infinite (each is skipped).</summary>
     public int MaxConsecutiveBadSteps { get; init => field = Positive(value, nameof(MaxConsecutiveBadSteps)); } = 5;
