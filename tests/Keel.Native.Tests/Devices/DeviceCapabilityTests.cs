@@ -1,7 +1,9 @@
 using Keel.Native.Devices;
+using Keel.Native.Devices.Cpu;
 using Keel.Native.Kernels;
 using Keel.Native.Memory;
 using Keel.Native.Model;
+using Keel.Native.Tests.Model;
 using Keel.Native.Tests.Support;
 using Keel.Native.Tests.Training;
 using Keel.Native.Training;
@@ -11,7 +13,8 @@ namespace Keel.Native.Tests.Devices;
 /// <summary>
 /// What a device offers beyond the op set (kernel runtime and SM count, memory, graph capture, a profiler clock) is asked
 /// of the device, never read off its type: a device that wraps another answers for it, and the trainer replays a step
-/// graph on any device that can capture one. Checked on the CPU with a device that reports made-up capabilities.
+/// graph on any device that can capture one. Checked on the CPU with a device that reports made-up capabilities; and the
+/// profiled device times every op.
 /// </summary>
 public sealed class DeviceCapabilityTests
 {
@@ -36,6 +39,27 @@ public sealed class DeviceCapabilityTests
         }
         Assert.Null(inner.Runtime.Profiler);
         Assert.True(inner.Disposed);
+    }
+
+    [Fact]
+    public void TheProfiledDeviceTimesEveryOpAndCountsGemmFlops()
+    {
+        using var device = new ProfiledDevice(new CpuDevice());
+        var config = TinyModels.Config(Architecture.Keel);
+        using var model = new KeelModel(device, config, ModelPrecision.Float32, batchSize: 2);
+        model.Initialize(1);
+        var (tokens, targets) = TinyModels.Batch(new Random(1), model.Tokens, config.VocabularySize);
+        model.SetBatch(tokens, targets);
+        model.ZeroGradients();
+        model.Forward(lossGradientScale: 0.1f);
+        model.Backward();
+        var table = new StringWriter();
+        device.Profile.Write(table, 1000);
+        var text = table.ToString();
+        foreach (var op in new[] { "gemm NT f32->f32", "attention forward", "attention backward", "residual_norm forward", "swiglu backward", "cross_entropy", "embedding backward" })
+            Assert.Contains(op, text);
+        // Two attention sub-layers, one forward each.
+        Assert.Matches(@"attention forward\s+2\s", text);
     }
 
     [Fact]
