@@ -1,37 +1,17 @@
 namespace Keel.Cuda.Driver;
 
 /// <summary>A stream: an ordered queue of device work (<c>cuStreamCreate</c>), destroyed on <see cref="IDisposable.Dispose"/>.</summary>
-public sealed unsafe class CudaStream : CudaHandle
+public sealed unsafe class CudaStream : ContextBoundHandle
 {
     private const uint NonBlockingFlag = 0x1; // CU_STREAM_NON_BLOCKING
-    private readonly CudaContext _context;
 
-    private CudaStream(CudaContext context, IntPtr stream, bool nonBlocking)
-    {
-        _context = context;
-        IsNonBlocking = nonBlocking;
-        SetHandle(stream);
-    }
+    private CudaStream(CudaContext context, bool nonBlocking) : base(context) => IsNonBlocking = nonBlocking;
 
     /// <summary>
     /// True when the stream does not synchronize with the legacy default stream, which the synchronous copies of
     /// <see cref="DeviceMemory"/> use.
     /// </summary>
     public bool IsNonBlocking { get; }
-
-    /// <summary>The context the stream belongs to.</summary>
-    public CudaContext Context => _context;
-
-    /// <summary>The raw <c>CUstream</c>, for library calls that take one.</summary>
-    /// <exception cref="ObjectDisposedException">The stream was destroyed.</exception>
-    internal IntPtr Handle
-    {
-        get
-        {
-            ObjectDisposedException.ThrowIf(IsClosed, this);
-            return handle;
-        }
-    }
 
     /// <inheritdoc />
     protected override string Description => "CUDA stream";
@@ -43,27 +23,20 @@ public sealed unsafe class CudaStream : CudaHandle
     public static CudaStream Create(CudaContext context, bool nonBlocking = false)
     {
         ArgumentNullException.ThrowIfNull(context);
-        context.AddDependent();
-        try
-        {
-            context.Bind();
-            CudaDriverNative.Check(CudaDriverNative.cuStreamCreate(out var stream, nonBlocking ? NonBlockingFlag : 0), "cuStreamCreate");
-            return new CudaStream(context, stream, nonBlocking);
-        }
-        catch
-        {
-            context.RemoveDependent();
-            throw;
-        }
+        context.MakeCurrent();
+        var stream = new CudaStream(context, nonBlocking);
+        stream.Create(nonBlocking ? NonBlockingFlag : 0u,
+                      static (flags, out handle) => CudaDriverNative.Check(CudaDriverNative.cuStreamCreate(out handle, flags), "cuStreamCreate"));
+        return stream;
     }
 
     /// <summary>Blocks until all work queued on this stream has finished.</summary>
-    public void Synchronize() => CudaDriverNative.Check(CudaDriverNative.cuStreamSynchronize(Handle), "cuStreamSynchronize");
+    public void Synchronize() => CudaDriverNative.Check(CudaDriverNative.cuStreamSynchronize(this), "cuStreamSynchronize");
 
     /// <summary>True when all work queued on this stream has finished (<c>cuStreamQuery</c>); never blocks. A failed kernel surfaces here.</summary>
     public bool IsComplete()
     {
-        var result = CudaDriverNative.cuStreamQuery(Handle);
+        var result = CudaDriverNative.cuStreamQuery(this);
         if (result == CudaDriverNative.CUDA_ERROR_NOT_READY) return false;
         CudaDriverNative.Check(result, "cuStreamQuery");
         return true;
@@ -73,7 +46,7 @@ public sealed unsafe class CudaStream : CudaHandle
     public void Wait(CudaEvent evt)
     {
         ArgumentNullException.ThrowIfNull(evt);
-        CudaDriverNative.Check(CudaDriverNative.cuStreamWaitEvent(Handle, evt.Handle, 0), "cuStreamWaitEvent");
+        CudaDriverNative.Check(CudaDriverNative.cuStreamWaitEvent(this, evt, 0), "cuStreamWaitEvent");
     }
 
     /// <summary>
@@ -86,7 +59,7 @@ public sealed unsafe class CudaStream : CudaHandle
     {
         if (source.IsEmpty) return;
         fixed (T* p = source)
-            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoDAsync(destination, p, (nuint)((long)source.Length * sizeof(T)), Handle),
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoDAsync(destination, p, (nuint)((long)source.Length * sizeof(T)), this),
                                    "cuMemcpyHtoDAsync");
     }
 
@@ -98,7 +71,7 @@ public sealed unsafe class CudaStream : CudaHandle
     {
         if (destination.IsEmpty) return;
         fixed (T* p = destination)
-            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoHAsync(p, source, (nuint)((long)destination.Length * sizeof(T)), Handle),
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoHAsync(p, source, (nuint)((long)destination.Length * sizeof(T)), this),
                                    "cuMemcpyDtoHAsync");
         Synchronize();
     }
@@ -108,7 +81,7 @@ public sealed unsafe class CudaStream : CudaHandle
     {
         ArgumentOutOfRangeException.ThrowIfNegative(byteCount);
         if (byteCount == 0) return;
-        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoDAsync(destination, source, (nuint)byteCount, Handle), "cuMemcpyDtoDAsync");
+        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoDAsync(destination, source, (nuint)byteCount, this), "cuMemcpyDtoDAsync");
     }
 
     /// <summary>Queues setting <paramref name="byteCount"/> bytes at the raw address <paramref name="destination"/> to <paramref name="value"/>.</summary>
@@ -116,15 +89,8 @@ public sealed unsafe class CudaStream : CudaHandle
     {
         ArgumentOutOfRangeException.ThrowIfNegative(byteCount);
         if (byteCount == 0) return;
-        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8Async(destination, value, (nuint)byteCount, Handle), "cuMemsetD8Async");
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8Async(destination, value, (nuint)byteCount, this), "cuMemsetD8Async");
     }
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        var destroyed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                        && CudaDriverNative.cuStreamDestroy(handle) == CudaDriverNative.CUDA_SUCCESS;
-        _context.RemoveDependent();
-        return destroyed;
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(CudaDriverNative.cuStreamDestroy(handle), "cuStreamDestroy");
 }

@@ -7,7 +7,8 @@ namespace Keel.Cuda.Nccl;
 /// An NCCL communicator (<c>ncclComm_t</c>) of one rank on one GPU, and the collectives Keel queues on it. Made by
 /// <see cref="InitRank"/> on every rank with the same <see cref="NcclUniqueId"/>; destroyed on
 /// <see cref="IDisposable.Dispose"/> (<c>ncclCommDestroy</c>), or torn down at once by <see cref="Abort"/>, which also stops
-/// collectives in flight (so that a rank whose peer died does not wait for it forever). It keeps its CUDA context alive.
+/// collectives in flight (so that a rank whose peer died does not wait for it forever). It claims its CUDA context like
+/// every <see cref="ContextBoundHandle"/>.
 /// <para>
 /// Like library calls (see <see cref="CudaContext"/>), the collectives expect the caller to have made the communicator's
 /// context current on the calling thread. They return once the work is queued on the stream; every rank must queue the
@@ -15,16 +16,12 @@ namespace Keel.Cuda.Nccl;
 /// together. Errors the network or a peer causes later are reported by <see cref="AsyncError"/>.
 /// </para>
 /// </summary>
-public sealed unsafe class NcclCommunicator : CudaHandle
+public sealed unsafe class NcclCommunicator : ContextBoundHandle
 {
-    private readonly CudaContext _context;
-
-    private NcclCommunicator(CudaContext context, IntPtr comm, int rank, int size)
+    private NcclCommunicator(CudaContext context, int rank, int size) : base(context)
     {
-        _context = context;
         Rank = rank;
         Size = size;
-        SetHandle(comm);
     }
 
     /// <summary>This rank, from 0.</summary>
@@ -69,19 +66,11 @@ public sealed unsafe class NcclCommunicator : CudaHandle
         ArgumentOutOfRangeException.ThrowIfNegative(rank);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(rank, size);
         CudaLibraries.Require(CudaLibrary.Nccl);
-        context.AddDependent();
-        try
-        {
-            // NCCL takes the device from the calling thread's current context.
-            context.Bind();
-            NcclNative.Check(NcclNative.ncclCommInitRank(out var comm, size, id, rank), "ncclCommInitRank");
-            return new NcclCommunicator(context, comm, rank, size);
-        }
-        catch
-        {
-            context.RemoveDependent();
-            throw;
-        }
+        // NCCL takes the device from the calling thread's current context.
+        context.MakeCurrent();
+        var comm = new NcclCommunicator(context, rank, size);
+        comm.Create((size, id, rank), static (s, out handle) => NcclNative.Check(NcclNative.ncclCommInitRank(out handle, s.size, s.id, s.rank), "ncclCommInitRank"));
+        return comm;
     }
 
     /// <summary>Launches the collectives queued until <see cref="GroupEnd"/> together (<c>ncclGroupStart</c>).</summary>
@@ -132,21 +121,16 @@ public sealed unsafe class NcclCommunicator : CudaHandle
     public void Abort()
     {
         if (IsClosed || IsInvalid) return;
-        _context.Bind();
+        Context.MakeCurrent();
         var result = NcclNative.ncclCommAbort(handle);
+        // Aborted is released: the release must not destroy it again, and the claim on the context ends here.
         SetHandleAsInvalid();
-        _context.RemoveDependent();
+        Context.RemoveDependent();
         NcclNative.Check(result, "ncclCommAbort");
     }
 
     /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        var destroyed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                        && NcclNative.ncclCommDestroy(handle) == NcclNative.ncclSuccess;
-        _context.RemoveDependent();
-        return destroyed;
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(NcclNative.ncclCommDestroy(handle), "ncclCommDestroy");
 
     private static nuint Count(long count)
     {

@@ -1,7 +1,5 @@
 using Keel.Distributed.Mpi;
 using Keel.Native.Devices;
-using Keel.Native.Devices.Cuda;
-using Keel.Native.Training;
 
 namespace Keel.Native.Distributed;
 
@@ -9,15 +7,14 @@ namespace Keel.Native.Distributed;
 public static class Collectives
 {
     /// <summary>
-    /// NCCL for a GPU (its tensors never leave it; the GPU's stream carries the collectives), MPI for the CPU and emulated
-    /// devices, whose memory is host memory. Host values go over <paramref name="world"/> in both cases. Every rank of
-    /// <paramref name="world"/> must call it.
+    /// NCCL for a device with a CUDA stream (a GPU: its tensors never leave it, and its stream carries the collectives), MPI
+    /// for the CPU and emulated devices, whose memory is host memory. Host values go over <paramref name="world"/> in both
+    /// cases. Every rank of <paramref name="world"/> must call it.
     /// </summary>
     public static ICollectives Open(MpiCommunicator world, IDevice device)
     {
         ArgumentNullException.ThrowIfNull(world);
         ArgumentNullException.ThrowIfNull(device);
-        var inner = device is ProfiledDevice profiled ? profiled.Inner : device;
-        return inner is CudaDevice cuda ? new NcclCollectives(new MpiRankGroup(world), cuda) : new MpiCollectives(world, device);
+        return device.NativeStream is not null ? new NcclCollectives(new MpiRankGroup(world), device) : new MpiCollectives(world, device);
     }
 }

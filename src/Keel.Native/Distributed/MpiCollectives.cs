@@ -22,7 +22,7 @@ public sealed class MpiCollectives : MpiRankGroup, ICollectives
     public MpiCollectives(MpiCommunicator comm, IDevice device) : base(comm)
     {
         ArgumentNullException.ThrowIfNull(device);
-        if (device.Kind == DeviceKind.Cuda)
+        if (device.NativeStream is not null)
             throw new ArgumentException("MPI collectives run on host memory; a GPU's tensors go through NCCL.", nameof(device));
         _device = device;
     }

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using Keel.Cuda.Driver;
 using Keel.Cuda.Nccl;
 using Keel.Native.Devices;
-using Keel.Native.Devices.Cuda;
 using Keel.Native.Numerics;
 
 namespace Keel.Native.Distributed;
@@ -27,7 +26,7 @@ public sealed class NcclCollectives : ICollectives
     private const int FenceRing = 8;
 
     private readonly IRankGroup _host;
-    private readonly CudaDevice _device;
+    private readonly CudaStream _stream;
     private readonly NcclCommunicator _nccl;
     private readonly CudaStream _side;
     private readonly CudaEvent _join;
@@ -36,30 +35,33 @@ public sealed class NcclCollectives : ICollectives
     private bool _overlapping;
 
     /// <summary>
-    /// Joins this rank's GPU to an NCCL communicator of every rank of <paramref name="host"/>, which carries the unique id and
-    /// the host values (MPI, or <see cref="SingleRank"/> for one process).
+    /// Joins this rank's GPU (the device of <paramref name="device"/>'s <see cref="IDevice.NativeStream"/>) to an NCCL
+    /// communicator of every rank of <paramref name="host"/>, which carries the unique id and the host values (MPI, or
+    /// <see cref="SingleRank"/> for one process).
     /// </summary>
-    public NcclCollectives(IRankGroup host, CudaDevice device)
+    /// <exception cref="ArgumentException">The device has no CUDA stream (not a GPU).</exception>
+    public NcclCollectives(IRankGroup host, IDevice device)
     {
         ArgumentNullException.ThrowIfNull(host);
         ArgumentNullException.ThrowIfNull(device);
         _host = host;
-        _device = device;
+        _stream = device.NativeStream ?? throw new ArgumentException($"NCCL needs a GPU's stream; the {device.Kind} device has none.", nameof(device));
+        var context = _stream.Context;
         Span<byte> id = stackalloc byte[NcclUniqueId.Bytes];
         if (host.Rank == 0) NcclCommunicator.CreateUniqueId().CopyTo(id);
         host.Broadcast(id, root: 0);
         var owned = new List<IDisposable>();
         try
         {
-            _nccl = NcclCommunicator.InitRank(device.Context, host.Size, NcclUniqueId.FromBytes(id), host.Rank);
+            _nccl = NcclCommunicator.InitRank(context, host.Size, NcclUniqueId.FromBytes(id), host.Rank);
             owned.Add(_nccl);
-            _side = CudaStream.Create(device.Context);
+            _side = CudaStream.Create(context);
             owned.Add(_side);
-            _join = device.CreateEvent(timing: false);
+            _join = CudaEvent.Create(context, timing: false);
             owned.Add(_join);
             for (var i = 0; i < FenceRing; i++)
             {
-                _fences[i] = device.CreateEvent(timing: false);
+                _fences[i] = CudaEvent.Create(context, timing: false);
                 owned.Add(_fences[i]);
             }
         }
@@ -123,7 +125,7 @@ public sealed class NcclCollectives : ICollectives
         if (_overlapping) throw new InvalidOperationException("BeginOverlap was called twice without EndOverlap.");
         Bind();
         // The side stream starts where the device's stream is now: the collectives read what the queued work writes.
-        _join.Record(_device.Stream);
+        _join.Record(_stream);
         _side.Wait(_join);
         NcclCommunicator.GroupStart();
         _overlapping = true;
@@ -147,7 +149,7 @@ public sealed class NcclCollectives : ICollectives
         if (fence.Id > _fenceCount || fence.Id <= _fenceCount - FenceRing)
             throw new ArgumentException($"Fence {fence.Id} is not one of the last {FenceRing} ({_fenceCount} made so far).", nameof(fence));
         Bind();
-        _device.Stream.Wait(_fences[fence.Id % FenceRing]);
+        _stream.Wait(_fences[fence.Id % FenceRing]);
     }
 
     /// <inheritdoc />
@@ -156,7 +158,7 @@ public sealed class NcclCollectives : ICollectives
     {
         Bind();
         var spin = Stopwatch.StartNew();
-        while (!(_side.IsComplete() && _device.Stream.IsComplete()))
+        while (!(_side.IsComplete() && _stream.IsComplete()))
         {
             if (_nccl.AsyncError() is { } error)
             {
@@ -202,9 +204,9 @@ public sealed class NcclCollectives : ICollectives
         _side.Dispose();
     }
 
-    private CudaStream Stream => _overlapping ? _side : _device.Stream;
+    private CudaStream Stream => _overlapping ? _side : _stream;
 
-    private void Bind() => CudaDevice.BindContext(_device.Context);
+    private void Bind() => _stream.Context.MakeCurrent();
 
     private static NcclDataType Reducible(Tensor tensor, string name) => tensor.DType == DType.Float32
         ? NcclDataType.Float32

@@ -42,6 +42,14 @@ public sealed record TrainerState(int Step, int UpdateCount, int ConsecutiveBadS
 /// as it does on the same.
 /// </para>
 /// </summary>
+/// <example>
+/// <code>
+/// Checkpoints.Save(trainer, "runs/demo/checkpoint");
+/// // later, with the same data:
+/// using var resumed = Checkpoints.Resume("runs/demo", device, data);
+/// while (resumed.CompletedSteps &lt; resumed.Options.Steps) resumed.Step();
+/// </code>
+/// </example>
 public static class Checkpoints
 {
     /// <summary>The weights' file name.</summary>
@@ -97,7 +105,7 @@ public static class Checkpoints
             WriteTensors(Path.Combine(partial, ModelFile), model.Device, model.Layout, [("", model.Parameters)], metadata);
             moments.Create(optimizerPath);
             AtomicFile.WriteText(Path.Combine(partial, ConfigFile), model.Config.ToJson());
-            var state = new TrainerState(trainer.CompletedSteps, optimizer.UpdateCount, trainer.ConsecutiveBadSteps, trainer.Tokenizer, trainer.Data.Source, trainer.Options);
+            var state = new TrainerState(trainer.CompletedSteps, optimizer.UpdateCount, trainer.ConsecutiveBadSteps, trainer.Data.Tokenizer.Kind, trainer.Data.Source, trainer.Options);
             AtomicFile.WriteText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(state, ModelConfig.JsonOptions));
         }
         // The folder and the optimizer file exist before the other ranks write into it.
@@ -193,25 +201,30 @@ public static class Checkpoints
     /// </summary>
     /// <param name="directory">The checkpoint, or the run folder holding it.</param>
     /// <param name="device">Where to train.</param>
-    /// <param name="data">The run's data, tokenized as the state says.</param>
+    /// <param name="data">The run's data, tokenized as the state says (<see cref="TrainerState.Tokenizer"/>).</param>
     /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
     /// <param name="options">
     /// The saved options with another memory policy, budget, CUDA graphs setting or ZeRO stage (none of which changes the
     /// results); null for the saved options.
     /// </param>
     /// <param name="collectives">The ranks of a data-parallel run (any number, each reads its own shard of the moments), or null for one process.</param>
-    /// <exception cref="ArgumentException"><paramref name="options"/> differs from the saved options in anything else.</exception>
+    /// <exception cref="ArgumentException">
+    /// <paramref name="options"/> differs from the saved options in anything else, or <paramref name="data"/> was made by another tokenizer.
+    /// </exception>
     public static Trainer Resume(string directory, IDevice device, TokenDataset data, ModelPrecision? precision = null, TrainingOptions? options = null,
                                  ICollectives? collectives = null)
     {
+        ArgumentNullException.ThrowIfNull(data);
         var folder = Locate(directory);
         var (config, state) = ReadConfig(folder);
         if (options is not null && WithoutResources(options, state.Options) != state.Options)
             throw new ArgumentException("A resumed run keeps its training options; only the memory policy, the budget, CUDA graphs and the ZeRO stage may change.", nameof(options));
         options ??= state.Options;
+        if (data.Tokenizer.Kind != state.Tokenizer)
+            throw new ArgumentException($"The run was trained on {state.Tokenizer} tokens; this data was made by the {data.Tokenizer.Kind} tokenizer.", nameof(data));
         var optimizerPath = Path.Combine(folder, OptimizerFile);
         CheckTensors(optimizerPath, new ParameterLayout(config), state.Step, MomentPrefixes);
-        var trainer = new Trainer(device, config, options, data, state.Tokenizer, precision, collectives);
+        var trainer = new Trainer(device, config, options, data, precision, collectives);
         try
         {
             LoadWeights(trainer.Model, folder, state.Step);

@@ -13,7 +13,7 @@ namespace Keel.Native.Training;
 public static class RunFingerprint
 {
     /// <summary>The named parts of a run.</summary>
-    public static IReadOnlyList<(string Name, string Text)> Parts(ModelConfig config, TrainingOptions options, TokenDataset data, TokenizerKind tokenizer)
+    public static IReadOnlyList<(string Name, string Text)> Parts(ModelConfig config, TrainingOptions options, TokenDataset data)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(options);
@@ -22,7 +22,7 @@ public static class RunFingerprint
         [
             ("model config", config.ToJson()),
             ("training options", JsonSerializer.Serialize(options, ModelConfig.JsonOptions)),
-            ("tokenizer", tokenizer.ToString()),
+            ("tokenizer", data.Tokenizer.Kind.ToString()),
             ("data", $"{data.Train.Length} training and {data.Validation.Length} validation tokens, SHA-256 {Digest(data.Train, data.Validation)}"),
         ];
     }

@@ -64,8 +64,8 @@ public sealed class NcclCollectivesTests
         var device = OpenOrSkip();
         var options = TrainingFixtures.TinyOptions with { ZeroStage = zeroStage, AccumulationSteps = 2, CudaGraphs = false };
         using var nccl = new NcclCollectives(SingleRank.Instance, device);
-        using var alone = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
-        using var ranked = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte, collectives: nccl);
+        using var alone = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask());
+        using var ranked = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), collectives: nccl);
         alone.Initialize();
         ranked.Initialize();
         for (var step = 1; step <= 3; step++)

@@ -52,7 +52,7 @@ public sealed class DataParallelTrainingTests
 
         // Rank 0 alone prints and writes the metrics and plot; every other rank logs to its own file.
         Assert.Single(job.Output.Split('\n'), line => line.StartsWith("Run files in", StringComparison.Ordinal));
-        Assert.True(File.Exists(Path.Combine(first, TrainingLoop.PlotFile)));
+        Assert.True(File.Exists(Path.Combine(first, Keel.Cli.Plots.LossPlot.FileName)));
         for (var r = 1; r < ranks; r++) Assert.Contains($"Rank    rank {r} of {ranks}", File.ReadAllText(Path.Combine(first, $"rank-{r}.log")));
         Assert.False(File.Exists(Path.Combine(first, "rank-0.log")));
     }

@@ -45,15 +45,15 @@ public sealed class RankAgreementTests
         var results = ThreadRanks.Run(3, ranks => ranks.RequireSame(RunFingerprint.Parts(
             ranks.Rank == 2 ? config with { Hidden = 32 } : config,
             TrainingFixtures.TinyOptions with { Seed = ranks.Rank == 1 ? 7UL : 42UL },
-            data, TokenizerKind.Byte)));
+            data)));
         Assert.All(results, e => Assert.Equal(
             "rank 1: different training options from rank 0: seed 7 (rank 0: 42); rank 2: different model config from rank 0: hidden 32 (rank 0: 16)",
             Assert.IsType<DistributedException>(e).Message));
 
         results = ThreadRanks.Run(2, ranks => ranks.RequireSame(RunFingerprint.Parts(config, TrainingFixtures.TinyOptions,
-            ranks.Rank == 0 ? data : TrainingFixtures.CopyTask(seed: 4), TokenizerKind.Byte)));
+            ranks.Rank == 0 ? data : TrainingFixtures.CopyTask(seed: 4))));
         Assert.Matches(@"^rank 1: different data from rank 0: SHA-256 [0-9a-f]{12} \(rank 0: [0-9a-f]{12}\)$", results[0]!.Message);
 
-        Assert.All(ThreadRanks.Run(2, ranks => ranks.RequireSame(RunFingerprint.Parts(config, TrainingFixtures.TinyOptions, data, TokenizerKind.Byte))), Assert.Null);
+        Assert.All(ThreadRanks.Run(2, ranks => ranks.RequireSame(RunFingerprint.Parts(config, TrainingFixtures.TinyOptions, data))), Assert.Null);
     }
 }

@@ -121,9 +121,9 @@ public sealed class ShardingTests
     {
         var options = TrainingFixtures.TinyOptions with { ZeroStage = stage, AccumulationSteps = 2 };
         using var device = new CpuDevice();
-        using var alone = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var alone = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask());
         using var collectives = new SingleRankCollectives(device);
-        using var ranked = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte, collectives: collectives);
+        using var ranked = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), collectives: collectives);
         Assert.Equal(stage == 2, ranked.Model.GradientBuckets is not null);
         Assert.Equal(stage >= 1, ranked.Optimizer.IsSharded);
         alone.Initialize();

@@ -22,7 +22,7 @@ public sealed class StepAllocationTests
     {
         using var device = new NoComputeDevice();
         var options = TrainingFixtures.TinyOptions with { Memory = MemoryPolicy.Parse(policy), AccumulationSteps = accumulation, Steps = 50 };
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { SubLayers = 6 }, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { SubLayers = 6 }, options, TrainingFixtures.CopyTask());
         trainer.Initialize();
         for (var i = 0; i < 3; i++) trainer.Step();
 
@@ -40,7 +40,7 @@ public sealed class StepAllocationTests
         using var device = new NoComputeDevice();
         using var collectives = new SingleRankCollectives(device);
         var options = TrainingFixtures.TinyOptions with { ZeroStage = stage, AccumulationSteps = 2, Steps = 50 };
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { SubLayers = 6 }, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte, collectives: collectives);
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { SubLayers = 6 }, options, TrainingFixtures.CopyTask(), collectives: collectives);
         trainer.Initialize();
         for (var i = 0; i < 3; i++) trainer.Step();
 
