@@ -153,7 +153,8 @@ public sealed class LaunchShapeTests
                 _limit = bytes;
             }
 
-            protected override void LaunchCore(in LaunchShape shape, void** args) => runtime.Launches.Add((Name, shape, _limit));
+            protected override void LaunchCore(in LaunchShape shape, ReadOnlySpan<KernelArgument> arguments, void** values) =>
+                runtime.Launches.Add((Name, shape, _limit));
         }
     }
 }

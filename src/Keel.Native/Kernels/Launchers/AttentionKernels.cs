@@ -10,7 +10,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// per head dimension (<see cref="HeadDims"/>) and mask (causal or not), each with the tile sizes of <see cref="AttentionTiles.For"/>.
 /// A specialization is compiled and loaded the first time a call needs it.
 /// </summary>
-public sealed unsafe class AttentionKernels
+public sealed class AttentionKernels
 {
     /// <summary>The head dimensions the kernels are specialized for.</summary>
     public static IReadOnlyList<int> HeadDims { get; } = [16, 32, 64, 128];
@@ -69,13 +69,12 @@ public sealed unsafe class AttentionKernels
 
         var kernels = Load(options);
         var tiles = kernels.Tiles;
-        ulong qa = q.Address, ka = k.Address, va = v.Address, oa = output.Address, la = logSumExp.Address;
         int seq = options.Sequence, heads = options.QueryHeads, kvHeads = options.KvHeads;
         var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
-        void** args = stackalloc void*[] { &qa, &ka, &va, &oa, &la, &seq, &heads, &kvHeads, &scaleLog2 };
         var blocks = (seq + tiles.ForwardBlockM - 1) / tiles.ForwardBlockM;
         var cost = new KernelCost(2.0 * (2 * q.Length + k.Length + v.Length) + 4.0 * logSumExp.Length, ForwardFlops(options));
-        kernels.Forward.Launch(new LaunchShape(new Dim3(blocks, heads, options.Batch), new Dim3(tiles.ForwardThreads), tiles.ForwardSharedBytes), args, cost);
+        kernels.Forward.Launch(new LaunchShape(new Dim3(blocks, heads, options.Batch), new Dim3(tiles.ForwardThreads), tiles.ForwardSharedBytes),
+                               [q, k, v, output, logSumExp, seq, heads, kvHeads, scaleLog2], cost);
     }
 
     /// <summary>
@@ -118,22 +117,21 @@ public sealed unsafe class AttentionKernels
         Require.Aligned(scratch, 16);
 
         var kernels = Load(options);
-        ulong qa = q.Address, ka = k.Address, va = v.Address, oa = output.Address, la = logSumExp.Address, doa = dOutput.Address;
-        ulong dqa = dq.Address, dka = dk.Address, dva = dv.Address;
-        ulong accum = scratch.Address, dsum = accum + (ulong)layout.DsumOffset * 4, order = accum + (ulong)layout.OrderOffset * 4;
+        var dsum = KernelArgument.Pointer(scratch.Address + (ulong)layout.DsumOffset * 4);
+        var order = KernelArgument.Pointer(scratch.Address + (ulong)layout.OrderOffset * 4);
         int seq = options.Sequence, heads = options.QueryHeads, kvHeads = options.KvHeads, orderCount = (int)layout.OrderCount;
         var scale = (float)options.EffectiveScale;
         var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
         long rows = (long)options.Batch * seq * heads;
 
-        void** prepareArgs = stackalloc void*[] { &oa, &doa, &dsum, &order, &rows, &seq, &heads, &orderCount };
         var prepareThreads = rows * (options.HeadDim / 8);
-        kernels.Prepare.Launch(LaunchShapes.Blocks((prepareThreads + PrepareThreads - 1) / PrepareThreads, PrepareThreads), prepareArgs,
+        kernels.Prepare.Launch(LaunchShapes.Blocks((prepareThreads + PrepareThreads - 1) / PrepareThreads, PrepareThreads),
+            [output, dOutput, dsum, order, rows, seq, heads, orderCount],
             new KernelCost(4.0 * q.Length + 4.0 * rows + 4.0 * orderCount, 2.0 * q.Length));
 
-        void** mainArgs = stackalloc void*[] { &qa, &ka, &va, &doa, &la, &dsum, &accum, &order, &dqa, &dka, &dva, &seq, &heads, &kvHeads, &scale, &scaleLog2 };
         var cost = new KernelCost(2.0 * (3 * q.Length + 2 * (k.Length + v.Length)) + 8.0 * rows, 2.5 * ForwardFlops(options));
-        kernels.Backward.Launch(new LaunchShape(new Dim3(options.Batch * kvHeads, keyBlocks), new Dim3(tiles.BackwardThreads), tiles.BackwardSharedBytes), mainArgs, cost);
+        kernels.Backward.Launch(new LaunchShape(new Dim3(options.Batch * kvHeads, keyBlocks), new Dim3(tiles.BackwardThreads), tiles.BackwardSharedBytes),
+            [q, k, v, dOutput, logSumExp, dsum, scratch, order, dq, dk, dv, seq, heads, kvHeads, scale, scaleLog2], cost);
     }
 
     /// <summary>The forward's FLOPs as FlashAttention counts them: 4 S² D Hq B, halved under the causal mask (the backward does 2.5 times as many).</summary>
@@ -145,8 +143,15 @@ public sealed unsafe class AttentionKernels
 
     private Variant Load(AttentionOptions options)
     {
-        var index = HeadDims.ToList().IndexOf(options.HeadDim) * 2 + (options.Causal ? 1 : 0);
+        var index = HeadDimIndex(options.HeadDim) * 2 + (options.Causal ? 1 : 0);
         return _variants[index] ??= new Variant(_runtime, options.HeadDim, options.Causal);
+    }
+
+    private static int HeadDimIndex(int headDim)
+    {
+        for (var i = 0; i < HeadDims.Count; i++)
+            if (HeadDims[i] == headDim) return i;
+        return -1;
     }
 
     private static void CheckInputs(AttentionOptions options, Tensor q, Tensor k, Tensor v)
@@ -154,7 +159,7 @@ public sealed unsafe class AttentionKernels
         ArgumentNullException.ThrowIfNull(options);
         if (options.QueryHeads % options.KvHeads != 0)
             throw new ArgumentException($"QueryHeads ({options.QueryHeads}) must be a multiple of KvHeads ({options.KvHeads}).", nameof(options));
-        if (!HeadDims.Contains(options.HeadDim))
+        if (HeadDimIndex(options.HeadDim) < 0)
             throw new ArgumentException($"HeadDim {options.HeadDim} has no attention kernel; supported: {string.Join(", ", HeadDims)}.", nameof(options));
         CheckQueryShaped(options, q);
         CheckKvShaped(options, k);

@@ -19,7 +19,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// Owns its scratch (the error word, the sort keys and the tile partial sums), allocated on the device on
 /// first use and grown when a larger batch comes by, so steady-state calls allocate nothing.
 /// </summary>
-public sealed unsafe class EmbeddingKernels : IDisposable
+public sealed class EmbeddingKernels : IDisposable
 {
     /// <summary>The one specialization of embedding.cu.</summary>
     public static KernelSpec Spec { get; } = new("embedding.cu");
@@ -64,11 +64,10 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         if (count == 0) return;
 
         var functions = _functions.Value;
-        ulong t = tokens.Address, w = table.Address, o = output.Address, e = Errors().Address;
         var vectors = count * dim / (16 / table.DType.SizeOf());
         var blocks = Math.Clamp((vectors + Threads - 1) / Threads, 1, _maxBlocks);
-        void** args = stackalloc void*[] { &t, &w, &o, &count, &vocab, &dim, &e };
-        (table.DType == DType.Float32 ? functions.ForwardF32 : functions.ForwardBf16).Launch(LaunchShapes.Blocks(blocks, Threads), args,
+        (table.DType == DType.Float32 ? functions.ForwardF32 : functions.ForwardBf16).Launch(LaunchShapes.Blocks(blocks, Threads),
+            [tokens, table, output, count, vocab, dim, Errors()],
             new KernelCost((double)count * dim * (table.DType.SizeOf() + 4) + 4.0 * count, 0));
         _checkPending = true;
     }
@@ -97,32 +96,25 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         var tiles = (count + TileSize - 1) / TileSize;
         var keys = Scratch(ref _keys, DType.Int32, 2 * n);
         var partials = Scratch(ref _partials, DType.Float32, tiles * 2 * dim);
-        ulong t = tokens.Address, k = keys.Address, p = partials.Address, d = dOutput.Address, table = dTable.Address, e = Errors().Address;
+        var errors = Errors();
 
         // The sort: chunks in shared memory, then each larger merge's long strides globally, its short ones per chunk.
         var chunk = (int)Math.Min(n, SortChunk);
-        void** sortArgs = stackalloc void*[] { &t, &count, &vocab, &k, &n, &e };
-        functions.SortKeys.Launch(LaunchShapes.Blocks(n / chunk, Math.Min(SortThreads, chunk / 2)), sortArgs);
+        functions.SortKeys.Launch(LaunchShapes.Blocks(n / chunk, Math.Min(SortThreads, chunk / 2)), [tokens, count, vocab, keys, n, errors]);
         _checkPending = true;
         var mergeBlocks = Math.Clamp((n / 2 + Threads - 1) / Threads, 1, _maxBlocks);
-        long size = 2L * chunk;
-        int logStride;
-        void** mergeArgs = stackalloc void*[] { &k, &n, &size, &logStride };
-        void** chunkArgs = stackalloc void*[] { &k, &n, &size };
-        for (; size <= n; size *= 2)
+        for (var size = 2L * chunk; size <= n; size *= 2)
         {
-            for (logStride = Log2(size / 2); logStride >= Log2(chunk); logStride--)
-                functions.SortMerge.Launch(LaunchShapes.Blocks(mergeBlocks, Threads), mergeArgs);
-            functions.SortMergeChunk.Launch(LaunchShapes.Blocks(n / SortChunk, SortThreads), chunkArgs);
+            for (var logStride = Log2(size / 2); logStride >= Log2(chunk); logStride--)
+                functions.SortMerge.Launch(LaunchShapes.Blocks(mergeBlocks, Threads), [keys, n, size, logStride]);
+            functions.SortMergeChunk.Launch(LaunchShapes.Blocks(n / SortChunk, SortThreads), [keys, n, size]);
         }
 
         var threads = (int)Math.Min(AccumulateThreads, (dim / 4 + 31) / 32 * 32);
         var slices = (dim / 4 + threads - 1) / threads;
         var shape = new LaunchShape(new Dim3(checked((int)tiles), slices), new Dim3(threads));
-        void** tileArgs = stackalloc void*[] { &k, &count, &d, &table, &p, &dim };
-        functions.Tiles.Launch(shape, tileArgs);
-        void** spanArgs = stackalloc void*[] { &k, &count, &p, &table, &dim };
-        functions.Spans.Launch(shape, spanArgs);
+        functions.Tiles.Launch(shape, [keys, count, dOutput, dTable, partials, dim]);
+        functions.Spans.Launch(shape, [keys, count, partials, dTable, dim]);
     }
 
     /// <summary>The number of sort keys for <paramref name="count"/> tokens: the next power of two, at least 64.</summary>

@@ -6,7 +6,7 @@ using Keel.Native.Reference;
 namespace Keel.Native.Kernels.Launchers;
 
 /// <summary>Launches <c>kernels/optimizer.cu</c>: the global gradient norm with its clip factor, and fused AdamW.</summary>
-public sealed unsafe class OptimizerKernels
+public sealed class OptimizerKernels
 {
     /// <summary>The one specialization of optimizer.cu.</summary>
     public static KernelSpec Spec { get; } = new("optimizer.cu");
@@ -42,11 +42,8 @@ public sealed unsafe class OptimizerKernels
         Require.Length(result, 2);
         var n = gradients.Length;
         var blocks = (int)Math.Clamp((n / 4 + Threads - 1) / Threads, 1, MaxPartials);
-        ulong g = gradients.Address, p = partials.Address, r = result.Address;
-        void** partialArgs = stackalloc void*[] { &g, &n, &p };
-        _sumsqPartial.Launch(LaunchShapes.Blocks(blocks, Threads), partialArgs, new KernelCost(4.0 * n, 2.0 * n));
-        void** finalArgs = stackalloc void*[] { &p, &blocks, &maxNorm, &r };
-        _clipFactor.Launch(LaunchShapes.Blocks(1, Threads), finalArgs, new KernelCost(4.0 * blocks + 8, blocks));
+        _sumsqPartial.Launch(LaunchShapes.Blocks(blocks, Threads), [gradients, n, partials], new KernelCost(4.0 * n, 2.0 * n));
+        _clipFactor.Launch(LaunchShapes.Blocks(1, Threads), [partials, blocks, maxNorm, result], new KernelCost(4.0 * blocks + 8, blocks));
     }
 
     /// <summary>
@@ -76,15 +73,14 @@ public sealed unsafe class OptimizerKernels
         Require.DType(clip, DType.Float32);
         Require.Length(clip, 2);
 
-        ulong p = parameters.Address, g = gradients.Address, m = firstMoment.Address, v = secondMoment.Address;
-        ulong bf = parametersBf16.IsEmpty ? 0 : parametersBf16.Address, c = clip.Address;
         float lr = learningRate, beta1 = options.Beta1, beta2 = options.Beta2, eps = options.Epsilon, wd = options.WeightDecay;
         var c1 = (float)(1 - Math.Pow(beta1, step));
         var c2 = (float)(1 - Math.Pow(beta2, step));
         var blocks = Math.Clamp((n / 4 + Threads - 1) / Threads, 1, _maxBlocks);
-        void** args = stackalloc void*[] { &p, &g, &m, &v, &bf, &n, &lr, &beta1, &beta2, &c1, &c2, &eps, &wd, &c };
         // Reads p, g, m, v and writes p, m, v (fp32), plus the bf16 copy when asked; about 12 FLOPs an element.
-        _adamw.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(n * (28.0 + (bf == 0 ? 0 : 2)), 12.0 * n));
+        _adamw.Launch(LaunchShapes.Blocks(blocks, Threads),
+                      [parameters, gradients, firstMoment, secondMoment, parametersBf16, n, lr, beta1, beta2, c1, c2, eps, wd, clip],
+                      new KernelCost(n * (28.0 + (parametersBf16.IsEmpty ? 0 : 2)), 12.0 * n));
     }
 
     private static void CheckState(Tensor state, long n, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(state))] string? name = null)

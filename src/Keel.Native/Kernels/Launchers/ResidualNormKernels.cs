@@ -18,7 +18,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// Owns the backward's scratch (the per-block gradient sums), allocated on the device on first use and grown
 /// when a larger shape comes by, so steady-state calls allocate nothing.
 /// </summary>
-public sealed unsafe class ResidualNormKernels : IDisposable
+public sealed class ResidualNormKernels : IDisposable
 {
     /// <summary>The smallest hidden size (one 8-element chunk per row).</summary>
     public const int MinHidden = 8;
@@ -83,17 +83,12 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         var kernel = _functions[SpecIndex(options, f.IsEmpty ? DType.BFloat16 : f.DType)].Value.Forward;
         var threadsPerRow = ThreadsPerRow(hidden, ForwardChunks);
         var (groups, blockThreads) = Block(threadsPerRow);
-        ulong px = x.Address, pf = f.IsEmpty ? 0 : f.Address, pgOut = outNorm.Gain.Address, pbOut = outNorm.Bias.Address;
-        ulong pgIn = inNorm.Gain.Address, pbIn = inNorm.Bias.Address, py = y.Address, pz = z.IsEmpty ? 0 : z.Address;
-        ulong pmOut = statistics.MeanOut.Address, prOut = statistics.RstdOut.Address;
-        ulong pmIn = statistics.MeanIn.Address, prIn = statistics.RstdIn.Address;
-        float alpha = options.Alpha, eps = options.Epsilon;
-        void** args = stackalloc void*[]
-        {
-            &px, &pf, &pgOut, &pbOut, &pgIn, &pbIn, &py, &pz, &pmOut, &prOut, &pmIn, &prIn,
-            &rows, &hidden, &threadsPerRow, &alpha, &eps,
-        };
-        kernel.Launch(LaunchShapes.Blocks(((long)rows + groups - 1) / groups, blockThreads), args, ForwardCost(options, rows, hidden, f, z));
+        kernel.Launch(LaunchShapes.Blocks(((long)rows + groups - 1) / groups, blockThreads),
+        [
+            x, f, outNorm.Gain, outNorm.Bias, inNorm.Gain, inNorm.Bias, y, z,
+            statistics.MeanOut, statistics.RstdOut, statistics.MeanIn, statistics.RstdIn,
+            rows, hidden, threadsPerRow, options.Alpha, options.Epsilon,
+        ], ForwardCost(options, rows, hidden, f, z));
     }
 
     /// <summary>
@@ -135,39 +130,30 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         var parameters = ParameterCount(options);
         var scratch = parameters == 0 ? default : Partials((long)blocks * parameters * hidden);
 
-        ulong px = x.Address, pf = f.IsEmpty ? 0 : f.Address, py = y.Address, pgOut = outNorm.Gain.Address, pgIn = inNorm.Gain.Address;
-        ulong pmOut = statistics.MeanOut.Address, prOut = statistics.RstdOut.Address;
-        ulong pmIn = statistics.MeanIn.Address, prIn = statistics.RstdIn.Address;
-        ulong pdy = dy.IsEmpty ? 0 : dy.Address, pdz = dz.IsEmpty ? 0 : dz.Address, pdx = dx.Address, pdf = df.IsEmpty ? 0 : df.Address;
-        ulong pp = scratch.Address;
-        var alpha = options.Alpha;
-        void** args = stackalloc void*[]
-        {
-            &px, &pf, &py, &pgOut, &pgIn, &pmOut, &prOut, &pmIn, &prIn, &pdy, &pdz, &pdx, &pdf, &pp,
-            &rows, &hidden, &threadsPerRow, &alpha,
-        };
-        functions.Backward.Launch(LaunchShapes.Blocks(blocks, blockThreads), args,
-                                  BackwardCost(options, rows, hidden, f, dy, dz, (long)blocks * parameters * hidden));
+        functions.Backward.Launch(LaunchShapes.Blocks(blocks, blockThreads),
+        [
+            x, f, y, outNorm.Gain, inNorm.Gain, statistics.MeanOut, statistics.RstdOut, statistics.MeanIn, statistics.RstdIn,
+            dy, dz, dx, df, scratch, rows, hidden, threadsPerRow, options.Alpha,
+        ], BackwardCost(options, rows, hidden, f, dy, dz, (long)blocks * parameters * hidden));
         if (parameters == 0) return;
 
-        // The gradients in partials order: N_out's gain (and bias), then N_in's.
-        Span<ulong> gradients = stackalloc ulong[4];
+        // The gradients in partials order: N_out's gain (and bias), then N_in's; the unused ones null.
+        Span<Tensor> gradients = [default, default, default, default];
         var count = 0;
         if (options.OutputNorm)
         {
-            gradients[count++] = outNormGradients.Gain.Address;
-            if (layer) gradients[count++] = outNormGradients.Bias.Address;
+            gradients[count++] = outNormGradients.Gain;
+            if (layer) gradients[count++] = outNormGradients.Bias;
         }
         if (options.InputNorm)
         {
-            gradients[count++] = inNormGradients.Gain.Address;
-            if (layer) gradients[count++] = inNormGradients.Bias.Address;
+            gradients[count++] = inNormGradients.Gain;
+            if (layer) gradients[count++] = inNormGradients.Bias;
         }
-        ulong g0 = gradients[0], g1 = gradients[1], g2 = gradients[2], g3 = gradients[3];
-        void** finalArgs = stackalloc void*[] { &pp, &blocks, &hidden, &g0, &g1, &g2, &g3 };
         var columnBlocks = ((long)parameters * hidden + FinalizeColumns - 1) / FinalizeColumns;
         double partialCount = (double)blocks * parameters * hidden;
-        functions.Finalize.Launch(LaunchShapes.Blocks(columnBlocks, FinalizeThreads), finalArgs,
+        functions.Finalize.Launch(LaunchShapes.Blocks(columnBlocks, FinalizeThreads),
+                                  [scratch, blocks, hidden, gradients[0], gradients[1], gradients[2], gradients[3]],
                                   new KernelCost(4 * partialCount + 8.0 * parameters * hidden, partialCount));
     }
 

@@ -7,7 +7,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// Launches <c>kernels/rope.cu</c>: the (cos, sin) table of rotary position embedding, and the rotation of a bf16
 /// [batch, sequence, heads, headDim] tensor by it (forward) or by its inverse (backward), in place or not.
 /// </summary>
-public sealed unsafe class RopeKernels
+public sealed class RopeKernels
 {
     /// <summary>The one specialization of rope.cu.</summary>
     public static KernelSpec Spec { get; } = new("rope.cu");
@@ -59,10 +59,8 @@ public sealed unsafe class RopeKernels
         Require.DType(table, DType.Float32);
         Require.AtLeast(table, TableElements(positions, headDim));
         Require.Aligned(table, 16);
-        ulong t = table.Address;
         var half = headDim / 2;
-        void** args = stackalloc void*[] { &t, &positions, &half, &theta };
-        _table.Launch(LaunchShapes.Blocks(((long)positions * half + Threads - 1) / Threads, Threads), args, new KernelCost(8.0 * positions * half, 0));
+        _table.Launch(LaunchShapes.Blocks(((long)positions * half + Threads - 1) / Threads, Threads), [table, positions, half, theta], new KernelCost(8.0 * positions * half, 0));
     }
 
     /// <summary>
@@ -80,11 +78,9 @@ public sealed unsafe class RopeKernels
         if (x.IsEmpty) return;
         var vector = half % 8 == 0 && x.IsAligned(16) && output.IsAligned(16) ? 1 : 0;
         long rows = x.Shape.Rows;
-        ulong xa = x.Address, oa = output.Address, t = table.Address;
         var sign = inverse ? -1f : 1f;
-        void** args = stackalloc void*[] { &xa, &oa, &t, &rows, &seq, &heads, &half, &sign, &vector };
         var items = rows * (vector == 1 ? half / 8 : half);
-        _rotate.Launch(LaunchShapes.Blocks(Math.Clamp((items + Threads - 1) / Threads, 1, _maxBlocks), Threads), args,
+        _rotate.Launch(LaunchShapes.Blocks(Math.Clamp((items + Threads - 1) / Threads, 1, _maxBlocks), Threads), [x, output, table, rows, seq, heads, half, sign, vector],
             new KernelCost(2.0 * (x.Length + output.Length) + 8.0 * seq * half, 3.0 * x.Length));
     }
 }
