@@ -48,6 +48,17 @@ public interface IDevice : IDisposable
     /// <summary>Waits until all work issued so far has finished.</summary>
     void Synchronize();
 
+    /// <summary>
+    /// Makes the kernel scratch buffer <paramref name="scratch"/> hold at least <paramref name="bytes"/> now rather than at
+    /// the first op that needs it, so that later ops allocate nothing and a CUDA graph captured later keeps valid
+    /// addresses (a <see cref="Model.KeelModel"/> reserves what its memory plan counts). Devices whose ops are not kernels
+    /// (the CPU) have no such scratch and ignore it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The buffer must grow while a captured CUDA graph keeps its address.</exception>
+    void ReserveScratch(Kernels.KernelScratch scratch, long bytes)
+    {
+    }
+
     // ---------------------------------------------------------------------------------------------- ops
 
     /// <summary>destination = source converted to the destination's element type (to bf16: round to nearest even).</summary>

@@ -4,6 +4,7 @@ using Keel.Native.Kernels;
 using Keel.Native.Kernels.Launchers;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
+using Keel.Native.Tests.Support;
 
 namespace Keel.Native.Tests.Kernels;
 
@@ -25,8 +26,8 @@ public sealed class LaunchShapeTests
         var views = new Views();
         const long n = 3_000_000_007;
         new CastKernels(runtime).Convert(views.Of(DType.Float32, n), views.Of(DType.BFloat16, n));
-        var optimizer = new OptimizerKernels(runtime);
-        optimizer.GradientNorm(views.Of(DType.Float32, n), 1f, views.Of(DType.Float32, OptimizerKernels.MaxPartials), views.Of(DType.Float32, 2));
+        var optimizer = new OptimizerKernels(runtime, views.Workspace());
+        optimizer.GradientNorm(views.Of(DType.Float32, n), 1f, views.Of(DType.Float32, 2));
         optimizer.AdamW(new AdamWOptions(), 3, 1e-4f, views.Of(DType.Float32, n), views.Of(DType.Float32, n), views.Of(DType.Float32, n),
                         views.Of(DType.Float32, n), views.Of(DType.BFloat16, n), views.Of(DType.Float32, 2));
         var activations = new ActivationKernels(runtime);
@@ -43,13 +44,13 @@ public sealed class LaunchShapeTests
     {
         var runtime = new RecordingRuntime();
         var views = new Views();
-        var attention = new AttentionKernels(runtime);
+        var attention = new AttentionKernels(runtime, views.Workspace());
         foreach (var headDim in AttentionKernels.HeadDims)
         {
             var options = new AttentionOptions(Batch: 2, Sequence: 131_072, QueryHeads: 32, KvHeads: 8, HeadDim: headDim);
             var (q, k, v, o, lse, dO, dq, dk, dv) = Tensors(views, options);
             attention.Forward(options, q, k, v, o, lse);
-            attention.Backward(options, q, k, v, o, lse, dO, dq, dk, dv, elements => views.Of(DType.Float32, elements));
+            attention.Backward(options, q, k, v, o, lse, dO, dq, dk, dv);
         }
         var forward = runtime.Launches.First(l => l.Name == "keel_attention_forward").Shape;
         Assert.Equal(new Dim3(131_072 / 128, 32, 2), forward.Grid);
@@ -64,7 +65,7 @@ public sealed class LaunchShapeTests
         var tooLong = new AttentionOptions(Batch: 1, Sequence: 65_536 * 128 + 1, QueryHeads: 1, KvHeads: 1, HeadDim: 16);
         t = Tensors(views, tooLong);
         Assert.Throws<ArgumentException>("options", () =>
-            attention.Backward(tooLong, t.Q, t.K, t.V, t.O, t.Lse, t.DO, t.Dq, t.Dk, t.Dv, elements => views.Of(DType.Float32, elements)));
+            attention.Backward(tooLong, t.Q, t.K, t.V, t.O, t.Lse, t.DO, t.Dq, t.Dk, t.Dv));
     }
 
     [Fact]
@@ -72,11 +73,10 @@ public sealed class LaunchShapeTests
     {
         var runtime = new RecordingRuntime();
         var views = new Views();
-        using var host = new Keel.Native.Devices.Cpu.CpuDevice();
         const int rows = 1 << 22;
         foreach (var hidden in new[] { 128, 1024, ResidualNormKernels.MaxHidden })
         {
-            var norm = new ResidualNormKernels(runtime, host);
+            var norm = new ResidualNormKernels(runtime, views.Workspace());
             var options = new ResidualNormOptions(NormKind.Layer, 1024f, OutputNorm: true, InputNorm: true);
             Tensor Stream() => views.Of(DType.Float32, new TensorShape(rows, hidden));
             Tensor Operand() => views.Of(DType.BFloat16, new TensorShape(rows, hidden));
@@ -85,13 +85,12 @@ public sealed class LaunchShapeTests
             var (x, f, y, outNorm, inNorm) = (Stream(), Operand(), Stream(), Weights(), Weights());
             norm.Forward(options, x, f, outNorm, inNorm, y, Operand(), statistics);
             norm.Backward(options, x, f, y, outNorm, inNorm, statistics, Stream(), Operand(), Stream(), Operand(), Weights(), Weights());
-            norm.Dispose();
         }
         new CrossEntropyKernels(runtime).Forward(views.Of(DType.Float32, new TensorShape(rows, 50_257)), views.Of(DType.Int32, rows),
                                                  views.Of(DType.Float32, rows), views.Of(DType.Float32, new TensorShape(rows, 50_257)), 1f / rows);
-        var rope = new RopeKernels(runtime);
+        var rope = new RopeKernels(runtime, views.Workspace());
         var qk = views.Of(DType.BFloat16, new TensorShape(8, 131_072, 32, 128));
-        rope.Rotate(qk, qk, views.Of(DType.Float32, RopeKernels.TableElements(131_072, 128)), inverse: false);
+        rope.Rotate(qk, qk, 10_000f, inverse: false);
         runtime.AssertWithinLimits();
     }
 
@@ -115,6 +114,22 @@ public sealed class LaunchShapeTests
             var tensor = new Tensor(_next, dtype, shape);
             _next += ((ulong)tensor.ByteLength + 255) / 256 * 256 + 256;
             return tensor;
+        }
+
+        /// <summary>A launcher workspace whose buffers are views like these.</summary>
+        public KernelWorkspace Workspace() => new(Buffer, _ => { }, () => { });
+
+        private DeviceBuffer Buffer(long bytes)
+        {
+            var shape = new TensorShape((bytes + 3) / 4);
+            return new DeviceBuffer(TestDevices.Reference, new Unbacked(Of(DType.Int32, shape)), DType.Int32, shape);
+        }
+
+        private sealed class Unbacked(Tensor view) : DeviceAllocation(view.Address, view.ByteLength)
+        {
+            protected override void Release()
+            {
+            }
         }
     }
 

@@ -8,7 +8,9 @@ namespace Keel.Native.Kernels.Launchers;
 /// <summary>
 /// Launches <c>kernels/attention.cu</c>: flash attention forward and backward on tensor cores, one specialization
 /// per head dimension (<see cref="HeadDims"/>) and mask (causal or not), each with the tile sizes of <see cref="AttentionTiles.For"/>.
-/// A specialization is compiled and loaded the first time a call needs it.
+/// A specialization is compiled and loaded the first time a call needs it. The backward's scratch lives in the
+/// device's <see cref="KernelWorkspace"/> (<see cref="KernelScratch.AttentionBackward"/>, sized by
+/// <see cref="BackwardWorkspaceElements"/>).
 /// </summary>
 public sealed class AttentionKernels
 {
@@ -21,10 +23,18 @@ public sealed class AttentionKernels
 
     private const int PrepareThreads = 256;
     private readonly IKernelRuntime _runtime;
+    private readonly KernelWorkspace _workspace;
     private readonly Variant?[] _variants = new Variant?[HeadDims.Count * 2];
+    private readonly AttentionTiles?[] _tiles = new AttentionTiles?[HeadDims.Count];
 
-    /// <summary>Launches on <paramref name="runtime"/>; nothing is compiled until the first call.</summary>
-    public AttentionKernels(IKernelRuntime runtime) => _runtime = runtime;
+    /// <summary>Launches on <paramref name="runtime"/>, with the backward's scratch in <paramref name="workspace"/>; nothing is compiled until the first call.</summary>
+    public AttentionKernels(IKernelRuntime runtime, KernelWorkspace workspace)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(workspace);
+        _runtime = runtime;
+        _workspace = workspace;
+    }
 
     /// <summary>The specialization for <paramref name="headDim"/> and the mask.</summary>
     /// <exception cref="ArgumentException"><paramref name="headDim"/> is not one of <see cref="HeadDims"/>.</exception>
@@ -39,7 +49,10 @@ public sealed class AttentionKernels
         ]);
     }
 
-    /// <summary>Float32 elements of the scratch <see cref="Backward"/> needs: dq partial sums in fp32, the rows' dO·o, the dq order counters.</summary>
+    /// <summary>
+    /// Float32 elements of <see cref="KernelScratch.AttentionBackward"/> <see cref="Backward"/> uses: dq partial sums in fp32,
+    /// the rows' dO·o, the dq order counters (a memory planner counts it).
+    /// </summary>
     public static long BackwardWorkspaceElements(AttentionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -79,15 +92,12 @@ public sealed class AttentionKernels
 
     /// <summary>
     /// dq, dk, dv (overwritten; dk and dv summed over the query heads that share them) from the forward's tensors and
-    /// dOutput, as <see cref="Attention.Backward{T}"/>; deterministic. <paramref name="workspace"/> is called once,
-    /// after every argument is checked, with the Float32 element count of scratch it must return (see
-    /// <see cref="BackwardWorkspaceElements"/>), so a caller can grow a buffer it keeps.
+    /// dOutput, as <see cref="Attention.Backward{T}"/>; deterministic.
     /// </summary>
-    /// <exception cref="ArgumentException">A type, shape, head dimension or alignment is not supported, or the workspace is too small.</exception>
+    /// <exception cref="ArgumentException">A type, shape, head dimension or alignment is not supported.</exception>
     public void Backward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp, Tensor dOutput,
-                         Tensor dq, Tensor dk, Tensor dv, Func<long, Tensor> workspace)
+                         Tensor dq, Tensor dk, Tensor dv)
     {
-        ArgumentNullException.ThrowIfNull(workspace);
         CheckInputs(options, q, k, v);
         CheckQueryShaped(options, output);
         CheckQueryShaped(options, dOutput);
@@ -105,16 +115,13 @@ public sealed class AttentionKernels
         Overlap.RequireDisjoint(dk, dq);
         Overlap.RequireDisjoint(dv, dq);
         Overlap.RequireDisjoint(dv, dk);
-        var tiles = AttentionTiles.For(options.HeadDim);
+        var tiles = Tiles(options.HeadDim);
         var keyBlocks = (options.Sequence + tiles.BackwardBlockN - 1) / tiles.BackwardBlockN;
         if (keyBlocks > LaunchShape.MaxGridYZ || (long)options.Batch * options.KvHeads > int.MaxValue)
             throw new ArgumentException($"Sequence {options.Sequence} or batch x kv heads is beyond the backward grid's limits.", nameof(options));
 
         var layout = new WorkspaceLayout(options, tiles);
-        var scratch = workspace(layout.Total);
-        Require.DType(scratch, DType.Float32);
-        Require.AtLeast(scratch, layout.Total);
-        Require.Aligned(scratch, 16);
+        var scratch = _workspace.Get(KernelScratch.AttentionBackward, DType.Float32, layout.Total);
 
         var kernels = Load(options);
         var dsum = KernelArgument.Pointer(scratch.Address + (ulong)layout.DsumOffset * 4);
@@ -146,6 +153,9 @@ public sealed class AttentionKernels
         var index = HeadDimIndex(options.HeadDim) * 2 + (options.Causal ? 1 : 0);
         return _variants[index] ??= new Variant(_runtime, options.HeadDim, options.Causal);
     }
+
+    /// <summary>The tiles of a checked head dimension, made once (a launch allocates nothing).</summary>
+    private AttentionTiles Tiles(int headDim) => _tiles[HeadDimIndex(headDim)] ??= AttentionTiles.For(headDim);
 
     private static int HeadDimIndex(int headDim)
     {

@@ -11,16 +11,19 @@ public sealed class OptimizerKernels
     /// <summary>The one specialization of optimizer.cu.</summary>
     public static KernelSpec Spec { get; } = new("optimizer.cu");
 
-    /// <summary>The most partial sums the norm uses; the scratch tensor passed to <see cref="GradientNorm"/> needs this many.</summary>
+    /// <summary>The most partial sums the norm uses: its scratch (<see cref="KernelScratch.GradientNormPartials"/>) holds this many floats.</summary>
     public const int MaxPartials = 1024;
 
     private const int Threads = 256;
+    private readonly KernelWorkspace _workspace;
     private readonly KernelFunction _sumsqPartial, _clipFactor, _adamw;
     private readonly int _maxBlocks;
 
-    /// <summary>Loads the kernels on <paramref name="runtime"/>.</summary>
-    public OptimizerKernels(IKernelRuntime runtime)
+    /// <summary>Loads the kernels on <paramref name="runtime"/>; the norm's partial sums live in <paramref name="workspace"/>.</summary>
+    public OptimizerKernels(IKernelRuntime runtime, KernelWorkspace workspace)
     {
+        ArgumentNullException.ThrowIfNull(workspace);
+        _workspace = workspace;
         _sumsqPartial = runtime.Load(Spec, "keel_optimizer_sumsq_partial");
         _clipFactor = runtime.Load(Spec, "keel_optimizer_clip_factor");
         _adamw = runtime.Load(Spec, "keel_optimizer_adamw");
@@ -31,15 +34,14 @@ public sealed class OptimizerKernels
     /// result[0] = ‖gradients‖₂, result[1] = the clip factor min(1, maxNorm / (norm + 1e-6)) (1 when
     /// <paramref name="maxNorm"/> ≤ 0). Deterministic: the partial sums' layout depends only on the length.
     /// </summary>
-    public void GradientNorm(Tensor gradients, float maxNorm, Tensor partials, Tensor result)
+    public void GradientNorm(Tensor gradients, float maxNorm, Tensor result)
     {
         Require.DType(gradients, DType.Float32);
-        Require.DType(partials, DType.Float32);
         Require.DType(result, DType.Float32);
         Require.Positive(gradients.Length);
         Require.Aligned(gradients, 16);
-        Require.AtLeast(partials, MaxPartials);
         Require.Length(result, 2);
+        var partials = _workspace.Get(KernelScratch.GradientNormPartials, DType.Float32, MaxPartials);
         var n = gradients.Length;
         var blocks = (int)Math.Clamp((n / 4 + Threads - 1) / Threads, 1, MaxPartials);
         _sumsqPartial.Launch(LaunchShapes.Blocks(blocks, Threads), [gradients, n, partials], new KernelCost(4.0 * n, 2.0 * n));

@@ -15,10 +15,10 @@ namespace Keel.Native.Kernels.Launchers;
 /// BFloat16 (df has f's type); z and dz BFloat16. Every tensor 16-byte aligned, hidden a multiple of 8 from
 /// <see cref="MinHidden"/> to <see cref="MaxHidden"/>.
 /// </para>
-/// Owns the backward's scratch (the per-block gradient sums), allocated on the device on first use and grown
-/// when a larger shape comes by, so steady-state calls allocate nothing.
+/// The backward's per-block gradient sums live in the device's <see cref="KernelWorkspace"/>
+/// (<see cref="KernelScratch.ResidualNormPartials"/>, sized by <see cref="BackwardPartialsElements"/>).
 /// </summary>
-public sealed class ResidualNormKernels : IDisposable
+public sealed class ResidualNormKernels
 {
     /// <summary>The smallest hidden size (one 8-element chunk per row).</summary>
     public const int MinHidden = 8;
@@ -32,20 +32,19 @@ public sealed class ResidualNormKernels : IDisposable
     // bound), so two blocks of 256 threads (or one of 512) fit. More would only queue and enlarge the partials.
     private const int BackwardThreadsPerMultiprocessor = 512;
 
-    private readonly IDevice _device;
+    private readonly KernelWorkspace _workspace;
     private readonly Lazy<Functions>[] _functions;
     private readonly int _multiprocessors;
-    private DeviceBuffer? _partials;
 
     /// <summary>
-    /// Prepares the launches on <paramref name="runtime"/>, with scratch memory from <paramref name="device"/> (the
-    /// device the runtime runs); each specialization is compiled when first used.
+    /// Prepares the launches on <paramref name="runtime"/>, with the backward's scratch in <paramref name="workspace"/>;
+    /// each specialization is compiled when first used.
     /// </summary>
-    public ResidualNormKernels(IKernelRuntime runtime, IDevice device)
+    public ResidualNormKernels(IKernelRuntime runtime, KernelWorkspace workspace)
     {
         ArgumentNullException.ThrowIfNull(runtime);
-        ArgumentNullException.ThrowIfNull(device);
-        _device = device;
+        ArgumentNullException.ThrowIfNull(workspace);
+        _workspace = workspace;
         _functions = new Lazy<Functions>[SpecTable.Length];
         for (var i = 0; i < SpecTable.Length; i++)
         {
@@ -75,8 +74,8 @@ public sealed class ResidualNormKernels : IDisposable
         CheckBranch(f, x.Length);
         CheckStream(y, x.Length);
         if (options.InputNorm || !z.IsEmpty) CheckOperand(z, x.Length, options.InputNorm ? "with InputNorm" : null);
-        CheckWeights(outNorm, options.OutputNorm, options.Kind == NormKind.Layer, hidden, "OutputNorm");
-        CheckWeights(inNorm, options.InputNorm, options.Kind == NormKind.Layer, hidden, "InputNorm");
+        CheckWeights(outNorm, options.OutputNorm, options.Kind == NormKind.Layer, hidden, "OutputNorm is off");
+        CheckWeights(inNorm, options.InputNorm, options.Kind == NormKind.Layer, hidden, "InputNorm is off");
         CheckStatistics(statistics, options, rows);
         if (rows == 0) return;
 
@@ -105,8 +104,8 @@ public sealed class ResidualNormKernels : IDisposable
         bool layer = options.Kind == NormKind.Layer;
         CheckBranch(f, x.Length);
         CheckStream(y, x.Length);
-        CheckWeights(new NormWeights(outNorm.Gain, default), options.OutputNorm, layer: false, hidden, "OutputNorm", nameof(outNorm));
-        CheckWeights(new NormWeights(inNorm.Gain, default), options.InputNorm, layer: false, hidden, "InputNorm", nameof(inNorm));
+        CheckWeights(new NormWeights(outNorm.Gain, default), options.OutputNorm, layer: false, hidden, "OutputNorm is off", nameof(outNorm));
+        CheckWeights(new NormWeights(inNorm.Gain, default), options.InputNorm, layer: false, hidden, "InputNorm is off", nameof(inNorm));
         CheckStatistics(statistics, options, rows);
         if (!dy.IsEmpty) CheckStream(dy, x.Length);
         if (options.InputNorm || !dz.IsEmpty) CheckOperand(dz, x.Length, options.InputNorm ? "with InputNorm" : null);
@@ -119,8 +118,8 @@ public sealed class ResidualNormKernels : IDisposable
             Require.Length(df, x.Length);
             Require.Aligned(df, 16);
         }
-        CheckWeights(outNormGradients, options.OutputNorm, layer, hidden, "OutputNorm");
-        CheckWeights(inNormGradients, options.InputNorm, layer, hidden, "InputNorm");
+        CheckWeights(outNormGradients, options.OutputNorm, layer, hidden, "OutputNorm is off");
+        CheckWeights(inNormGradients, options.InputNorm, layer, hidden, "InputNorm is off");
         if (rows == 0) return;
 
         var functions = _functions[SpecIndex(options, f.IsEmpty ? DType.BFloat16 : f.DType)].Value;
@@ -128,7 +127,7 @@ public sealed class ResidualNormKernels : IDisposable
         var (_, blockThreads) = Block(threadsPerRow);
         var blocks = BackwardBlocks(_multiprocessors, rows, hidden);
         var parameters = ParameterCount(options);
-        var scratch = parameters == 0 ? default : Partials((long)blocks * parameters * hidden);
+        var scratch = _workspace.Get(KernelScratch.ResidualNormPartials, DType.Float32, (long)blocks * parameters * hidden);
 
         functions.Backward.Launch(LaunchShapes.Blocks(blocks, blockThreads),
         [
@@ -158,9 +157,8 @@ public sealed class ResidualNormKernels : IDisposable
     }
 
     /// <summary>
-    /// Float32 elements of the gain-gradient partial sums a backward over <paramref name="rows"/> rows of
-    /// <paramref name="hidden"/> needs on a device of <paramref name="multiprocessors"/> SMs (this launcher keeps the
-    /// largest it has needed; a memory planner counts it).
+    /// Float32 elements of <see cref="KernelScratch.ResidualNormPartials"/> a backward over <paramref name="rows"/> rows of
+    /// <paramref name="hidden"/> uses on a device of <paramref name="multiprocessors"/> SMs (a memory planner counts it).
     /// </summary>
     public static long BackwardPartialsElements(ResidualNormOptions options, int multiprocessors, int rows, int hidden)
     {
@@ -174,29 +172,6 @@ public sealed class ResidualNormKernels : IDisposable
         var (groups, blockThreads) = Block(ThreadsPerRow(hidden, BackwardChunks));
         var residentBlocks = (long)multiprocessors * Math.Max(1, BackwardThreadsPerMultiprocessor / blockThreads);
         return (int)Math.Min(((long)rows + groups - 1) / groups, residentBlocks);
-    }
-
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        _partials?.Dispose();
-        _partials = null;
-    }
-
-    /// <summary>The gradient sums' scratch, at least <paramref name="length"/> floats; a larger one replaces it after the queued work that may read it.</summary>
-    private Tensor Partials(long length)
-    {
-        if (_partials is null || _partials.Tensor.Length < length)
-        {
-            if (_partials is not null)
-            {
-                _device.Synchronize();
-                _partials.Dispose();
-                _partials = null;
-            }
-            _partials = _device.Allocate(DType.Float32, new TensorShape(length));
-        }
-        return _partials.Tensor;
     }
 
     /// <summary>
@@ -328,12 +303,15 @@ public sealed class ResidualNormKernels : IDisposable
         Require.Aligned(tensor, 16, name);
     }
 
-    /// <summary>A gain (and, for LayerNorm, a bias) of [hidden] Float32 exactly when the norm runs; both empty otherwise.</summary>
-    private static void CheckWeights(NormWeights weights, bool runs, bool layer, int hidden, string flag,
+    /// <summary>
+    /// A gain (and, for LayerNorm, a bias) of [hidden] Float32 exactly when the norm runs; both empty otherwise, as
+    /// <paramref name="off"/> says ("OutputNorm is off": a constant, so that a call allocates nothing).
+    /// </summary>
+    private static void CheckWeights(NormWeights weights, bool runs, bool layer, int hidden, string off,
                                      [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(weights))] string? name = null)
     {
-        CheckVector(weights.Gain, runs, hidden, $"{flag} is off", name!, "Gain", aligned: true);
-        CheckVector(weights.Bias, runs && layer, hidden, runs ? "RMSNorm has no bias" : $"{flag} is off", name!, "Bias", aligned: true);
+        CheckVector(weights.Gain, runs, hidden, off, name!, "Gain", aligned: true);
+        CheckVector(weights.Bias, runs && layer, hidden, runs ? "RMSNorm has no bias" : off, name!, "Bias", aligned: true);
     }
 
     private static void CheckStatistics(NormStatistics statistics, ResidualNormOptions options, int rows)
