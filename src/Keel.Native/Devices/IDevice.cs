@@ -134,7 +134,9 @@ public interface IDevice : IDisposable
 
     /// <summary>
     /// result[0] = ‖gradients‖₂ and result[1] = the clip factor min(1, maxNorm / (norm + 1e-6)) (1 when
-    /// maxNorm ≤ 0), both fp32, computed on the device (no host synchronization), deterministically.
+    /// maxNorm ≤ 0), both fp32, computed on the device, deterministically; on a GPU the op queues its kernels and
+    /// returns without waiting, and <see cref="AdamW"/> reads the clip factor from the device. Reading result back
+    /// (as the trainer does, to report the norm) waits for them.
     /// </summary>
     void GradientNorm(Tensor gradients, float maxNorm, Tensor result);
 

@@ -86,8 +86,8 @@ public sealed class MemoryInventory
         StateSpecs = KeelModel.StateSpecs(Layout, precision, batchSize);
         ScratchSpecs = KeelModel.ScratchSpecs(config, precision, batchSize);
         Workspaces = WorkspacesOf(Layout, batchSize, target);
-        var rowNorm = config.Norm == NormKind.Layer ? 7.0 : 5.0;
-        InputNormFlops = rowNorm * Tokens * config.Hidden;
+        // The residual-norm kernel with N_in alone (and no f), as KeelModel.FormInput runs it.
+        InputNormFlops = ResidualNormKernels.ForwardFlops(new ResidualNormOptions(config.Norm, 1f, OutputNorm: false, InputNorm: true), Tokens, config.Hidden);
         StepFlops = KeelModel.TrainingFlopsPerToken(config) * Tokens;
     }
 
@@ -181,10 +181,8 @@ public sealed class MemoryInventory
         ForwardOp Gemm(string name, long n, long k, bool rope = false) =>
             new(name, ProducerClass.Gemm, 2.0 * t * n * k + (rope ? 6.0 * t * n : 0), (t * k + n * k + t * n) * o + (rope ? 2 * t * n * o : 0));
 
-        var norms = (residual.OutputNorm ? 1 : 0) + (residual.InputNorm ? 1 : 0);
-        var rowNorm = c.Norm == NormKind.Layer ? 7.0 : 5.0;
         var statistics = specs.Where(s => s.Name.StartsWith("mean_", StringComparison.Ordinal) || s.Name.StartsWith("rstd_", StringComparison.Ordinal)).Sum(s => s.ByteLength);
-        var norm = new ForwardOp("residual norm", ProducerClass.Norm, (2.0 + rowNorm * norms) * t * h, t * h * (2L * m + 2L * o) + statistics);
+        var norm = new ForwardOp("residual norm", ProducerClass.Norm, ResidualNormKernels.ForwardFlops(residual, t, h), t * h * (2L * m + 2L * o) + statistics);
         var producers = new Dictionary<string, ForwardOp>(StringComparer.Ordinal);
         if (kind == SubLayerKind.Attention)
         {

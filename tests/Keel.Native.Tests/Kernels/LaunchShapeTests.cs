@@ -94,6 +94,52 @@ public sealed class LaunchShapeTests
         runtime.AssertWithinLimits();
     }
 
+    [Fact]
+    public void ResidualNormLaunchesReportTheFlopsTheKernelHeaderCounts()
+    {
+        // kernels/residual_norm.cu: per element, forward 2 + 4 per RMSNorm or 8 per LayerNorm; backward 1 + N_in's 10 or 14
+        // + N_out's 12 or 16 (+ 1 for dz without N_in). Keel's general sub-layer: 10 forward, 23 backward.
+        Assert.Contains("Keel's general sub-layer (RMSNorm, both norms): 10 forward, 23 backward", KernelSources.Read("residual_norm.cu"));
+        const int rows = 64, hidden = 128;
+        foreach (var (kind, outputNorm, inputNorm, forward, backward) in new[]
+        {
+            (NormKind.Rms, true, true, 10, 23), (NormKind.Layer, true, true, 18, 31),
+            (NormKind.Rms, false, true, 6, 11), (NormKind.Layer, true, false, 10, 18), (NormKind.Rms, false, false, 2, 2),
+        })
+        {
+            var runtime = new RecordingRuntime { Profiler = new CostRecorder() };
+            var views = new Views();
+            var norm = new ResidualNormKernels(runtime, views.Workspace());
+            var options = new ResidualNormOptions(kind, 4f, outputNorm, inputNorm);
+            Tensor Stream() => views.Of(DType.Float32, new TensorShape(rows, hidden));
+            Tensor Operand() => views.Of(DType.BFloat16, new TensorShape(rows, hidden));
+            Tensor Vector(bool present, int length) => present ? views.Of(DType.Float32, length) : default;
+            NormWeights Weights(bool present) => new(Vector(present, hidden), Vector(present && kind == NormKind.Layer, hidden));
+            var statistics = new NormStatistics(Vector(outputNorm && kind == NormKind.Layer, rows), Vector(outputNorm, rows),
+                                                Vector(inputNorm && kind == NormKind.Layer, rows), Vector(inputNorm, rows));
+            var (x, f, y, outNorm, inNorm) = (Stream(), Operand(), Stream(), Weights(outputNorm), Weights(inputNorm));
+            norm.Forward(options, x, f, outNorm, inNorm, y, Operand(), statistics);
+            norm.Backward(options, x, f, y, outNorm, inNorm, statistics, Stream(), Operand(), Stream(), Operand(), Weights(outputNorm), Weights(inputNorm));
+            var costs = ((CostRecorder)runtime.Profiler).Costs;
+            Assert.Equal(((double)rows * hidden * forward), costs.Single(c => c.Name == "keel_residual_norm_forward").Cost.Flops);
+            Assert.Equal(((double)rows * hidden * backward), costs.Single(c => c.Name == "keel_residual_norm_backward").Cost.Flops);
+        }
+    }
+
+    /// <summary>Keeps each launch's cost instead of timing it.</summary>
+    private sealed class CostRecorder : KernelProfiler
+    {
+        public List<(string Name, KernelCost Cost)> Costs { get; } = [];
+
+        public override int Begin() => 0;
+
+        public override void End(int token, string name, in KernelCost cost) => Costs.Add((name, cost));
+
+        public override void Flush()
+        {
+        }
+    }
+
     private static (Tensor Q, Tensor K, Tensor V, Tensor O, Tensor Lse, Tensor DO, Tensor Dq, Tensor Dk, Tensor Dv) Tensors(Views views, AttentionOptions o)
     {
         Tensor Query() => views.Of(DType.BFloat16, new TensorShape(o.Batch, o.Sequence, o.QueryHeads, o.HeadDim));

@@ -192,31 +192,55 @@ public sealed class ResidualNormKernels
     }
 
     /// <summary>
-    /// The forward's bytes (x, f, y, z per element; gains and biases; saved statistics) and FLOPs (the sum, then
-    /// about 7 per element per norm), as kernels/residual_norm.cu counts them.
+    /// FLOPs of a forward over <paramref name="rows"/> rows of <paramref name="hidden"/>, as kernels/residual_norm.cu's
+    /// header counts them per element: 2 for s = alpha·x + f, then 4 per RMSNorm (square and sum, scale, gain) or 8 per
+    /// LayerNorm (sum, subtract, square and sum, subtract, scale, gain, bias). The per-row square roots and divisions are
+    /// not counted. A memory planner counts what recomputing a norm costs with it.
     /// </summary>
+    public static double ForwardFlops(ResidualNormOptions options, long rows, long hidden)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var perNorm = options.Kind == NormKind.Layer ? 8 : 4;
+        return (double)rows * hidden * (2 + perNorm * Norms(options));
+    }
+
+    /// <summary>
+    /// FLOPs of a backward, as kernels/residual_norm.cu's header counts them per element: 1 for dx = alpha·ds; N_in's 10
+    /// (RMSNorm) or 14 (LayerNorm); N_out's 12 or 16 (2 more, recomputing s); 1 for adding dz into the gradient without
+    /// N_in. The finalize's additions are its own launch's.
+    /// </summary>
+    internal static double BackwardFlops(ResidualNormOptions options, long rows, long hidden, bool addsDz)
+    {
+        var layer = options.Kind == NormKind.Layer;
+        var perElement = 1 + (options.InputNorm ? (layer ? 14 : 10) : addsDz ? 1 : 0) + (options.OutputNorm ? (layer ? 16 : 12) : 0);
+        return (double)rows * hidden * perElement;
+    }
+
+    /// <summary>The forward's bytes (x, f, y, z per element; gains and biases; saved statistics) and FLOPs.</summary>
     private static KernelCost ForwardCost(ResidualNormOptions options, long rows, long hidden, Tensor f, Tensor z)
     {
-        var norms = (options.OutputNorm ? 1 : 0) + (options.InputNorm ? 1 : 0);
         var perElement = 4 + (f.IsEmpty ? 0 : f.DType.SizeOf()) + 4 + (z.IsEmpty ? 0 : z.DType.SizeOf());
-        var statistics = norms * (options.Kind == NormKind.Layer ? 2 : 1);
-        return new KernelCost((double)rows * hidden * perElement + 4.0 * statistics * (hidden + rows), (double)rows * hidden * (2 + 7 * norms));
+        var statistics = Norms(options) * (options.Kind == NormKind.Layer ? 2 : 1);
+        return new KernelCost((double)rows * hidden * perElement + 4.0 * statistics * (hidden + rows), ForwardFlops(options, rows, hidden));
     }
 
     /// <summary>
     /// The backward's bytes (dy, dz; y with N_in; x and f with N_out; dx and df; gains and statistics; the
-    /// partials it writes) and FLOPs (about 12 per element per norm, 1 for dx).
+    /// partials it writes) and FLOPs.
     /// </summary>
     private static KernelCost BackwardCost(ResidualNormOptions options, long rows, long hidden, Tensor f, Tensor dy, Tensor dz, long partials)
     {
-        var norms = (options.OutputNorm ? 1 : 0) + (options.InputNorm ? 1 : 0);
+        var norms = Norms(options);
         var fBytes = f.IsEmpty ? 0 : f.DType.SizeOf();
         var perElement = (dy.IsEmpty ? 0 : 4) + (dz.IsEmpty ? 0 : dz.DType.SizeOf()) + (options.InputNorm ? 4 : 0)
                          + (options.OutputNorm ? 4 + fBytes : 0) + 4 + fBytes;
         var statistics = norms * (options.Kind == NormKind.Layer ? 2 : 1);
         return new KernelCost((double)rows * hidden * perElement + 4.0 * (norms * hidden + statistics * rows + partials),
-                              (double)rows * hidden * (1 + 12 * norms));
+                              BackwardFlops(options, rows, hidden, addsDz: !dz.IsEmpty));
     }
+
+    /// <summary>How many of the two norms run.</summary>
+    private static int Norms(ResidualNormOptions options) => (options.OutputNorm ? 1 : 0) + (options.InputNorm ? 1 : 0);
 
     /// <summary>How many gain and bias gradient vectors the backward produces.</summary>
     private static int ParameterCount(ResidualNormOptions options)
