@@ -22,7 +22,7 @@ public sealed class LaunchShapeTests
     [Fact]
     public void ElementwiseAndOptimizerLaunchesCoverBuffersPast2To31Elements()
     {
-        var runtime = new RecordingRuntime();
+        var runtime = new RecordingKernelRuntime(Multiprocessors);
         var views = new Views();
         const long n = 3_000_000_007;
         new CastKernels(runtime).Convert(views.Of(DType.Float32, n), views.Of(DType.BFloat16, n));
@@ -42,7 +42,7 @@ public sealed class LaunchShapeTests
     [Fact]
     public void AttentionGridsAtLongSequencesAndTheirLimits()
     {
-        var runtime = new RecordingRuntime();
+        var runtime = new RecordingKernelRuntime(Multiprocessors);
         var views = new Views();
         var attention = new AttentionKernels(runtime, views.Workspace());
         foreach (var headDim in AttentionKernels.HeadDims)
@@ -71,7 +71,7 @@ public sealed class LaunchShapeTests
     [Fact]
     public void RowKernelsTakeMillionsOfRows()
     {
-        var runtime = new RecordingRuntime();
+        var runtime = new RecordingKernelRuntime(Multiprocessors);
         var views = new Views();
         const int rows = 1 << 22;
         foreach (var hidden in new[] { 128, 1024, ResidualNormKernels.MaxHidden })
@@ -107,7 +107,7 @@ public sealed class LaunchShapeTests
             (NormKind.Rms, false, true, 6, 11), (NormKind.Layer, true, false, 10, 18), (NormKind.Rms, false, false, 2, 2),
         })
         {
-            var runtime = new RecordingRuntime { Profiler = new CostRecorder() };
+            var runtime = new RecordingKernelRuntime(Multiprocessors) { Profiler = new CostRecorder() };
             var views = new Views();
             var norm = new ResidualNormKernels(runtime, views.Workspace());
             var options = new ResidualNormOptions(kind, 4f, outputNorm, inputNorm);
@@ -176,46 +176,6 @@ public sealed class LaunchShapeTests
             protected override void Release()
             {
             }
-        }
-    }
-
-    private sealed class RecordingRuntime : IKernelRuntime
-    {
-        public List<(string Name, LaunchShape Shape, int DynamicSharedLimit)> Launches { get; } = [];
-
-        public int MultiprocessorCount => Multiprocessors;
-
-        public KernelProfiler? Profiler { get; set; }
-
-        public KernelFunction Load(KernelSpec spec, string entryPoint)
-        {
-            Assert.Contains(entryPoint, KernelSources.EntryPoints(spec.File));
-            return new Recorded(spec, entryPoint, this);
-        }
-
-        public void AssertWithinLimits()
-        {
-            Assert.NotEmpty(Launches);
-            foreach (var (name, shape, limit) in Launches)
-            {
-                Assert.True(shape.SharedMemoryBytes <= limit, $"{name} asks for {shape.SharedMemoryBytes} bytes of dynamic shared memory; its limit is {limit}.");
-                Assert.True(shape.Block.Count <= LaunchShape.MaxThreadsPerBlock && shape.Block.Count % 32 == 0, $"{name}: a block of {shape.Block.Count} threads.");
-            }
-        }
-
-        private sealed unsafe class Recorded(KernelSpec spec, string name, RecordingRuntime runtime) : KernelFunction(spec, name, runtime)
-        {
-            private int _limit = 48 << 10;
-
-            public override void AllowDynamicSharedMemory(int bytes)
-            {
-                base.AllowDynamicSharedMemory(bytes);
-                Assert.InRange(bytes, 0, 227 << 10);
-                _limit = bytes;
-            }
-
-            protected override void LaunchCore(in LaunchShape shape, ReadOnlySpan<KernelArgument> arguments, void** values) =>
-                runtime.Launches.Add((Name, shape, _limit));
         }
     }
 }

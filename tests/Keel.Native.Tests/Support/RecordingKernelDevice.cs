@@ -16,12 +16,13 @@ internal sealed class RecordingKernelDevice : KernelDevice
 {
     private readonly CpuDevice _host = new();
 
-    public RecordingKernelDevice(int multiprocessors = 132) : base(new RecordingKernelRuntime(multiprocessors))
+    /// <summary>A device whose runtime counts launches without keeping them (<see cref="RecordingKernelRuntime.Record"/> off).</summary>
+    public RecordingKernelDevice(int multiprocessors = 132) : base(new RecordingKernelRuntime(multiprocessors) { Record = false })
     {
     }
 
     /// <summary>The launches so far.</summary>
-    public RecordingKernelRuntime Launches => (RecordingKernelRuntime)Runtime;
+    public RecordingKernelRuntime Recorder => (RecordingKernelRuntime)Runtime;
 
     public override DeviceKind Kind => DeviceKind.Emulated;
 
@@ -54,20 +55,21 @@ internal sealed class RecordingKernelDevice : KernelDevice
 }
 
 /// <summary>
-/// Takes launches without running them. Counting allocates nothing; with <see cref="RecordPointers"/> on, each launch's
-/// name and pointer arguments are kept (for comparing the addresses of two steps).
+/// Takes launches without running them, and keeps each one (name, shape, the dynamic shared memory the launcher allowed,
+/// the pointer arguments) while <see cref="Record"/> is on; with it off, a launch is only counted and allocates nothing.
 /// </summary>
-internal sealed class RecordingKernelRuntime(int multiprocessors) : IKernelRuntime
+internal sealed class RecordingKernelRuntime(int multiprocessors = 132) : IKernelRuntime
 {
     public int MultiprocessorCount { get; } = multiprocessors;
 
     public KernelProfiler? Profiler { get; set; }
 
+    /// <summary>Launches taken so far, recorded or not.</summary>
     public long Count { get; private set; }
 
-    public bool RecordPointers { get; set; }
+    public bool Record { get; set; } = true;
 
-    public List<string> Pointers { get; } = [];
+    public List<RecordedLaunch> Launches { get; } = [];
 
     public KernelFunction Load(KernelSpec spec, string entryPoint)
     {
@@ -75,16 +77,45 @@ internal sealed class RecordingKernelRuntime(int multiprocessors) : IKernelRunti
         return new Recorded(spec, entryPoint, this);
     }
 
+    /// <summary>Asserts that every launch stays within what a GPU accepts: its dynamic shared memory within the function's limit, whole warps.</summary>
+    public void AssertWithinLimits()
+    {
+        Assert.NotEmpty(Launches);
+        foreach (var launch in Launches)
+        {
+            Assert.True(launch.Shape.SharedMemoryBytes <= launch.DynamicSharedLimit,
+                        $"{launch.Name} asks for {launch.Shape.SharedMemoryBytes} bytes of dynamic shared memory; its limit is {launch.DynamicSharedLimit}.");
+            Assert.True(launch.Shape.Block.Count <= LaunchShape.MaxThreadsPerBlock && launch.Shape.Block.Count % 32 == 0,
+                        $"{launch.Name}: a block of {launch.Shape.Block.Count} threads.");
+        }
+    }
+
     private sealed unsafe class Recorded(KernelSpec spec, string name, RecordingKernelRuntime runtime) : KernelFunction(spec, name, runtime)
     {
+        private int _limit = 48 << 10;
+
+        public override void AllowDynamicSharedMemory(int bytes)
+        {
+            base.AllowDynamicSharedMemory(bytes);
+            Assert.InRange(bytes, 0, 227 << 10);
+            _limit = bytes;
+        }
+
         protected override void LaunchCore(in LaunchShape shape, ReadOnlySpan<KernelArgument> arguments, void** values)
         {
             runtime.Count++;
-            if (!runtime.RecordPointers) return;
-            var pointers = new List<string>();
+            if (!runtime.Record) return;
+            var pointers = new List<ulong>();
             for (var i = 0; i < arguments.Length; i++)
-                if (arguments[i].Kind == KernelParameterKind.Pointer) pointers.Add($"0x{*(ulong*)values[i]:x}");
-            runtime.Pointers.Add($"{Name}({string.Join(", ", pointers)})");
+                if (arguments[i].Kind == KernelParameterKind.Pointer) pointers.Add(*(ulong*)values[i]);
+            runtime.Launches.Add(new RecordedLaunch(Name, shape, _limit, pointers));
         }
     }
+}
+
+/// <summary>One launch a <see cref="RecordingKernelRuntime"/> took.</summary>
+internal sealed record RecordedLaunch(string Name, LaunchShape Shape, int DynamicSharedLimit, IReadOnlyList<ulong> Pointers)
+{
+    /// <summary>The entry point and its pointer arguments, such as <c>keel_rope_rotate(0x7f.., 0x7f.., 0x7f..)</c>.</summary>
+    public override string ToString() => $"{Name}({string.Join(", ", Pointers.Select(p => $"0x{p:x}"))})";
 }

@@ -47,7 +47,7 @@ public sealed class KernelScratchTests
         {
             for (var i = 0; i < 2; i++) trainer.Step();
         });
-        Assert.True(device.Launches.Count > 0);
+        Assert.True(device.Recorder.Count > 0);
         // And the plan's figures are what the device holds.
         var planned = trainer.Model.Plan.Inventory.Workspaces.Where(w => w.Scratch is not null).ToList();
         Assert.Equal(Enum.GetValues<KernelScratch>().Length, planned.Count);
@@ -80,11 +80,11 @@ public sealed class KernelScratchTests
         trainer.Step();
         List<string> Record()
         {
-            device.Launches.Pointers.Clear();
-            device.Launches.RecordPointers = true;
+            device.Recorder.Launches.Clear();
+            device.Recorder.Record = true;
             trainer.Step();
-            device.Launches.RecordPointers = false;
-            return [.. device.Launches.Pointers];
+            device.Recorder.Record = false;
+            return [.. device.Recorder.Launches.Select(launch => launch.ToString())];
         }
         var second = Record();
         Assert.Contains(second, launch => launch.StartsWith("keel_attention_backward(", StringComparison.Ordinal));
@@ -99,12 +99,12 @@ public sealed class KernelScratchTests
                                         TrainingFixtures.CopyTask(), TokenizerKind.Byte);
         trainer.Initialize();
         for (var i = 0; i < 3; i++) trainer.Step();
-        var launches = device.Launches.Count;
+        var launches = device.Recorder.Count;
 
         var before = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < 3; i++) trainer.Step();
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
-        Assert.True(device.Launches.Count > launches);
+        Assert.True(device.Recorder.Count > launches);
     }
 
     [Fact]
