@@ -1,9 +1,7 @@
 using Keel.Cuda;
-using Keel.Cuda.Interop;
 using Keel.Distributed.Mpi;
 using Keel.Native.Devices;
 using Keel.Native.Distributed;
-using Keel.Native.Kernels;
 using Keel.Native.Training;
 
 namespace Keel.Cli.Commands;
@@ -106,9 +104,8 @@ internal static class RankedTrainCommand
         return result;
     }
 
-    private static bool Expected(Exception e) =>
-        e is ArgumentException or CudaLibraryNotFoundException or CudaException or KernelCompileException or IOException
-            or UnauthorizedAccessException or InvalidDataException or NotSupportedException or InvalidOperationException;
+    // A device that cannot be opened (the emulator without a compiler) says so with InvalidOperationException.
+    private static bool Expected(Exception e) => KeelCli.IsExpected(e) || e is InvalidOperationException;
 
     private static string Describe(Exception e, TrainOptions options) =>
         Expected(e) ? $"{e.GetType().Name}: {KeelCli.Message(e, options)}" : e.ToString();
