@@ -7,11 +7,10 @@ using Keel.Native.Training;
 namespace Keel.Cli.Commands;
 
 /// <summary>
-/// The model, device and budget options <c>train</c> and <c>plan</c> share. Properties are named as the
-/// <see cref="Keel.Native.Model.ModelConfig"/> and <see cref="TrainingOptions"/> fields they set, so that an error
-/// naming a field names its option (<see cref="OptionNames"/>); null means not given.
+/// The model, device and budget options <c>train</c> and <c>plan</c> share: the architecture and depth, and the rest of
+/// the model (<see cref="ModelShapeOptions"/>).
 /// </summary>
-internal abstract class ModelOptions
+internal abstract class ModelOptions : ModelShapeOptions
 {
     [Option("arch", HelpText = "Architecture: Keel, PreLN, PostLN or DeepNorm. Default Keel.")]
     public Architecture? Architecture { get; init; }
@@ -19,6 +18,18 @@ internal abstract class ModelOptions
     [Option("layers", HelpText = "L, the number of sub-layers (attention and FFN counted separately; even). Default 4.")]
     public int? SubLayers { get; init; }
 
+    /// <summary>The config these options describe (validated), for a vocabulary of <paramref name="vocabulary"/>.</summary>
+    public ModelConfig ModelConfig(int vocabulary) => ModelConfig(vocabulary, Architecture, SubLayers);
+}
+
+/// <summary>
+/// The model options other than the architecture and the depth, with the device and the budget: what <c>train</c>,
+/// <c>plan</c> and <c>study</c> (which takes lists of architectures and depths) share. Properties are named as the
+/// <see cref="Keel.Native.Model.ModelConfig"/> and <see cref="TrainingOptions"/> fields they set, so that an error
+/// naming a field names its option (<see cref="OptionNames"/>); null means not given.
+/// </summary>
+internal abstract class ModelShapeOptions
+{
     [Option("hidden", HelpText = "Hidden size. Default 64.")]
     public int? Hidden { get; init; }
 
@@ -55,8 +66,8 @@ internal abstract class ModelOptions
     [Option("budget", HelpText = "Device memory the step may use, like 80GiB, 141GB or 512MiB (GB = 10^9 bytes, GiB = 2^30). Default: the GPU's memory.")]
     public string? MemoryBudget { get; init; }
 
-    /// <summary>The config these options describe (validated), for a vocabulary of <paramref name="vocabulary"/>.</summary>
-    public ModelConfig ModelConfig(int vocabulary)
+    /// <summary>The config these options describe with <paramref name="architecture"/> and <paramref name="subLayers"/> (null: the defaults), validated, for a vocabulary of <paramref name="vocabulary"/>.</summary>
+    public ModelConfig ModelConfig(int vocabulary, Architecture? architecture, int? subLayers)
     {
         var defaults = new ModelConfig();
         var hidden = Hidden ?? defaults.Hidden;
@@ -68,9 +79,9 @@ internal abstract class ModelOptions
             KvHeads = KvHeads ?? defaults.KvHeads,
             FeedForwardSize = FeedForwardSize ?? 3 * hidden,
             FeedForward = FeedForward ?? defaults.FeedForward,
-            SubLayers = SubLayers ?? defaults.SubLayers,
+            SubLayers = subLayers ?? defaults.SubLayers,
             Norm = Norm ?? defaults.Norm,
-            Architecture = Architecture ?? defaults.Architecture,
+            Architecture = architecture ?? defaults.Architecture,
             Alpha = Alpha,
             SequenceLength = SequenceLength ?? defaults.SequenceLength,
             TiedEmbeddings = !Untied,
@@ -152,14 +163,19 @@ internal sealed class TrainOptions : ModelOptions
             BatchSize = BatchSize ?? d.BatchSize,
             AccumulationSteps = AccumulationSteps ?? d.AccumulationSteps,
             LearningRate = LearningRate ?? d.LearningRate,
-            // A short run keeps a proportionate warm-up, so its learning rate still reaches its peak and decays.
-            WarmupSteps = WarmupSteps ?? Math.Min(d.WarmupSteps, Math.Max(1, (Steps ?? d.Steps) / 10)),
+            WarmupSteps = WarmupSteps ?? DefaultWarmup(Steps ?? d.Steps),
             Seed = Seed ?? d.Seed,
             EvalInterval = EvalInterval ?? d.EvalInterval,
             CheckpointInterval = CheckpointInterval ?? d.CheckpointInterval,
             MaxConsecutiveBadSteps = MaxConsecutiveBadSteps ?? d.MaxConsecutiveBadSteps,
         });
     }
+
+    /// <summary>
+    /// The warm-up of a run of <paramref name="steps"/> steps when none is given: the library's default, or a tenth of
+    /// the steps when that is fewer, so that a short run's learning rate still reaches its peak and decays.
+    /// </summary>
+    internal static int DefaultWarmup(int steps) => Math.Min(new TrainingOptions().WarmupSteps, Math.Max(1, steps / 10));
 
     /// <summary><paramref name="options"/> with the memory policy, budget and CUDA graphs given here (what a resumed run may change).</summary>
     public TrainingOptions WithResources(TrainingOptions options) => options with

@@ -42,8 +42,11 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
     /// <summary>Called with true before each evaluation and false after it (to pause a profiler); may be null.</summary>
     public Action<bool>? Evaluating { get; init; }
 
-    /// <summary>Called after every step (for profiling or tests); may be null.</summary>
+    /// <summary>Called after every step (for profiling, studies or tests); may be null.</summary>
     public Action<StepResult>? AfterStep { get; init; }
+
+    /// <summary>Whether the loop writes checkpoints (default true); a study's runs, which are redone rather than resumed, turn them off.</summary>
+    public bool SaveCheckpoints { get; init; } = true;
 
     /// <summary>
     /// Trains until <see cref="TrainingOptions.Steps"/> (or until <paramref name="cancellation"/> is signalled, after the
@@ -121,7 +124,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                         output.Write(interactive ? "\r" + text : text + Environment.NewLine);
                     }
                 }
-                if (options.CheckpointInterval > 0 && result.Step % options.CheckpointInterval == 0 && !final)
+                if (SaveCheckpoints && options.CheckpointInterval > 0 && result.Step % options.CheckpointInterval == 0 && !final)
                     Checkpoints.Save(trainer, checkpoint);
             }
             completed = true;
@@ -137,7 +140,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
             metrics.Flush();
             // After any other failure the step may have stopped half way (or the device may be unusable): the last
             // checkpoint written stays the one to resume from, and nothing here may hide the original exception.
-            if (completed && trainer.CompletedSteps > startStep) Checkpoints.Save(trainer, checkpoint);
+            if (SaveCheckpoints && completed && trainer.CompletedSteps > startStep) Checkpoints.Save(trainer, checkpoint);
             if (completed || diverged)
             {
                 var config = trainer.Model.Config;
