@@ -77,8 +77,9 @@ internal static class StudyPlots
             foreach (var diverged in runs.Where(r => r.Diverged))
                 plot.Add.Marker(X(diverged), double.IsFinite(top) ? top : 0, ScottPlot.MarkerShape.Cross, 14, color);
         }
+        // Ticks at the depths or rates the study ran.
         if (kind == StudyKind.Depth) PowerTicks(plot, xs, 2, v => v.ToString("0", CultureInfo.InvariantCulture));
-        else LogTicks(plot, xs);
+        else PowerTicks(plot, xs, 10, StudyRun.FormatRate);
     }
 
     /// <summary>From the lowest finite loss to the highest first-step loss (or highest final loss), with a margin.</summary>
@@ -114,11 +115,11 @@ internal static class StudyPlots
         plot.Axes.Bottom.TickGenerator = ticks;
     }
 
-    /// <summary>Ticks at the given log-base positions, labelled with the values.</summary>
+    /// <summary>Ticks at the given positions on a log axis of base <paramref name="logBase"/>, labelled with their values.</summary>
     private static void PowerTicks(ScottPlot.Plot plot, List<double> positions, double logBase, Func<double, string> format)
     {
         var ticks = new ScottPlot.TickGenerators.NumericManual();
-        foreach (var at in positions.Distinct()) ticks.AddMajor(at, format(Math.Pow(logBase, at)));
+        foreach (var at in positions.Distinct()) ticks.AddMajor(at, format(Math.Round(Math.Pow(logBase, at), 12)));
         plot.Axes.Bottom.TickGenerator = ticks;
         if (positions.Count > 0) plot.Axes.SetLimitsX(positions.Min() - 0.3, positions.Max() + 0.3);
     }

@@ -99,15 +99,28 @@ internal static class StudyCommand
         var printer = new StudyProgressPrinter(output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out), plan.Runs);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         IReadOnlyList<StudyRunResult?> results;
+        // Ctrl+C stops the runs in progress after their current step; the report still lists what finished, and the same
+        // command resumes. A second Ctrl+C ends the process at once.
+        using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = !interrupt.IsCancellationRequested;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
         try
         {
-            results = study.Run(options.Parallel ?? 1, printer, cancellation);
+            results = study.Run(options.Parallel ?? 1, printer, interrupt.Token);
         }
         catch (AggregateException e) when (e.InnerExceptions.Count > 0)
         {
             // One run failed (not a divergence, which is a result): report the first cause as keel reports any failure.
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
             throw;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
         }
         printer.Close();
         var report = new StudyReport(plan.Kind, plan.Criteria, results, plan.Runs, arguments, clock.Elapsed);
