@@ -34,6 +34,12 @@ public sealed class StudyCliTests
         }
         var png = File.ReadAllBytes(Path.Combine(folder.Path, plot));
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
+        if (kind == "lr-range")
+        {
+            // Raised to 20, both diverge, and the ordering line ranks them by the rate they diverged at.
+            Assert.All(runs, run => Assert.True(run!["diverged"]!.GetValue<bool>()));
+            Assert.Matches(@"L = 4, divergence learning rate, highest first: (keel|postln) \d\.\d\de[+-]\d [>=] (keel|postln) \d", output);
+        }
         if (kind == "lr-sweep")
         {
             // Peak 30 diverges, 1e-3 does not: the table says which.

@@ -86,9 +86,13 @@ internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, I
         if (kind != StudyKind.LrRange) return null;
         var lines = results.OfType<StudyRunResult>().GroupBy(r => r.SubLayers).Select(group =>
         {
-            var ranked = group.OrderByDescending(r => r.DivergenceLearningRate ?? double.PositiveInfinity)
-                              .Select(r => $"{Arch(r.Architecture)} {(r.DivergenceLearningRate is { } lr ? Rate(lr) : $"(none up to {Rate(r.PeakLearningRate)})")}");
-            return $"L = {group.Key}, divergence learning rate, highest first: {string.Join(" > ", ranked)}";
+            // Runs that did not diverge rank first, tied with each other; ties are joined by "=".
+            var ranked = group.Select(r => (Rate: r.DivergenceLearningRate ?? double.PositiveInfinity,
+                                            Text: $"{Arch(r.Architecture)} {(r.DivergenceLearningRate is { } lr ? Rate(lr) : $"(none up to {Rate(r.PeakLearningRate)})")}"))
+                              .OrderByDescending(r => r.Rate).ToList();
+            var text = new StringBuilder(ranked[0].Text);
+            for (var i = 1; i < ranked.Count; i++) text.Append(ranked[i].Rate == ranked[i - 1].Rate ? " = " : " > ").Append(ranked[i].Text);
+            return $"L = {group.Key}, divergence learning rate, highest first: {text}";
         });
         return string.Join(Environment.NewLine, lines);
     }
