@@ -50,8 +50,9 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
 
     /// <summary>
     /// Trains until <see cref="TrainingOptions.Steps"/> (or until <paramref name="cancellation"/> is signalled, after the
-    /// step in progress), writes the last checkpoint and the plot, and returns where the results are. When a step
-    /// fails, the metrics so far are kept and the last checkpoint written before stays the one to resume from.
+    /// step in progress), writes the last checkpoint (unless <see cref="SaveCheckpoints"/> is off) and the plot, and returns
+    /// where the results are. When a step fails, the metrics so far are kept and the last checkpoint written before stays
+    /// the one to resume from.
     /// </summary>
     /// <exception cref="TrainingDivergedException">Too many bad steps in a row (the metrics and the plot are still written).</exception>
     public RunSummary Run(CancellationToken cancellation = default)

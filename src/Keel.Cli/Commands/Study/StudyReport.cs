@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Keel.Cli.Output;
 using Keel.Native.Studies;
 using Keel.Native.Training;
@@ -54,9 +55,18 @@ internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, I
             machine = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription },
             wall_seconds = Math.Round(wallTime.TotalSeconds, 1),
             divergence = new { criteria.Margin, criteria.Patience, rule = criteria.Describe() },
-            runs = runs.Select((run, i) => results[i] is { } r ? (object)(r with { Curve = [], Identity = "" }) : new { name = run.Name, unfinished = true }),
+            runs = runs.Select((run, i) => results[i] is { } r ? Summary(r) : new JsonObject { ["name"] = run.Name, ["unfinished"] = true }),
         };
         AtomicFile.WriteText(Path.Combine(folder, JsonFile), JsonSerializer.Serialize(json, Indented));
+    }
+
+    /// <summary>A run's result without its curve and identity, which stay in its own result.json.</summary>
+    private static JsonObject Summary(StudyRunResult result)
+    {
+        var node = JsonSerializer.SerializeToNode(result, StudyJson.Options)!.AsObject();
+        node.Remove("curve");
+        node.Remove("identity");
+        return node;
     }
 
     private IEnumerable<string[]> Rows()
