@@ -169,8 +169,8 @@ public static class Attention
 
         private readonly double _scale = options.EffectiveScale;
 
-        /// <summary>Doubles of scratch one head needs (the backward's five [S, D] tables, and rows).</summary>
-        public int ScratchLength => 5 * _sp * _dp + 2 * _sp + 5 * _dp;
+        /// <summary>Doubles of scratch one head needs (the backward's five [S, D] tables, a head's q and dO rows, its P and dS [S, S], and rows).</summary>
+        public int ScratchLength => 5 * _sp * _dp + 2 * _s * _dp + 2 * _s * _sp + 2 * _sp + 3 * _dp;
 
         private int QueryIndex(int b, int i, int h) => ((b * _s + i) * Options.QueryHeads + h) * _d;
 
@@ -251,39 +251,57 @@ public static class Attention
             fixed (double* buffer = scratch)
             {
                 double* kt = buffer, vt = kt + table, kRows = vt + table, dkSum = kRows + table, dvSum = dkSum + table;
-                double* p = dvSum + table, dS = p + _sp, q = dS + _sp, o = q + _dp, dO = o + _dp, dqSum = dO + _dp;
+                double* qRows = dvSum + table, dORows = qRows + _s * _dp, pRows = dORows + _s * _dp, dSRows = pRows + _s * _sp;
+                double* o = dSRows + _s * _sp, dqSum = o + _dp;
                 Gather(K, b, g, kt, transposed: true);
                 Gather(V, b, g, vt, transposed: true);
                 Gather(K, b, g, kRows, transposed: false);
                 new Span<double>(dkSum, 2 * table).Clear();
-                new Span<double>(q, 3 * _dp).Clear();
+                new Span<double>(qRows, 2 * _s * _dp).Clear();
+                new Span<double>(o, _dp).Clear();
                 for (var h = g * _group; h < (g + 1) * _group; h++)
-                for (var i = 0; i < _s; i++)
                 {
-                    var keys = Options.Causal ? i + 1 : _s;
-                    var at = QueryIndex(b, i, h);
-                    Widen(Q + at, q, _d);
-                    Widen(O + at, o, _d);
-                    Widen(DO + at, dO, _d);
-                    var lse = double.CreateTruncating(Lse[(b * Options.QueryHeads + h) * _s + i]);
-                    var rowD = 0.0;
-                    for (var d = 0; d < _d; d++) rowD += dO[d] * o[d];
-                    Scores(q, kt, keys, p, _scale);
-                    Scores(dO, vt, keys, dS, 1.0);
-                    for (var j = 0; j < keys; j++)
+                    // Each query row: its probabilities, dS and dq.
+                    for (var i = 0; i < _s; i++)
                     {
-                        p[j] = Math.Exp(p[j] - lse);
-                        dS[j] = p[j] * (dS[j] - rowD);
+                        var keys = Options.Causal ? i + 1 : _s;
+                        var at = QueryIndex(b, i, h);
+                        double* q = qRows + i * _dp, dO = dORows + i * _dp, p = pRows + i * _sp, dS = dSRows + i * _sp;
+                        Widen(Q + at, q, _d);
+                        Widen(O + at, o, _d);
+                        Widen(DO + at, dO, _d);
+                        var lse = double.CreateTruncating(Lse[(b * Options.QueryHeads + h) * _s + i]);
+                        var rowD = 0.0;
+                        for (var d = 0; d < _d; d++) rowD += dO[d] * o[d];
+                        Scores(q, kt, keys, p, _scale);
+                        Scores(dO, vt, keys, dS, 1.0);
+                        for (var j = 0; j < keys; j++)
+                        {
+                            p[j] = Math.Exp(p[j] - lse);
+                            dS[j] = p[j] * (dS[j] - rowD);
+                        }
+                        new Span<double>(dqSum, _dp).Clear();
+                        for (var j = 0; j < keys; j++) AddScaled(dqSum, dS[j], kRows + j * _dp);
+                        var dq = DQ + at;
+                        for (var d = 0; d < _d; d++) dq[d] = T.CreateTruncating(_scale * dqSum[d]);
                     }
-                    new Span<double>(dqSum, _dp).Clear();
-                    for (var j = 0; j < keys; j++)
+                    // Each key: dk and dv over this head's query rows in order, four of d held in registers across the rows
+                    // (the sums take the rows in the same order as adding row by row would).
+                    for (var j = 0; j < _s; j++)
                     {
-                        AddScaled(dqSum, dS[j], kRows + j * _dp);
-                        AddScaled(dkSum + j * _dp, dS[j], q);
-                        AddScaled(dvSum + j * _dp, p[j], dO);
+                        for (var d = 0; d < _dp; d += 4)
+                        {
+                            var dk = Vector256.Load(dkSum + j * _dp + d);
+                            var dv = Vector256.Load(dvSum + j * _dp + d);
+                            for (var i = Options.Causal ? j : 0; i < _s; i++)
+                            {
+                                dk += Vector256.Create(dSRows[i * _sp + j]) * Vector256.Load(qRows + i * _dp + d);
+                                dv += Vector256.Create(pRows[i * _sp + j]) * Vector256.Load(dORows + i * _dp + d);
+                            }
+                            dk.Store(dkSum + j * _dp + d);
+                            dv.Store(dvSum + j * _dp + d);
+                        }
                     }
-                    var dq = DQ + at;
-                    for (var d = 0; d < _d; d++) dq[d] = T.CreateTruncating(_scale * dqSum[d]);
                 }
                 for (var j = 0; j < _s; j++)
                 {
