@@ -52,6 +52,26 @@ public sealed class StudyTests
     }
 
     [Fact]
+    public void ANonFiniteLossStopsTheRunThroughTheDetectorOrTheNanGuard()
+    {
+        using var folder = new TempFolder();
+        // A learning rate of 1e30 overflows the weights within a few steps.
+        var exploding = RangeRun(Architecture.Keel, maxRate: 1e30, steps: 20);
+        var guarded = exploding with { Name = "guarded", Options = exploding.Options with { MaxConsecutiveBadSteps = 1 } };
+        var results = StudyOf(folder.Path, exploding, guarded).Run(parallel: 1, cancellation: TestContext.Current.CancellationToken);
+
+        var detected = results[0]!;
+        Assert.Equal(DivergenceReason.NonFiniteLoss, detected.DivergenceReason);
+        Assert.False(double.IsFinite(detected.Curve[detected.DivergedAtStep!.Value - 1].Loss));
+        // With a guard of one bad step the trainer stops inside that step, before the detector sees it: the NaN guard is
+        // the reason, dated to the same step.
+        var stopped = results[1]!;
+        Assert.Equal(DivergenceReason.NanGuard, stopped.DivergenceReason);
+        Assert.Equal(detected.DivergedAtStep, stopped.DivergedAtStep);
+        Assert.Equal(detected.DivergenceLearningRate, stopped.DivergenceLearningRate);
+    }
+
+    [Fact]
     public void AnInterruptedStudyResumesSkippingFinishedRunsAndRefusesOtherSettings()
     {
         using var folder = new TempFolder();
