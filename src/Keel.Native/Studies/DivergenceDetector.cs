@@ -21,7 +21,7 @@ public sealed record DivergenceCriteria
 
     /// <summary>The criteria in one sentence, for reports.</summary>
     public string Describe() => string.Create(CultureInfo.InvariantCulture,
-        $"diverged: a non-finite training loss, or {Patience} consecutive steps with the loss more than {Margin:0.###} nats above its running minimum, or the NaN guard stopping the run; the divergence step is the first step of that episode");
+        $"a run diverges at a non-finite training loss, at {Patience} consecutive steps each more than {Margin:0.###} nats above the lowest loss before them, or when the NaN guard stops it; the step reported is the first of that episode");
 }
 
 /// <summary>Why a run was called diverged.</summary>

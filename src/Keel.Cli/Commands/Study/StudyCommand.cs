@@ -90,9 +90,14 @@ internal static class StudyCommand
         var plan = Plan(options);
         Directory.CreateDirectory(plan.Folder);
         var notices = output;
+        string? deviceName = null;
         var study = new Native.Studies.Study(plan.Folder, plan.Runs, plan.Data, plan.Tokenizer, plan.Criteria, () =>
+        {
             // The fallback notice of --device auto is worth one line, not one per run.
-            TrainingDevices.Open(options.Device, Interlocked.Exchange(ref notices, null)));
+            var device = TrainingDevices.Open(options.Device, Interlocked.Exchange(ref notices, null));
+            Interlocked.CompareExchange(ref deviceName, device.Name, null);
+            return device;
+        });
         output.WriteLine($"Study   {KindName(plan.Kind)}: {plan.Runs.Count} runs in {plan.Folder}, {options.Parallel ?? 1} at a time");
         output.WriteLine($"Data    {plan.Data.Source}: {plan.Data.Train.Length:N0} training / {plan.Data.Validation.Length:N0} validation tokens ({plan.Tokenizer})");
         output.WriteLine($"Rule    {plan.Criteria.Describe()}");
@@ -123,7 +128,7 @@ internal static class StudyCommand
             Console.CancelKeyPress -= onCancel;
         }
         printer.Close();
-        var report = new StudyReport(plan.Kind, plan.Criteria, results, plan.Runs, arguments, clock.Elapsed);
+        var report = new StudyReport(plan.Kind, plan.Criteria, results, plan.Runs, arguments, deviceName, clock.Elapsed);
         report.WriteTable(output);
         report.Save(plan.Folder);
         var plot = StudyPlots.Save(plan.Folder, plan.Kind, results.OfType<StudyRunResult>().ToList(), $"{plan.Data.Source}, hidden {plan.Runs[0].Config.Hidden}");

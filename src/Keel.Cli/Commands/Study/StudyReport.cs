@@ -14,7 +14,7 @@ namespace Keel.Cli.Commands.Study;
 /// own <c>result.json</c> and <c>metrics.jsonl</c>).
 /// </summary>
 internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, IReadOnlyList<StudyRunResult?> results, IReadOnlyList<StudyRun> runs,
-                                  IReadOnlyList<string> command, TimeSpan wallTime)
+                                  IReadOnlyList<string> command, string? device, TimeSpan wallTime)
 {
     public const string MarkdownFile = "study.md";
     public const string JsonFile = "study.json";
@@ -36,7 +36,7 @@ internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, I
         var text = new StringBuilder();
         text.AppendLine($"# keel study {StudyCommand.KindName(kind)}").AppendLine();
         text.AppendLine("```sh").AppendLine("keel " + string.Join(' ', command.Select(Quote))).AppendLine("```").AppendLine();
-        text.AppendLine($"- Machine: {Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        text.AppendLine($"- Machine: {Machine()}; device {device ?? "(none opened: every run had finished before)"}");
         text.AppendLine($"- Wall time of this invocation: {StudyProgressPrinter.Duration(wallTime)}; the runs' own times add up to {StudyProgressPrinter.Duration(TimeSpan.FromSeconds(results.OfType<StudyRunResult>().Sum(r => r.Seconds)))}");
         text.AppendLine($"- Divergence: {criteria.Describe()}.");
         text.AppendLine("- Final train: the mean training loss over the last tenth of a run's steps; validation: after the last step (none for a diverged run).");
@@ -52,12 +52,23 @@ internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, I
         {
             kind = StudyCommand.KindName(kind),
             command,
-            machine = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription },
+            machine = Machine(),
+            device,
             wall_seconds = Math.Round(wallTime.TotalSeconds, 1),
             divergence = new { criteria.Margin, criteria.Patience, rule = criteria.Describe() },
             runs = runs.Select((run, i) => results[i] is { } r ? Summary(r) : new JsonObject { ["name"] = run.Name, ["unfinished"] = true }),
         };
         AtomicFile.WriteText(Path.Combine(folder, JsonFile), JsonSerializer.Serialize(json, Indented));
+    }
+
+    /// <summary>The processor (from /proc/cpuinfo where there is one), its core count, the OS and the runtime.</summary>
+    private static string Machine()
+    {
+        var processor = File.Exists("/proc/cpuinfo")
+            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim()
+            : null;
+        return $"{processor ?? System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString()}, {Environment.ProcessorCount} cores, " +
+               $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}";
     }
 
     /// <summary>A run's result without its curve and identity, which stay in its own result.json.</summary>
