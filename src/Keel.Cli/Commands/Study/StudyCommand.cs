@@ -36,7 +36,7 @@ internal sealed class StudyOptions : ModelShapeOptions
     [Option("tokenizer", HelpText = "Byte (vocabulary 256) or Gpt2 (BPE, vocabulary 50257), for --data. Default Byte.")]
     public TokenizerKind? Tokenizer { get; init; }
 
-    [Option("out", HelpText = "Study folder (study.md, study.json, plots, runs/). Run the same command with the same --out to resume. Default studies/<kind>-<date-time>.")]
+    [Option("out", HelpText = "Study folder (study.md, study.json, plots, runs/); the same command with the same folder resumes a stopped study. Default studies/<kind> (lr-range, lr-sweep or depth).")]
     public string? Output { get; init; }
 
     [Option("steps", HelpText = "Optimizer steps of every run. Default 600.")]
@@ -182,7 +182,8 @@ internal static class StudyCommand
             var runOptions = Rated(training, kind, rate);
             runs.Add(new StudyRun(StudyRun.NameOf(architecture, depth, kind == StudyKind.LrSweep ? rate : null), config, runOptions));
         }
-        var folder = Path.GetFullPath(options.Output ?? Path.Combine("studies", $"{KindName(kind)}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}"));
+        // A fixed default, so that the same command finds its own unfinished study.
+        var folder = Path.GetFullPath(options.Output ?? Path.Combine("studies", KindName(kind)));
         if (File.Exists(folder)) throw new ArgumentException($"{folder} is a file, not a study folder.", nameof(StudyOptions.Output));
         var data = TrainCommand.LoadData(options.Data ?? TrainCommand.SyntheticSource, tokenizer, training.Seed, training.ValidationFraction);
         foreach (var run in runs) data.RequireWindows(run.Config.SequenceLength);
