@@ -8,7 +8,7 @@
 //
 // Backward, dOut [T, dim] fp32, dTable [vocab, dim] fp32, accumulated:
 //   dTable[tok, :] += sum over t with tokens[t] = tok of dOut[t, :], summed in fp32 in an order that
-//   depends only on the tokens: deterministic, and without float atomics (DESIGN.md section 3).
+//   depends only on the tokens: deterministic, and without float atomics (docs/kernels.md).
 //   1. Sort. Keys (token << 32 | position) are sorted ascending by a bitonic network over n = 2^m >= T keys
 //      (padding keys are all ones): keel_embedding_sort_keys builds the keys of a 4096-key chunk and sorts it
 //      in shared memory; each later merge size k > 4096 runs its strides >= 4096 as global passes

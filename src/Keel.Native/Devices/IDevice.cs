@@ -1,3 +1,4 @@
+using Keel.Native.Kernels;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
 
@@ -27,6 +28,28 @@ public interface IDevice : IDisposable
 
     /// <summary>A description for logs, such as <c>cuda:0 NVIDIA H100 80GB HBM3 (sm_90)</c>.</summary>
     string Name { get; }
+
+    // ---------------------------------------------------------------------------------------------- capabilities
+    // What a device offers beyond the op set. A device that wraps another (ProfiledDevice) answers for it, so callers
+    // ask these rather than testing the device's type.
+
+    /// <summary>
+    /// Where this device's kernels compile and launch: its SM count (the emulator's worker threads), which sizes some
+    /// kernels' scratch, and the profiler its launches report to. Null for the CPU device, whose ops are the C# reference.
+    /// </summary>
+    IKernelRuntime? Kernels { get; }
+
+    /// <summary>The device's own memory now, as its driver reports it; null where tensors live in host memory (the CPU and emulated devices).</summary>
+    DeviceMemoryInfo? QueryMemory();
+
+    /// <summary>Recording queued work into graphs that replay it with one launch (CUDA graphs on a GPU); null where the device cannot.</summary>
+    IGraphCapture? GraphCapture { get; }
+
+    /// <summary>
+    /// A new profiler with the clock that times this device's work: CUDA events on a GPU's stream (asynchronous, resolved at
+    /// <see cref="KernelProfiler.Flush"/>), the host clock on devices that run synchronously. The caller owns it.
+    /// </summary>
+    KernelProfiler CreateProfiler();
 
     // ---------------------------------------------------------------------------------------------- memory
 

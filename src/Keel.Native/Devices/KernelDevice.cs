@@ -53,6 +53,18 @@ public abstract class KernelDevice : IDevice
     public abstract string Name { get; }
 
     /// <inheritdoc />
+    IKernelRuntime? IDevice.Kernels => Runtime;
+
+    /// <inheritdoc />
+    public virtual DeviceMemoryInfo? QueryMemory() => null;
+
+    /// <inheritdoc />
+    public virtual IGraphCapture? GraphCapture => null;
+
+    /// <inheritdoc />
+    public virtual KernelProfiler CreateProfiler() => KernelProfiler.WallClock();
+
+    /// <inheritdoc />
     public abstract DeviceBuffer Allocate(DType dtype, TensorShape shape);
 
     /// <inheritdoc />

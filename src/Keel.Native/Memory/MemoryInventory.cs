@@ -6,7 +6,7 @@ using Keel.Native.Reference;
 namespace Keel.Native.Memory;
 
 /// <summary>What kind of work produces a tensor: what a selective policy keeps (GEMMs, attention) or recomputes (the rest).</summary>
-public enum ProducerClass
+internal enum ProducerClass
 {
     /// <summary>A matrix product (cuBLAS), possibly followed by RoPE in place.</summary>
     Gemm,
@@ -22,7 +22,7 @@ public enum ProducerClass
 }
 
 /// <summary>
-/// One op of a sub-layer's forward with what it costs to run again: FLOPs as DESIGN.md counts them (a GEMM 2·m·n·k, causal
+/// One op of a sub-layer's forward with what it costs to run again: FLOPs as docs/measuring.md counts them (a GEMM 2·m·n·k, causal
 /// attention 2·B·S²·D·heads as FlashAttention counts it, elementwise work one FLOP per arithmetic step, exp and division
 /// included), and the bytes it must read and write.
 /// </summary>
@@ -30,12 +30,12 @@ public enum ProducerClass
 /// <param name="Class">GEMM, attention, norm or activation.</param>
 /// <param name="Flops">FLOPs to run it once.</param>
 /// <param name="Bytes">Bytes it reads and writes once.</param>
-public sealed record ForwardOp(string Name, ProducerClass Class, double Flops, long Bytes);
+internal sealed record ForwardOp(string Name, ProducerClass Class, double Flops, long Bytes);
 
 /// <summary>One tensor a sub-layer's forward produces, and the op that produces it (its recompute cost, given that op's inputs).</summary>
 /// <param name="Spec">Name, shape, element type, and whether a backward pass reads it.</param>
 /// <param name="Producer">The op that writes it.</param>
-public sealed record InventoryTensor(ActivationSpec Spec, ForwardOp Producer)
+internal sealed record InventoryTensor(ActivationSpec Spec, ForwardOp Producer)
 {
     /// <summary>Its size.</summary>
     public long Bytes => Spec.ByteLength;
@@ -135,7 +135,7 @@ public sealed class MemoryInventory
     public double StepFlops { get; }
 
     /// <summary>The tensors sub-layer <paramref name="subLayer"/>'s forward produces, in the model's allocation order.</summary>
-    public IReadOnlyList<InventoryTensor> Tensors(int subLayer)
+    internal IReadOnlyList<InventoryTensor> Tensors(int subLayer)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(subLayer);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(subLayer, Config.SubLayers);
@@ -148,7 +148,7 @@ public sealed class MemoryInventory
     }
 
     /// <summary>The tensors of a general sub-layer of <paramref name="kind"/> (one past the first pair when the model has one).</summary>
-    public IReadOnlyList<InventoryTensor> Tensors(SubLayerKind kind) =>
+    internal IReadOnlyList<InventoryTensor> Tensors(SubLayerKind kind) =>
         Tensors(Math.Min(Config.SubLayers - 2, 2) + (kind == SubLayerKind.Attention ? 0 : 1));
 
     /// <summary>FLOPs of sub-layer <paramref name="subLayer"/>'s whole forward (each op once).</summary>
@@ -226,7 +226,7 @@ public sealed class MemoryInventory
 /// The scratch of kernel launchers that keep a device buffer of their own (grown to the largest call and kept, so steps
 /// allocate nothing), by launcher, from the same sizing code the launchers use.
 /// </summary>
-public static class KernelWorkspaces
+internal static class KernelWorkspaces
 {
     /// <summary>The residual-norm launcher's gain-gradient partial sums: the largest backward of the model's fused norms.</summary>
     public static long ResidualNormBytes(ParameterLayout layout, long tokens, int multiprocessors)

@@ -39,24 +39,21 @@ public sealed class Study
 
     private readonly string _folder;
     private readonly TokenDataset _data;
-    private readonly TokenizerKind _tokenizer;
     private readonly DivergenceCriteria _criteria;
     private readonly Func<IDevice> _openDevice;
 
     /// <summary>A study of <paramref name="runs"/> on <paramref name="data"/>, in <paramref name="folder"/>.</summary>
     /// <param name="folder">The study folder.</param>
     /// <param name="runs">The runs, with unique names.</param>
-    /// <param name="data">The data every run trains on (read only, shared).</param>
-    /// <param name="tokenizer">The tokenizer of the data.</param>
+    /// <param name="data">The data every run trains on (read only, shared), with the tokenizer that made it.</param>
     /// <param name="criteria">When a run counts as diverged.</param>
     /// <param name="openDevice">Opens a device for one run (called once per run, on the run's thread).</param>
-    public Study(string folder, IReadOnlyList<StudyRun> runs, TokenDataset data, TokenizerKind tokenizer, DivergenceCriteria criteria, Func<IDevice> openDevice)
+    public Study(string folder, IReadOnlyList<StudyRun> runs, TokenDataset data, DivergenceCriteria criteria, Func<IDevice> openDevice)
     {
         ArgumentNullException.ThrowIfNull(folder);
         ArgumentNullException.ThrowIfNull(runs);
         _folder = folder;
         _data = data ?? throw new ArgumentNullException(nameof(data));
-        _tokenizer = tokenizer;
         _criteria = criteria ?? throw new ArgumentNullException(nameof(criteria));
         _openDevice = openDevice ?? throw new ArgumentNullException(nameof(openDevice));
         if (runs.Count == 0) throw new ArgumentException("A study needs at least one run.", nameof(runs));
@@ -108,7 +105,7 @@ public sealed class Study
         {
             throw new InvalidDataException($"{path} is not a study run result ({e.Message}); delete it to run {run.Name} again.", e);
         }
-        if (result is null || result.Identity != run.Identity(_data.Source, _tokenizer, _criteria))
+        if (result is null || result.Identity != run.Identity(_data.Source, _data.Tokenizer.Kind, _criteria))
             throw new InvalidDataException($"{path} is the result of a run with other settings (model, training options, data or divergence criteria); give the study another folder, or delete {RunFolder(run)} to run it again.");
         return result;
     }
@@ -126,7 +123,7 @@ public sealed class Study
         var curve = new List<StudyPoint>(run.Options.Steps);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         using var device = _openDevice();
-        using var trainer = new Trainer(device, run.Config, run.Options, _data, _tokenizer);
+        using var trainer = new Trainer(device, run.Config, run.Options, _data);
         trainer.Initialize();
         var loop = new TrainingLoop(trainer, folder, TextWriter.Null, interactive: false)
         {
@@ -179,7 +176,7 @@ public sealed class Study
             ValidationLoss = validation is { } v && double.IsFinite(v) ? v : null,
             Seconds = seconds,
             TokensPerSecond = seconds > 0 ? (double)curve.Count * tokensPerStep / seconds : 0,
-            Identity = run.Identity(_data.Source, _tokenizer, _criteria),
+            Identity = run.Identity(_data.Source, _data.Tokenizer.Kind, _criteria),
             Curve = curve,
         };
     }

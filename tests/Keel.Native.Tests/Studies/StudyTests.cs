@@ -19,7 +19,7 @@ public sealed class StudyTests
         TrainingFixtures.TinyOptions with { Steps = steps, WarmupSteps = steps, LearningRate = maxRate });
 
     private static Study StudyOf(string folder, params StudyRun[] runs) =>
-        new(folder, runs, Data, TokenizerKind.Byte, new DivergenceCriteria { Margin = 1.0, Patience = 3 }, () => new CpuDevice());
+        new(folder, runs, Data, new DivergenceCriteria { Margin = 1.0, Patience = 3 }, () => new CpuDevice());
 
     [Fact]
     public void ARunBuiltToDivergeStopsAtItsDivergenceAndOneThatDoesNotRunsToTheEnd()

@@ -30,7 +30,7 @@ internal sealed class StudyOptions : ModelShapeOptions
     [Option("lr", HelpText = "depth: the peak learning rate. Default 3e-3.")]
     public double? LearningRate { get; init; }
 
-    [Option("data", HelpText = "A UTF-8 text file to train on (the last 10% held out for validation). Default: the built-in copy task.")]
+    [Option("data", HelpText = nameof(HelpTexts.Data), ResourceType = typeof(HelpTexts))]
     public string? Data { get; init; }
 
     [Option("tokenizer", HelpText = "Byte (vocabulary 256) or Gpt2 (BPE, vocabulary 50257), for --data. Default Byte.")]
@@ -39,22 +39,22 @@ internal sealed class StudyOptions : ModelShapeOptions
     [Option("out", HelpText = "Study folder (study.md, study.json, plots, runs/); the same command with the same folder resumes a stopped study. Default studies/<kind> (lr-range, lr-sweep or depth).")]
     public string? Output { get; init; }
 
-    [Option("steps", HelpText = "Optimizer steps of every run. Default 600.")]
+    [Option("steps", HelpText = nameof(HelpTexts.Steps), ResourceType = typeof(HelpTexts))]
     public int? Steps { get; init; }
 
-    [Option("accumulate", HelpText = "Micro-batches per optimizer step. Default 1.")]
+    [Option("accumulate", HelpText = nameof(HelpTexts.AccumulationSteps), ResourceType = typeof(HelpTexts))]
     public int? AccumulationSteps { get; init; }
 
     [Option("warmup", HelpText = "lr-sweep and depth: warm-up steps, then cosine decay. Default 50, or a tenth of --steps when that is fewer.")]
     public int? WarmupSteps { get; init; }
 
-    [Option("seed", HelpText = "Seed of the initialization and the batches, the same for every run. Default 1.")]
+    [Option("seed", HelpText = nameof(HelpTexts.Seed), ResourceType = typeof(HelpTexts))]
     public ulong? Seed { get; init; }
 
     [Option("eval-interval", HelpText = "Validation loss every N steps of each run (and at its end; 0: only at the end). Default 0.")]
     public int? EvalInterval { get; init; }
 
-    [Option("max-bad-steps", HelpText = "The NaN guard: stop a run after this many consecutive NaN/Inf steps. Default 5.")]
+    [Option("max-bad-steps", HelpText = nameof(HelpTexts.MaxConsecutiveBadSteps), ResourceType = typeof(HelpTexts))]
     public int? MaxConsecutiveBadSteps { get; init; }
 
     [Option("memory", HelpText = "Activation policy of every run (see keel train). Default store.")]
@@ -91,7 +91,7 @@ internal static class StudyCommand
         Directory.CreateDirectory(plan.Folder);
         var notices = output;
         string? deviceName = null;
-        var study = new Native.Studies.Study(plan.Folder, plan.Runs, plan.Data, plan.Tokenizer, plan.Criteria, () =>
+        var study = new Native.Studies.Study(plan.Folder, plan.Runs, plan.Data, plan.Criteria, () =>
         {
             // The fallback notice of --device auto is worth one line, not one per run.
             var device = TrainingDevices.Open(options.Device, Interlocked.Exchange(ref notices, null));
@@ -205,7 +205,7 @@ internal static class StudyCommand
             EvalInterval = options.EvalInterval ?? 0,
             MaxConsecutiveBadSteps = options.MaxConsecutiveBadSteps ?? d.MaxConsecutiveBadSteps,
             // A range test's warm-up is the whole run.
-            WarmupSteps = kind == StudyKind.LrRange ? steps : options.WarmupSteps ?? TrainOptions.DefaultWarmup(steps),
+            WarmupSteps = kind == StudyKind.LrRange ? steps : options.WarmupSteps ?? TrainingOptions.DefaultWarmupSteps(steps),
             CheckpointInterval = 0,
         };
         return training with

@@ -9,7 +9,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// BFloat16 tensors (the GEMM operands of a GPU training step) or Float32 tensors, with fp32 math. Each
 /// element type is its own specialization, compiled the first time a tensor of that type comes by.
 /// </summary>
-public sealed unsafe class ActivationKernels
+internal sealed unsafe class ActivationKernels
 {
     /// <summary>The specialization for BFloat16 tensors.</summary>
     public static KernelSpec BFloat16Spec { get; } = SpecFor(DType.BFloat16);

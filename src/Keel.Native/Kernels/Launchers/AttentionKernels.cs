@@ -10,7 +10,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// per head dimension (<see cref="HeadDims"/>) and mask (causal or not), each with the tile sizes of <see cref="AttentionTiles.For"/>.
 /// A specialization is compiled and loaded the first time a call needs it.
 /// </summary>
-public sealed unsafe class AttentionKernels
+internal sealed unsafe class AttentionKernels
 {
     /// <summary>The head dimensions the kernels are specialized for.</summary>
     public static IReadOnlyList<int> HeadDims { get; } = [16, 32, 64, 128];
@@ -74,7 +74,7 @@ public sealed unsafe class AttentionKernels
         var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
         void** args = stackalloc void*[] { &qa, &ka, &va, &oa, &la, &seq, &heads, &kvHeads, &scaleLog2 };
         var blocks = (seq + tiles.ForwardBlockM - 1) / tiles.ForwardBlockM;
-        var cost = new KernelCost(2.0 * (2 * q.Length + k.Length + v.Length) + 4.0 * logSumExp.Length, ForwardFlops(options));
+        var cost = new KernelCost(2.0 * (2 * q.Length + k.Length + v.Length) + 4.0 * logSumExp.Length, options.ForwardFlops);
         kernels.Forward.Launch(new LaunchShape(new Dim3(blocks, heads, options.Batch), new Dim3(tiles.ForwardThreads), tiles.ForwardSharedBytes), args, cost);
     }
 
@@ -132,15 +132,8 @@ public sealed unsafe class AttentionKernels
             new KernelCost(4.0 * q.Length + 4.0 * rows + 4.0 * orderCount, 2.0 * q.Length));
 
         void** mainArgs = stackalloc void*[] { &qa, &ka, &va, &doa, &la, &dsum, &accum, &order, &dqa, &dka, &dva, &seq, &heads, &kvHeads, &scale, &scaleLog2 };
-        var cost = new KernelCost(2.0 * (3 * q.Length + 2 * (k.Length + v.Length)) + 8.0 * rows, 2.5 * ForwardFlops(options));
+        var cost = new KernelCost(2.0 * (3 * q.Length + 2 * (k.Length + v.Length)) + 8.0 * rows, 2.5 * options.ForwardFlops);
         kernels.Backward.Launch(new LaunchShape(new Dim3(options.Batch * kvHeads, keyBlocks), new Dim3(tiles.BackwardThreads), tiles.BackwardSharedBytes), mainArgs, cost);
-    }
-
-    /// <summary>The forward's FLOPs as FlashAttention counts them: 4 S² D Hq B, halved under the causal mask (the backward does 2.5 times as many).</summary>
-    public static double ForwardFlops(AttentionOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        return 4.0 * options.Sequence * (double)options.Sequence * options.HeadDim * options.QueryHeads * options.Batch / (options.Causal ? 2 : 1);
     }
 
     private Variant Load(AttentionOptions options)

@@ -5,7 +5,7 @@ using Keel.Native.Numerics;
 namespace Keel.Native.Kernels.Launchers;
 
 /// <summary>Launches <c>kernels/cast.cu</c>: fp32 ↔ bf16 conversion.</summary>
-public sealed unsafe class CastKernels
+internal sealed unsafe class CastKernels
 {
     /// <summary>The one specialization of cast.cu.</summary>
     public static KernelSpec Spec { get; } = new("cast.cu");

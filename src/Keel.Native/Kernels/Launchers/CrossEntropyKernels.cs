@@ -7,7 +7,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// Launches <c>kernels/cross_entropy.cu</c>: fused softmax cross-entropy over Float32 logits [T, vocab] with
 /// Int32 targets, each row's loss and, optionally, its gradient (in place over the logits if wished).
 /// </summary>
-public sealed unsafe class CrossEntropyKernels
+internal sealed unsafe class CrossEntropyKernels
 {
     /// <summary>The one specialization of cross_entropy.cu.</summary>
     public static KernelSpec Spec { get; } = new("cross_entropy.cu");

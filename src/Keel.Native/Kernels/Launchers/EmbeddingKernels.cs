@@ -19,7 +19,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// Owns its scratch (the error word, the sort keys and the tile partial sums), allocated on the device on
 /// first use and grown when a larger batch comes by, so steady-state calls allocate nothing.
 /// </summary>
-public sealed unsafe class EmbeddingKernels : IDisposable
+internal sealed unsafe class EmbeddingKernels : IDisposable
 {
     /// <summary>The one specialization of embedding.cu.</summary>
     public static KernelSpec Spec { get; } = new("embedding.cu");

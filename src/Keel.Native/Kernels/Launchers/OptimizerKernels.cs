@@ -6,7 +6,7 @@ using Keel.Native.Reference;
 namespace Keel.Native.Kernels.Launchers;
 
 /// <summary>Launches <c>kernels/optimizer.cu</c>: the global gradient norm with its clip factor, and fused AdamW.</summary>
-public sealed unsafe class OptimizerKernels
+internal sealed unsafe class OptimizerKernels
 {
     /// <summary>The one specialization of optimizer.cu.</summary>
     public static KernelSpec Spec { get; } = new("optimizer.cu");

@@ -18,7 +18,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// Owns the backward's scratch (the per-block gradient sums), allocated on the device on first use and grown
 /// when a larger shape comes by, so steady-state calls allocate nothing.
 /// </summary>
-public sealed unsafe class ResidualNormKernels : IDisposable
+internal sealed unsafe class ResidualNormKernels : IDisposable
 {
     /// <summary>The smallest hidden size (one 8-element chunk per row).</summary>
     public const int MinHidden = 8;

@@ -7,7 +7,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// Launches <c>kernels/rope.cu</c>: the (cos, sin) table of rotary position embedding, and the rotation of a bf16
 /// [batch, sequence, heads, headDim] tensor by it (forward) or by its inverse (backward), in place or not.
 /// </summary>
-public sealed unsafe class RopeKernels
+internal sealed unsafe class RopeKernels
 {
     /// <summary>The one specialization of rope.cu.</summary>
     public static KernelSpec Spec { get; } = new("rope.cu");
