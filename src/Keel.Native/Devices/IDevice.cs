@@ -71,6 +71,17 @@ public interface IDevice : IDisposable
     /// <summary>Waits until all work issued so far has finished.</summary>
     void Synchronize();
 
+    /// <summary>
+    /// Makes the kernel scratch buffer <paramref name="scratch"/> hold at least <paramref name="bytes"/> now rather than at
+    /// the first op that needs it, so that later ops allocate nothing and a CUDA graph captured later keeps valid
+    /// addresses (a <see cref="Model.KeelModel"/> reserves what its memory plan counts). Devices whose ops are not kernels
+    /// (the CPU) have no such scratch and ignore it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The buffer must grow while a captured CUDA graph keeps its address.</exception>
+    void ReserveScratch(Kernels.KernelScratch scratch, long bytes)
+    {
+    }
+
     // ---------------------------------------------------------------------------------------------- ops
 
     /// <summary>destination = source converted to the destination's element type (to bf16: round to nearest even).</summary>
@@ -146,7 +157,9 @@ public interface IDevice : IDisposable
 
     /// <summary>
     /// result[0] = ‖gradients‖₂ and result[1] = the clip factor min(1, maxNorm / (norm + 1e-6)) (1 when
-    /// maxNorm ≤ 0), both fp32, computed on the device (no host synchronization), deterministically.
+    /// maxNorm ≤ 0), both fp32, computed on the device, deterministically; on a GPU the op queues its kernels and
+    /// returns without waiting, and <see cref="AdamW"/> reads the clip factor from the device. Reading result back
+    /// (as the trainer does, to report the norm) waits for them.
     /// </summary>
     void GradientNorm(Tensor gradients, float maxNorm, Tensor result);
 

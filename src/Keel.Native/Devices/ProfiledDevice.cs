@@ -86,6 +86,9 @@ public sealed class ProfiledDevice : IDevice
     public DeviceBuffer Allocate(DType dtype, TensorShape shape) => _inner.Allocate(dtype, shape);
 
     /// <inheritdoc />
+    public void ReserveScratch(KernelScratch scratch, long bytes) => _inner.ReserveScratch(scratch, bytes);
+
+    /// <inheritdoc />
     public void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged => _inner.CopyFromHost(source, destination);
 
     /// <inheritdoc />

@@ -33,8 +33,8 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// <para>
 /// The model runs the memory plan of <see cref="TrainingOptions.Memory"/> (auto: the least recompute that fits the
 /// budget). On a device with <see cref="IDevice.GraphCapture"/> (a GPU) and <see cref="TrainingOptions.CudaGraphs"/>, the
-/// first step runs op by op (it compiles kernels and lets launchers size their scratch); the second captures one
-/// micro-batch's forward and backward into a CUDA graph, and every micro-batch from then on uploads its batch into the
+/// first step runs op by op (it compiles kernels and builds the RoPE table; the kernels' scratch was reserved from the
+/// plan with the model); the second captures one micro-batch's forward and backward into a CUDA graph, and every micro-batch from then on uploads its batch into the
 /// model's fixed buffers and replays that graph. The optimizer (whose learning rate and step number change) runs outside
 /// the graph.
 /// </para>

@@ -104,7 +104,10 @@ public sealed class CudaDevice : KernelDevice, IGraphCapture
     /// while it records. The work must queue only device work: no allocation (the capture is thread-local, so one fails
     /// with a <see cref="Keel.Cuda.CudaException"/> naming the call), no copy to the host and no synchronization. Kernel
     /// arguments, including every tensor address, are frozen into the graph: replay it only while they stay valid, with
-    /// whatever changes between replays uploaded into the same buffers first. The caller owns the result.
+    /// whatever changes between replays uploaded into the same buffers first. The kernels' scratch
+    /// (<see cref="KernelDevice.Workspace"/>) stays where it is until the graph is disposed: an op that would need more than
+    /// was reserved throws <see cref="InvalidOperationException"/> rather than free memory the graph uses. The caller owns
+    /// the result.
     /// </summary>
     public IDeviceGraph Capture(Action work) => new Graph(this, CaptureGraph(work));
 
@@ -115,7 +118,7 @@ public sealed class CudaDevice : KernelDevice, IGraphCapture
         CudaGraph.BeginCapture(_stream, StreamCaptureMode.ThreadLocal);
         try
         {
-            work();
+            Workspace.RunFrozen(work);
         }
         catch
         {
@@ -131,7 +134,9 @@ public sealed class CudaDevice : KernelDevice, IGraphCapture
             throw;
         }
         using var graph = CudaGraph.EndCapture(_stream);
-        return graph.Instantiate();
+        var executable = graph.Instantiate();
+        Workspace.FreezeWhileOpen(executable);
+        return executable;
     }
 
     /// <summary>A captured graph and the device whose stream replays it.</summary>
