@@ -409,7 +409,7 @@ public sealed class KeelModel : IDisposable
                     break;
                 case StepOpKind.Head:
                     Device.Gemm(op.Z, false, _context.Weight(Layout.LmHead), true, Logits);
-                    if (_withLoss) Device.CrossEntropy(Logits, Targets, Losses, _lossGradientScale > 0 ? Logits : default, _lossGradientScale);
+                    if (_withLoss) Device.CrossEntropy(Logits, Config.VocabularySize, Targets, Losses, _lossGradientScale > 0 ? Logits : default, _lossGradientScale);
                     break;
                 case StepOpKind.HeadBackward:
                     HeadBackward(op.Z);
