@@ -150,7 +150,7 @@ public interface IDevice : IDisposable
     /// <summary>
     /// Fused softmax cross-entropy over the first <paramref name="vocabulary"/> columns of logits [T, Vp] fp32 with
     /// targets [T] Int32 in [0, vocabulary) (−1 ignores a token). Vp, the logits' last extent and so their row stride, is
-    /// the LM head's padded row count (at least the vocabulary);
+    /// the LM head's padded row count (<see cref="Model.ModelConfig.PaddedVocabularySize"/>, at least the vocabulary);
     /// columns [vocabulary, Vp) are padding and never enter the softmax. losses [T] fp32 receives each token's loss, and,
     /// when <paramref name="dLogits"/> [T, Vp] is not empty, dLogits = (softmax − onehot) · <paramref name="lossScale"/>
     /// in the vocabulary's columns and exactly zero in the padded ones (zero rows for ignored tokens), so the head's padded

@@ -10,9 +10,9 @@ namespace Keel.Native.Reference;
 /// dlogits[t, j]      = (softmax(logits[t, 0..vocab))_j − [j = y_t]) · dloss_t     for j &lt; vocab
 /// dlogits[t, j]      = 0                                                         for vocab ≤ j &lt; stride
 /// </code>
-/// The columns from vocab to stride are padding (an LM head whose rows are rounded up so that the GEMM's leading
-/// dimension stays aligned): they are not part of the softmax, and their gradient is written as zero, so the padded rows
-/// of the head get none. stride = vocab is a plain
+/// The columns from vocab to stride are the LM head's padding (its rows rounded up to a multiple of 64 so that the GEMM's
+/// leading dimension stays aligned, <see cref="Model.ModelConfig.PaddedVocabularySize"/>): they are not part of the
+/// softmax, and their gradient is written as zero, so the padded rows of the head get none. stride = vocab is a plain
 /// [tokens, vocab] matrix. A target of <see cref="IgnoreTarget"/> (−1) means the token does not count: loss 0, gradient 0.
 /// Math in fp64 (the row maximum is subtracted before exponentiating). dLogits is overwritten.
 /// </summary>
