@@ -242,9 +242,8 @@ public sealed class KeelModel : IDisposable
     /// <summary>
     /// Fills the parameters from <paramref name="seed"/>: every matrix N(0, InitStd²) (DeepNorm's FFN, V and O
     /// scaled by (8M)^(-1/4)), gains 1, biases 0, padding 0 (the vocabulary matrices' padded rows included). Each tensor
-    /// draws from its own stream over its true shape, so the values
-    /// depend only on the seed and the tensor's index. Tensors go to the device one at a time, so the host holds at
-    /// most one of them, whatever the model's size.
+    /// draws from its own stream over its true shape, so the values depend only on the seed and the tensor's index (not on
+    /// the padding). Tensors go to the device one at a time, so the host holds at most one of them, whatever the model's size.
     /// </summary>
     public void Initialize(ulong seed)
     {

@@ -331,8 +331,7 @@ public sealed class CpuDevice : IDevice
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (tokens, stride) = RowsAndHidden(logits);
-        if (vocabulary <= 0 || vocabulary > stride)
-            throw new ArgumentException($"vocabulary ({vocabulary}) must be positive and at most the logits' row length {stride} (the columns after it are padding).", nameof(vocabulary));
+        Require.CountedColumns(vocabulary, stride);
         using var staging = new HostStaging<T>();
         var logitSpan = staging.In(logits);
         var targetSpan = HostMemory.Span<int>(targets);

@@ -42,8 +42,7 @@ internal sealed class CrossEntropyKernels
         Require.Aligned(logits, 16);
         var rows = logits.Shape.Rows;
         var stride = (int)logits.Shape.Last;
-        if (vocabulary <= 0 || vocabulary > stride)
-            throw new ArgumentException($"vocabulary ({vocabulary}) must be positive and at most the logits' row length {stride} (the columns after it are padding).", nameof(vocabulary));
+        Require.CountedColumns(vocabulary, stride);
         Require.DType(targets, DType.Int32);
         Require.Length(targets, rows);
         Require.DType(losses, DType.Float32);
