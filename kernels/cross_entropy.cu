@@ -1,23 +1,30 @@
 // cross_entropy.cu — fused softmax cross-entropy over the LM head's logits, with its gradient.
 //
-//   keel_cross_entropy_fused: for row t of logits [T, V] fp32 with target y = targets[t]:
-//     m = max_j x_j,  s = sum_j exp(x_j - m),  lse = m + log(s)
+//   keel_cross_entropy_fused: for row t of logits [T, stride] fp32, whose first V columns are the vocabulary and whose
+//   columns V..stride-1 are padding (the LM head has V rounded up to a multiple of 64 rows, so its GEMM's leading
+//   dimension stays aligned), with target y = targets[t]:
+//     m = max_{j<V} x_j,  s = sum_{j<V} exp(x_j - m),  lse = m + log(s)
 //     losses[t] = lse - x_y
-//     d_logits[t, j] = (exp(x_j - lse) - [j = y]) * loss_scale     (when d_logits is not null)
-//   y = -1 ignores the row: loss 0 and a zero gradient row. Any other y outside [0, V) is never used as an
-//   address: the loss and the gradient row are NaN (the launcher cannot see the targets without waiting).
-//   d_logits may be logits itself: each element is read and then written by the same thread in pass 2, after
-//   the block reduction's barrier, and x_y is read before it.
+//     d_logits[t, j] = (exp(x_j - lse) - [j = y]) * loss_scale   for j < V            (when d_logits is not null)
+//     d_logits[t, j] = 0                                          for V <= j < stride
+//   The padded columns never enter the softmax; their gradient is written as zero, so the head's padded rows get
+//   none and stay zero under AdamW. y = -1 ignores the row: loss 0 and a zero gradient row (padding included). Any
+//   other y outside [0, V) (a padded column included) is never used as an address: the loss and the gradient's V
+//   columns are NaN (the launcher cannot see the targets without waiting).
+//   d_logits may be logits itself: each element is read and then written by the same thread in pass 2, after the
+//   block reduction's barrier, and x_y is read before it; the padded columns are read by no thread.
 //
-// Two passes per row: pass 1 reads the row once, each thread keeping an online (max, sum) pair — rescaling
-// its sum when its maximum grows — merged across the block by shuffles and shared memory; pass 2 reads the
-// row again and writes the gradient (the second read mostly hits L2: a 50257-wide row is 196 KiB).
-// Bytes per row: 4V read (losses only) or 8V read + 4V written (with the gradient); FLOPs about 3V plus V
+// Two passes per row: pass 1 reads the row's V columns once, each thread keeping an online (max, sum) pair — rescaling
+// its sum when its maximum grows — merged across the block by shuffles and shared memory; pass 2 reads them again and
+// writes the gradient (the second read mostly hits L2: a 50257-wide row is 196 KiB), then zeros the padding with
+// scalar stores (fewer than 64 columns a row in the model, so not worth vectors).
+// Bytes per row: 4V read (losses only) or 8V read + 4·stride written (with the gradient); FLOPs about 3V plus V
 // exponentials per pass: bandwidth bound.
 // Launch: one block per row (grid T), blockDim = clamp(ceil(V / 16) rounded up to 32, 32, 1024), so a thread
-// sees about 16 elements or more. Rows of odd V are not 16-byte aligned: each row is split into a scalar head
-// up to the first 16-byte boundary, 16-byte vectors, and a scalar tail. logits and d_logits are 16-byte
-// aligned (checked by the launcher), so both split a row alike.
+// sees about 16 elements or more. A row starts at a 16-byte boundary when stride is a multiple of 4 (the model's
+// is a multiple of 64); for any other stride each row is split into a scalar head up to the first 16-byte boundary,
+// 16-byte vectors, and a scalar tail. logits and d_logits are 16-byte aligned (checked by the launcher) and share
+// the stride, so both split a row alike.
 #include "common.cuh"
 
 __device__ __forceinline__ float negative_infinity() { return __int_as_float((int)0xff800000u); }
@@ -70,10 +77,10 @@ __device__ __forceinline__ float gradient(float x, float lse, bool is_target, fl
 
 extern "C" __global__ void __launch_bounds__(1024)
 keel_cross_entropy_fused(const float* logits, const int* __restrict__ targets, float* __restrict__ losses, float* d_logits,
-                   int vocab, float loss_scale) {
+                   int vocab, int stride, float loss_scale) {
     const i64 row = blockIdx.x;
-    const float* x = logits + row * vocab;
-    float* d = d_logits != nullptr ? d_logits + row * vocab : nullptr;
+    const float* x = logits + row * stride;
+    float* d = d_logits != nullptr ? d_logits + row * stride : nullptr;
     const int target = targets[row];
     const int threads = blockDim.x;
     // Row split: scalar head to the first 16-byte boundary, vectors, scalar tail.
@@ -86,7 +93,7 @@ keel_cross_entropy_fused(const float* logits, const int* __restrict__ targets, f
         const Packed128<float> zero = {};
         for (int i = threadIdx.x; i < head; i += threads) d[i] = 0.0f;
         for (int i = threadIdx.x; i < vectors; i += threads) store128(d + head + 4 * i, zero);
-        for (int i = tail + threadIdx.x; i < vocab; i += threads) d[i] = 0.0f;
+        for (int i = tail + threadIdx.x; i < stride; i += threads) d[i] = 0.0f;  // the tail and the padding
         return;
     }
     const bool valid = (unsigned)target < (unsigned)vocab;
@@ -126,4 +133,5 @@ keel_cross_entropy_fused(const float* logits, const int* __restrict__ targets, f
         }
     }
     for (int j = tail + threadIdx.x; j < vocab; j += threads) d[j] = gradient(x[j], lse, j == target, scale);
+    for (int j = vocab + threadIdx.x; j < stride; j += threads) d[j] = 0.0f;
 }

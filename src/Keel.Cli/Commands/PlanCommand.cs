@@ -71,7 +71,7 @@ internal static class PlanCommand
         }
         var plans = policies.Select(p => auto is not null && p == auto.Policy ? auto : MemoryPlanner.Plan(inventory, p)).ToList();
 
-        output.WriteLine(Invariant($"Model      {config.Architecture}, L = {layers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, FFN {config.FeedForward} {config.FeedForwardSize}, {config.Norm}Norm, vocabulary {config.VocabularySize}, {inventory.Layout.ParameterCount / 1e9:0.000} B parameters"));
+        output.WriteLine(Invariant($"Model      {config.Architecture}, L = {layers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, FFN {config.FeedForward} {config.FeedForwardSize}, {config.Norm}Norm, vocabulary {config.VocabularySize}{(config.PaddedVocabularySize != config.VocabularySize ? $" (embedding and head rows padded to {config.PaddedVocabularySize})" : "")}, {inventory.Layout.ParameterCount / 1e9:0.000} B parameters"));
         output.WriteLine(sharding.Ranks == 1
             ? Invariant($"Step       batch {batch} × sequence {config.SequenceLength} = {inventory.Tokens:N0} tokens, {inventory.StepFlops / 1e12:0.###} TFLOP without recompute")
             : Invariant($"Step       per rank: batch {batch} of {globalBatch} × sequence {config.SequenceLength} = {inventory.Tokens:N0} tokens, {inventory.StepFlops / 1e12:0.###} TFLOP without recompute"));

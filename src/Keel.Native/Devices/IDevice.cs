@@ -155,12 +155,15 @@ public interface IDevice : IDisposable
     void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable);
 
     /// <summary>
-    /// Fused softmax cross-entropy over logits [T, vocab] fp32 with targets [T] Int32 (−1 ignores a token):
-    /// losses [T] fp32 receives each token's loss, and, when <paramref name="dLogits"/> is not empty,
-    /// dLogits = (softmax − onehot) · <paramref name="lossScale"/> (zero rows for ignored tokens). dLogits may
-    /// be logits itself, so the backward needs no second [T, vocab] buffer.
+    /// Fused softmax cross-entropy over the first <paramref name="vocabulary"/> columns of logits [T, Vp] fp32 with
+    /// targets [T] Int32 in [0, vocabulary) (−1 ignores a token). Vp, the logits' last extent and so their row stride, is
+    /// the LM head's padded row count (<see cref="Model.ModelConfig.PaddedVocabularySize"/>, at least the vocabulary);
+    /// columns [vocabulary, Vp) are padding and never enter the softmax. losses [T] fp32 receives each token's loss, and,
+    /// when <paramref name="dLogits"/> [T, Vp] is not empty, dLogits = (softmax − onehot) · <paramref name="lossScale"/>
+    /// in the vocabulary's columns and exactly zero in the padded ones (zero rows for ignored tokens), so the head's padded
+    /// rows get no gradient. dLogits may be logits itself, so the backward needs no second [T, Vp] buffer.
     /// </summary>
-    void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale);
+    void CrossEntropy(Tensor logits, int vocabulary, Tensor targets, Tensor losses, Tensor dLogits, float lossScale);
 
     /// <summary>
     /// result[0] = ‖gradients‖₂ and result[1] = the clip factor min(1, maxNorm / (norm + 1e-6)) (1 when

@@ -193,9 +193,9 @@ public abstract class KernelDevice : IDevice
     }
 
     /// <inheritdoc />
-    /// <remarks>Float32 logits and gradient, 16-byte aligned; a target outside [0, vocab) other than −1 gives a NaN row.</remarks>
-    public void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
-        _crossEntropy.Forward(logits, targets, losses, dLogits, lossScale);
+    /// <remarks>Float32 logits and gradient, 16-byte aligned; a target outside [0, vocabulary) other than −1 gives a NaN row.</remarks>
+    public void CrossEntropy(Tensor logits, int vocabulary, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) =>
+        _crossEntropy.Forward(logits, vocabulary, targets, losses, dLogits, lossScale);
 
     /// <inheritdoc />
     public void Dispose()

@@ -228,10 +228,10 @@ public sealed class ProfiledDevice : IDevice
     }
 
     /// <inheritdoc />
-    public void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale)
+    public void CrossEntropy(Tensor logits, int vocabulary, Tensor targets, Tensor losses, Tensor dLogits, float lossScale)
     {
         var t = Begin();
-        _inner.CrossEntropy(logits, targets, losses, dLogits, lossScale);
+        _inner.CrossEntropy(logits, vocabulary, targets, losses, dLogits, lossScale);
         End(t, "cross_entropy", Bytes(logits, targets, losses, dLogits));
     }
 

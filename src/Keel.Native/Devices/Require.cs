@@ -36,6 +36,13 @@ internal static class Require
             throw new ArgumentException($"{name} at 0x{tensor.Address:x} is not {bytes}-byte aligned, as the kernel's vector accesses need.", name);
     }
 
+    /// <summary>The leading columns that count in rows of <paramref name="rowLength"/> whose remaining columns are padding: 1 to rowLength.</summary>
+    public static void CountedColumns(int columns, long rowLength, [CallerArgumentExpression(nameof(columns))] string? name = null)
+    {
+        if (columns <= 0 || columns > rowLength)
+            throw new ArgumentException($"{name} ({columns}) must be positive and at most the row length {rowLength} (the columns after it are padding).", name);
+    }
+
     public static void Positive(long value, [CallerArgumentExpression(nameof(value))] string? name = null)
     {
         if (value <= 0) throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");

@@ -19,6 +19,12 @@ namespace Keel.Native.Model;
 /// over the logits. Backward runs the chain in reverse and accumulates into <see cref="Gradients"/>.
 /// </para>
 /// <para>
+/// The LM head has <see cref="ModelConfig.PaddedVocabularySize"/> (Vp) rows, the vocabulary rounded up to a multiple of
+/// 64, so the logits are [tokens, Vp] and their GEMMs keep aligned dimensions; the padded rows are zero, so the padded
+/// logits are zero, and the loss, which reads only the vocabulary's columns, writes their gradient as zero, so the padded
+/// rows stay zero through training. The embedding reads the table's true [vocab, hidden] rows.
+/// </para>
+/// <para>
 /// Both run the plan's schedule (<see cref="StepSchedule"/>): which forwards keep their tensors, which residual-stream
 /// states are kept, and which sub-layers (or norms and activations) run again just before their backward. Every
 /// policy computes the same losses and gradients (bit for bit on the CPU device): a recomputed tensor is the output of
@@ -42,7 +48,7 @@ public sealed class KeelModel : IDisposable
     private readonly ResidualNormOptions[] _formInput;
     private readonly NormWeights _inputNorm, _inputNormGradients;
     private readonly NormStatistics _inputStatistics, _formStatistics;
-    private readonly Tensor _x0, _z0, _yScratch, _dLogits;
+    private readonly Tensor _x0, _z0, _yScratch, _dLogits, _head, _headGradient;
     private readonly Tensor[] _dx, _dz;
     private readonly float[] _lossesFloat;
     private readonly double[] _lossesDouble;
@@ -123,6 +129,8 @@ public sealed class KeelModel : IDisposable
         _z0 = Named("z0");
         _yScratch = Named("y_scratch");
         _dLogits = Named("d_logits");
+        _head = Layout.PaddedView(_context.Operands, Layout.LmHead);
+        _headGradient = _context.PaddedGradient(Layout.LmHead);
         _dx = [Named("dx_0"), Named("dx_1")];
         _dz = [Named("dz_0"), Named("dz_1")];
         _inputNorm = Layout.View(_parameters, Layout.InputNorm(0));
@@ -208,7 +216,11 @@ public sealed class KeelModel : IDisposable
     /// <summary>Targets of the current batch [tokens] (Int32; −1 ignores a position).</summary>
     public Tensor Targets { get; }
 
-    /// <summary>The logits [tokens, vocab] (master type) after a forward pass; dLogits after a training forward (until the backward).</summary>
+    /// <summary>
+    /// The logits [tokens, <see cref="ModelConfig.PaddedVocabularySize"/>] (master type) after a forward pass, of which the
+    /// first <see cref="ModelConfig.VocabularySize"/> columns are the vocabulary's (the rest, the padded rows' products, are
+    /// zero); dLogits after a training forward (until the backward), zero in the padded columns.
+    /// </summary>
     public Tensor Logits { get; }
 
     /// <summary>Each token's loss [tokens] (master type) after a forward pass with targets (kept through the backward).</summary>
@@ -240,7 +252,7 @@ public sealed class KeelModel : IDisposable
             new("form_rstd", new TensorShape(tokens), precision.Master, false),
         };
         if (config.Norm == NormKind.Layer) specs.Add(new("form_mean", new TensorShape(tokens), precision.Master, false));
-        if (precision.HasOperandCopy) specs.Add(new("d_logits", new TensorShape(tokens, config.VocabularySize), precision.Operand, false));
+        if (precision.HasOperandCopy) specs.Add(new("d_logits", new TensorShape(tokens, config.PaddedVocabularySize), precision.Operand, false));
         specs.AddRange(AttentionSubLayer.ScratchSpecs(config, precision, batchSize));
         specs.AddRange(FeedForwardSubLayer.ScratchSpecs(config, precision, batchSize));
         return specs;
@@ -261,7 +273,7 @@ public sealed class KeelModel : IDisposable
             new("targets", new TensorShape(tokens), DType.Int32, true),
             new("x0", rows, precision.Master, true),
             new("z0", rows, precision.Operand, true),
-            new("logits", new TensorShape(tokens, config.VocabularySize), precision.Master, true),
+            new("logits", new TensorShape(tokens, config.PaddedVocabularySize), precision.Master, true),
             new("losses", new TensorShape(tokens), precision.Master, false),
         };
         if (inputStage.InputNorm && config.Norm == NormKind.Layer) specs.Add(new("mean_in", new TensorShape(tokens), precision.Master, true));
@@ -271,9 +283,9 @@ public sealed class KeelModel : IDisposable
 
     /// <summary>
     /// Fills the parameters from <paramref name="seed"/>: every matrix N(0, InitStd²) (DeepNorm's FFN, V and O
-    /// scaled by (8M)^(-1/4)), gains 1, biases 0, padding 0. Each tensor draws from its own stream, so the values
-    /// depend only on the seed and the tensor's index. Tensors go to the device one at a time, so the host holds at
-    /// most one of them, whatever the model's size.
+    /// scaled by (8M)^(-1/4)), gains 1, biases 0, padding 0 (the vocabulary matrices' padded rows included). Each tensor
+    /// draws from its own stream over its true shape, so the values depend only on the seed and the tensor's index (not on
+    /// the padding). Tensors go to the device one at a time, so the host holds at most one of them, whatever the model's size.
     /// </summary>
     public void Initialize(ulong seed)
     {
@@ -301,13 +313,32 @@ public sealed class KeelModel : IDisposable
         RefreshOperands();
     }
 
-    /// <summary>Copies flat master parameters (laid out by <see cref="Layout"/>) from the host and refreshes the operand copy.</summary>
+    /// <summary>
+    /// Copies flat master parameters (laid out by <see cref="Layout"/>) from the host and refreshes the operand copy. The
+    /// padding (between tensors, and the vocabulary matrices' rows past the vocabulary) must be zero: the LM head's padded
+    /// rows would otherwise give padded logits that are not zero, and nothing in training would bring them back.
+    /// </summary>
     /// <typeparam name="T">float or double; converted to the master type.</typeparam>
+    /// <exception cref="ArgumentException">The length is not the layout's, or a padding element is not zero (the message says where).</exception>
     public void LoadParameters<T>(ReadOnlySpan<T> flat) where T : unmanaged, INumberBase<T>
     {
         if (flat.Length != Layout.Length) throw new ArgumentException($"{flat.Length} values given; the layout has {Layout.Length}.", nameof(flat));
+        long next = 0;
+        var after = "the start";
+        foreach (var t in Layout.Tensors)
+        {
+            RequireZeroPadding(flat, next, t.Offset, after);
+            (next, after) = (t.Offset + t.Length, t.Name);
+        }
+        RequireZeroPadding(flat, next, flat.Length, after);
         HostCopy.Upload(Device, flat, Parameters);
         RefreshOperands();
+
+        static void RequireZeroPadding(ReadOnlySpan<T> flat, long from, long to, string after)
+        {
+            for (var i = (int)from; i < to; i++)
+                if (!T.IsZero(flat[i])) throw new ArgumentException($"flat[{i}] is {flat[i]}, in the padding after {after}, which must be zero.", nameof(flat));
+        }
     }
 
     /// <summary>Copies the flat master parameters to the host (converted to <typeparamref name="T"/>, float or double).</summary>
@@ -402,8 +433,9 @@ public sealed class KeelModel : IDisposable
 
     /// <summary>
     /// Model FLOPs of one training step per token (forward + backward): 6 per matrix parameter a token passes
-    /// through (the embedding lookup excluded, the LM head included), plus causal attention counted as
-    /// FlashAttention does (forward 2·S·D·heads per token, backward 2.5 times that).
+    /// through (the embedding lookup excluded, the LM head included over the true vocabulary: the padded rows' products
+    /// are work the device does, not the model's), plus causal attention counted as FlashAttention does (forward
+    /// 2·S·D·heads per token, backward 2.5 times that).
     /// </summary>
     public static double TrainingFlopsPerToken(ModelConfig config)
     {
@@ -460,8 +492,8 @@ public sealed class KeelModel : IDisposable
                     ((FeedForwardSubLayer)_subLayers[l]).Activate(op.X, op.Z);
                     break;
                 case StepOpKind.Head:
-                    Device.Gemm(op.Z, false, _context.Weight(Layout.LmHead), true, Logits);
-                    if (_withLoss) Device.CrossEntropy(Logits, Targets, Losses, _lossGradientScale > 0 ? Logits : default, _lossGradientScale);
+                    Device.Gemm(op.Z, false, _head, true, Logits);
+                    if (_withLoss) Device.CrossEntropy(Logits, Config.VocabularySize, Targets, Losses, _lossGradientScale > 0 ? Logits : default, _lossGradientScale);
                     break;
                 case StepOpKind.HeadBackward:
                     HeadBackward(op.Z);
@@ -494,8 +526,8 @@ public sealed class KeelModel : IDisposable
             dLogits = _dLogits;
             Device.Convert(Logits, dLogits);
         }
-        Device.Gemm(dLogits, true, zLast, false, _context.Gradient(Layout.LmHead), beta: 1f);
-        Device.Gemm(dLogits, false, _context.Weight(Layout.LmHead), false, _dz[1]);
+        Device.Gemm(dLogits, true, zLast, false, _headGradient, beta: 1f);
+        Device.Gemm(dLogits, false, _head, false, _dz[1]);
         (_dy, _dzNext, _previous) = (default, _dz[1], 1);
     }
 

@@ -89,6 +89,20 @@ public sealed record ModelConfig
         init => _feedForwardSize = value is { } size ? Positive(size, nameof(FeedForwardSize)) : null;
     }
 
+    /// <summary>The multiple the embedding table's and LM head's rows are rounded up to (<see cref="PaddedVocabularySize"/>).</summary>
+    public const int VocabularyPadding = 64;
+
+    /// <summary>
+    /// Vp, the rows of the embedding table and of an untied LM head in the parameter buffers, and the width of the logits:
+    /// <see cref="VocabularySize"/> rounded up to a multiple of <see cref="VocabularyPadding"/> (GPT-2's 50257 becomes 50304),
+    /// so that the LM head GEMM's n and leading dimension, and every logits row, stay aligned for the tensor cores and
+    /// 16-byte vectors. The padded rows are zero at initialization and stay zero: the loss reads only the first
+    /// VocabularySize columns of the logits and writes zero gradient into the rest. Checkpoints, sampling and evaluation
+    /// see the true vocabulary only.
+    /// </summary>
+    [JsonIgnore]
+    public int PaddedVocabularySize => (int)(((long)VocabularySize + VocabularyPadding - 1) / VocabularyPadding * VocabularyPadding);
+
     /// <summary>Width of one head: Hidden / Heads.</summary>
     [JsonIgnore]
     public int HeadDim => Hidden / Heads;
@@ -109,6 +123,8 @@ public sealed record ModelConfig
     /// <exception cref="ArgumentException">A combination cannot work; the message and ParamName name the field.</exception>
     public ModelConfig Validate()
     {
+        if (VocabularySize > int.MaxValue / VocabularyPadding * VocabularyPadding)
+            throw new ArgumentException($"VocabularySize ({VocabularySize}) rounded up to a multiple of {VocabularyPadding} does not fit an int.", nameof(VocabularySize));
         if (Hidden % Heads != 0)
             throw new ArgumentException($"Hidden ({Hidden}) is not divisible by Heads ({Heads}).", nameof(Heads));
         if (HeadDim % 2 != 0)

@@ -32,6 +32,13 @@ internal sealed class ModelContext(IDevice device, ModelConfig config, ModelPrec
         return GradientRange(t.Offset, t.Length).Reshape(t.Shape);
     }
 
+    /// <summary>The gradient view of parameter <paramref name="index"/> with its padded rows (<see cref="ParameterLayout.PaddedView"/>).</summary>
+    public Tensor PaddedGradient(int index)
+    {
+        var t = Layout.Tensors[index];
+        return GradientRange(t.Offset, t.PaddedLength).Reshape(t.PaddedShape);
+    }
+
     /// <summary>The gradient views of a norm's gain and bias, or <see cref="NormWeights.None"/>.</summary>
     public NormWeights GradientNorm(NormParameterIndex? norm) =>
         norm is { } n ? new NormWeights(Gradient(n.Gain), n.Bias >= 0 ? Gradient(n.Bias) : default) : NormWeights.None;

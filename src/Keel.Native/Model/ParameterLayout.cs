@@ -5,14 +5,22 @@ namespace Keel.Native.Model;
 
 /// <summary>One parameter tensor's place in the flat parameter buffer.</summary>
 /// <param name="Name">Its name in checkpoints, in the Llama convention (<c>model.layers.3.self_attn.q_proj.weight</c>).</param>
-/// <param name="Shape">Row-major shape; matrices are [out, in].</param>
+/// <param name="Shape">Row-major shape, as checkpoints hold it; matrices are [out, in].</param>
+/// <param name="PaddedShape">
+/// The shape it occupies in the flat buffer: [<see cref="ModelConfig.PaddedVocabularySize"/>, hidden] for the embedding
+/// table and an untied LM head, whose rows past <paramref name="Shape"/>'s are padding that stays zero; <paramref name="Shape"/>
+/// for every other tensor. <paramref name="Shape"/>'s elements are the first ones of it.
+/// </param>
 /// <param name="Offset">First element in the flat buffer.</param>
 /// <param name="Decayed">True for the matrices, which AdamW decays; norm gains and biases are not decayed.</param>
 /// <param name="InitStd">Standard deviation of its normal initialization; 0 for norm tensors (gains start at 1, biases at 0).</param>
-public sealed record ParameterTensor(string Name, TensorShape Shape, long Offset, bool Decayed, double InitStd)
+public sealed record ParameterTensor(string Name, TensorShape Shape, TensorShape PaddedShape, long Offset, bool Decayed, double InitStd)
 {
-    /// <summary>Number of elements.</summary>
+    /// <summary>Number of elements (the padding not counted).</summary>
     public long Length => Shape.ElementCount;
+
+    /// <summary>Number of elements it occupies in the flat buffer, padding included.</summary>
+    public long PaddedLength => PaddedShape.ElementCount;
 
     /// <summary>True for a norm gain (initialized to 1).</summary>
     public bool IsGain => InitStd == 0 && Name.EndsWith(".weight", StringComparison.Ordinal);
@@ -29,6 +37,13 @@ public readonly record struct NormParameterIndex(int Gain, int Bias);
 /// decay applies to one leading range, [0, <see cref="DecayedLength"/>). Offsets are multiples of 64 elements
 /// (256-byte aligned in fp32), except that each block's gate and up projections are adjacent, so the SwiGLU
 /// branch runs them as one [2F, H] GEMM.
+/// <para>
+/// The embedding table and an untied LM head take <see cref="ModelConfig.PaddedVocabularySize"/> rows (the vocabulary
+/// rounded up to a multiple of 64), so the LM head GEMM writes logits [T, Vp] with an aligned n and leading dimension.
+/// The padded rows, like the padding between tensors, are zero from initialization on and receive zero gradient, so
+/// AdamW keeps them zero. <see cref="View(Tensor, int)"/> gives a tensor's true shape (what the embedding, checkpoints
+/// and initialization use); <see cref="PaddedView"/> the padded one (what the LM head's GEMMs use).
+/// </para>
 /// <para>
 /// Which norms exist follows the architecture's rules (<see cref="ArchitectureRules"/>; sub-layer l, block l/2): an input
 /// norm N_in is <c>input_layernorm</c> for attention and <c>post_attention_layernorm</c> for the FFN (the Llama places);
@@ -49,14 +64,14 @@ public sealed class ParameterLayout
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         Config = config;
-        int h = config.Hidden, d = config.HeadDim, f = config.FeedForwardSize, v = config.VocabularySize;
+        int h = config.Hidden, d = config.HeadDim, f = config.FeedForwardSize, v = config.VocabularySize, vp = config.PaddedVocabularySize;
         var rules = config.Rules;
         double std = config.InitStd, scaled = config.InitStd * rules.InitScale(config.SubLayers);
 
-        Embedding = AddMatrix("model.embed_tokens.weight", v, h, std);
+        Embedding = AddVocabularyMatrix("model.embed_tokens.weight", v, vp, h, std);
         var q = new int[config.Blocks];
         var k = new int[config.Blocks];
-        var vp = new int[config.Blocks];
+        var values = new int[config.Blocks];
         var o = new int[config.Blocks];
         var up = new int[config.Blocks];
         var down = new int[config.Blocks];
@@ -65,7 +80,7 @@ public sealed class ParameterLayout
             var prefix = $"model.layers.{i}.";
             q[i] = AddMatrix(prefix + "self_attn.q_proj.weight", config.Heads * d, h, std);
             k[i] = AddMatrix(prefix + "self_attn.k_proj.weight", config.KvHeads * d, h, std);
-            vp[i] = AddMatrix(prefix + "self_attn.v_proj.weight", config.KvHeads * d, h, scaled);
+            values[i] = AddMatrix(prefix + "self_attn.v_proj.weight", config.KvHeads * d, h, scaled);
             o[i] = AddMatrix(prefix + "self_attn.o_proj.weight", h, config.Heads * d, scaled);
             if (config.FeedForward == FeedForwardKind.SwiGlu)
             {
@@ -78,8 +93,8 @@ public sealed class ParameterLayout
             }
             down[i] = AddMatrix(prefix + "mlp.down_proj.weight", h, f, scaled);
         }
-        LmHead = config.TiedEmbeddings ? Embedding : AddMatrix("lm_head.weight", v, h, std);
-        (QueryProjections, KeyProjections, ValueProjections, OutputProjections, UpProjections, DownProjections) = (q, k, vp, o, up, down);
+        LmHead = config.TiedEmbeddings ? Embedding : AddVocabularyMatrix("lm_head.weight", v, vp, h, std);
+        (QueryProjections, KeyProjections, ValueProjections, OutputProjections, UpProjections, DownProjections) = (q, k, values, o, up, down);
         _next = Align(_next);
         DecayedLength = _next;
 
@@ -104,7 +119,7 @@ public sealed class ParameterLayout
     /// <summary>Every tensor, matrices first, in buffer order.</summary>
     public IReadOnlyList<ParameterTensor> Tensors => _tensors;
 
-    /// <summary>Total elements of the flat buffer (including alignment padding, which stays zero).</summary>
+    /// <summary>Total elements of the flat buffer (including alignment and vocabulary padding, which stay zero).</summary>
     public long Length { get; }
 
     /// <summary>Elements [0, DecayedLength) hold the matrices (weight-decayed); the rest the norm tensors.</summary>
@@ -113,10 +128,10 @@ public sealed class ParameterLayout
     /// <summary>Number of parameters (without padding).</summary>
     public long ParameterCount => _tensors.Sum(t => t.Length);
 
-    /// <summary>Index of the embedding table [vocab, hidden].</summary>
+    /// <summary>Index of the embedding table [vocab, hidden] ([Vp, hidden] in the buffer).</summary>
     public int Embedding { get; }
 
-    /// <summary>Index of the LM head [vocab, hidden]; equals <see cref="Embedding"/> when tied.</summary>
+    /// <summary>Index of the LM head [vocab, hidden] ([Vp, hidden] in the buffer); equals <see cref="Embedding"/> when tied.</summary>
     public int LmHead { get; }
 
     /// <summary>Per block, the index of q_proj [Heads·D, H].</summary>
@@ -170,11 +185,21 @@ public sealed class ParameterLayout
                                        InputNorm: rules.HasNextInputNorm(subLayer, c.SubLayers), c.NormEpsilon);
     }
 
-    /// <summary>The view of tensor <paramref name="index"/> in a flat buffer laid out by this layout.</summary>
+    /// <summary>The view of tensor <paramref name="index"/> in a flat buffer laid out by this layout, in its true <see cref="ParameterTensor.Shape"/>.</summary>
     public Tensor View(Tensor flat, int index)
     {
         var t = _tensors[index];
         return flat.Slice(t.Offset, t.Length).Reshape(t.Shape);
+    }
+
+    /// <summary>
+    /// The view of tensor <paramref name="index"/> with its padding, in <see cref="ParameterTensor.PaddedShape"/>: the
+    /// embedding table or LM head as [Vp, hidden] (the same as <see cref="View(Tensor, int)"/> for other tensors).
+    /// </summary>
+    public Tensor PaddedView(Tensor flat, int index)
+    {
+        var t = _tensors[index];
+        return flat.Slice(t.Offset, t.PaddedLength).Reshape(t.PaddedShape);
     }
 
     /// <summary>The gain and bias views of a norm in a flat buffer, or <see cref="NormWeights.None"/>.</summary>
@@ -182,22 +207,25 @@ public sealed class ParameterLayout
         norm is { } n ? new NormWeights(View(flat, n.Gain), n.Bias >= 0 ? View(flat, n.Bias) : default) : NormWeights.None;
 
     private int AddMatrix(string name, int rows, int columns, double std, bool adjacent = false) =>
-        Add(name, new TensorShape(rows, columns), decayed: true, std, adjacent);
+        Add(name, new TensorShape(rows, columns), new TensorShape(rows, columns), decayed: true, std, adjacent);
+
+    private int AddVocabularyMatrix(string name, int vocabulary, int paddedVocabulary, int hidden, double std) =>
+        Add(name, new TensorShape(vocabulary, hidden), new TensorShape(paddedVocabulary, hidden), decayed: true, std, adjacent: false);
 
     private NormParameterIndex AddNorm(string prefix)
     {
         var shape = new TensorShape(Config.Hidden);
-        var gain = Add(prefix + ".weight", shape, decayed: false, 0, adjacent: false);
-        var bias = Config.Norm == NormKind.Layer ? Add(prefix + ".bias", shape, decayed: false, 0, adjacent: false) : -1;
+        var gain = Add(prefix + ".weight", shape, shape, decayed: false, 0, adjacent: false);
+        var bias = Config.Norm == NormKind.Layer ? Add(prefix + ".bias", shape, shape, decayed: false, 0, adjacent: false) : -1;
         return new NormParameterIndex(gain, bias);
     }
 
-    private int Add(string name, TensorShape shape, bool decayed, double std, bool adjacent)
+    private int Add(string name, TensorShape shape, TensorShape padded, bool decayed, double std, bool adjacent)
     {
         var offset = adjacent ? _next : Align(_next);
-        _tensors.Add(new ParameterTensor(name, shape, offset, decayed, std));
+        _tensors.Add(new ParameterTensor(name, shape, padded, offset, decayed, std));
         _byName.Add(name, _tensors.Count - 1);
-        _next = offset + shape.ElementCount;
+        _next = offset + padded.ElementCount;
         return _tensors.Count - 1;
     }
 

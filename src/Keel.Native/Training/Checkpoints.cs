@@ -23,6 +23,13 @@ public sealed record TrainerState(int Step, int UpdateCount, int ConsecutiveBadS
 /// <c>config.json</c> (the <see cref="ModelConfig"/>), <c>optimizer.safetensors</c> (AdamW's moments as
 /// <c>exp_avg.NAME</c> and <c>exp_avg_sq.NAME</c>) and <c>trainer_state.json</c> (<see cref="TrainerState"/>).
 /// <para>
+/// Every tensor, weights and moments alike, is stored with its true shape (<see cref="ParameterTensor.Shape"/>, read and
+/// written through <see cref="ParameterLayout.View(Devices.Tensor, int)"/>): the embedding table and LM head as [vocabulary, hidden], not the
+/// <see cref="ModelConfig.PaddedVocabularySize"/> rows their buffers hold. The padded rows and their moments are zero by
+/// construction (zero gradient), so nothing is lost; loading clears each buffer, padding included, and fills the true
+/// rows. The files therefore do not depend on the padding: checkpoints written before it existed load unchanged.
+/// </para>
+/// <para>
 /// <see cref="Save"/> writes the four files into a new folder beside the checkpoint (<c>NAME.partial</c>), each flushed
 /// to disk, and only then puts it in the checkpoint's place: the old folder is renamed to <c>NAME.previous</c>, the new
 /// one to <c>NAME</c>, and the old one deleted. A run stopped at any point leaves a complete checkpoint: the old one
@@ -344,7 +351,8 @@ public static class Checkpoints
     {
         using var file = SafeTensorsFile.Open(path);
         var found = CheckTensors(file, layout, step, [.. buffers.Select(b => b.Prefix)]);
-        // The alignment padding between tensors is zero in a fresh model; make it so here too.
+        // The padding (between tensors, and the vocabulary matrices' rows past the vocabulary) is zero in a fresh model and
+        // stays zero in training; make it so here too, since the files hold the true rows only.
         foreach (var (_, flat) in buffers) device.Clear(flat);
         var host = new byte[found.Max(f => f.Info.ByteLength)];
         foreach (var (info, prefix, index) in found)

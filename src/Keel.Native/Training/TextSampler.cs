@@ -7,7 +7,9 @@ namespace Keel.Native.Training;
 /// <summary>
 /// Generates text from a model built with batch size 1: each new token is drawn from the softmax of the last
 /// position's logits at a temperature, among the top-k, with a seeded generator. The context is the last
-/// SequenceLength tokens; positions after it are padded and, the attention being causal, do not affect it.
+/// SequenceLength tokens; positions after it are padded and, the attention being causal, do not affect it. Only the
+/// vocabulary's columns of the logits are drawn from, never the LM head's padded ones, so every id is below
+/// <see cref="ModelConfig.VocabularySize"/>.
 /// </summary>
 public static class TextSampler
 {
@@ -31,12 +33,12 @@ public static class TextSampler
 
         var ids = new List<int>(tokenizer.Encode(prompt.Length == 0 ? "\n" : prompt));
         var promptLength = prompt.Length == 0 ? 1 : ids.Count;
-        int s = model.Config.SequenceLength, vocab = model.Config.VocabularySize;
+        int s = model.Config.SequenceLength, vocab = model.Config.VocabularySize, stride = model.Config.PaddedVocabularySize;
         var window = new int[s];
         var ignore = new int[s];
         Array.Fill(ignore, CrossEntropy.IgnoreTarget);
-        var logits = new double[s * vocab];
-        var floats = model.Precision.Master == DType.Float32 ? new float[s * vocab] : null;
+        var logits = new double[s * stride];
+        var floats = model.Precision.Master == DType.Float32 ? new float[s * stride] : null;
         var random = new SeededRandom(seed, 0x73616D70UL);
         var order = new int[vocab];
         var weights = new double[vocab];
@@ -56,7 +58,7 @@ public static class TextSampler
             {
                 model.Device.CopyToHost<double>(model.Logits, logits);
             }
-            ids.Add(Draw(logits.AsSpan((context - 1) * vocab, vocab), temperature, topK, ref random, order, weights));
+            ids.Add(Draw(logits.AsSpan((context - 1) * stride, vocab), temperature, topK, ref random, order, weights));
         }
         return tokenizer.Decode(ids.ToArray().AsSpan(prompt.Length == 0 ? promptLength : 0));
     }

@@ -51,6 +51,25 @@ public class OptimizerKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(DeviceKind.Cpu)]
+    [InlineData(DeviceKind.Emulated)]
+    [InlineData(DeviceKind.Cuda)]
+    public void AdamWKeepsZeroParametersWithZeroGradientsExactlyZeroUnderWeightDecay(DeviceKind kind)
+    {
+        // The LM head's padded rows rely on it: m and v stay 0, the update is (0 / c1) / (sqrt(0) + eps) + wd · 0 = 0,
+        // so every step subtracts lr · 0. 13 elements: vectors and a scalar tail; many steps at a large rate and decay.
+        var device = TestDevices.Get(kind);
+        var options = new AdamWOptions(Beta1: 0.9f, Beta2: 0.95f, Epsilon: 1e-8f, WeightDecay: 0.5f);
+        var state = new[] { new float[13], new float[13], new float[13], new float[13] };
+        for (var step = 1; step <= 20; step++)
+        {
+            var after = Step(device, options, state, [0.7f, 1f], step, learningRate: 0.1f);
+            Assert.All(after, values => Assert.All(values, x => Assert.Equal(0, BitConverter.SingleToInt32Bits(x))));
+            state = [after[0], state[1], after[1], after[2]];
+        }
+    }
+
     private static float[] Run(IDevice device, float[] gradients, float maxNorm)
     {
         using var g = DeviceData.Upload(device, gradients, DType.Float32, new TensorShape(gradients.Length));
@@ -59,7 +78,7 @@ public class OptimizerKernelTests
         return DeviceData.Download(device, result);
     }
 
-    private static float[][] Step(IDevice device, AdamWOptions options, float[][] state, float[] clip, int step)
+    private static float[][] Step(IDevice device, AdamWOptions options, float[][] state, float[] clip, int step, float learningRate = 3e-3f)
     {
         var shape = new TensorShape(state[0].Length);
         using var p = DeviceData.Upload(device, state[0], DType.Float32, shape);
@@ -68,7 +87,7 @@ public class OptimizerKernelTests
         using var v = DeviceData.Upload(device, state[3], DType.Float32, shape);
         using var bf = DeviceData.Poisoned(device, DType.BFloat16, shape);
         using var c = DeviceData.Upload(device, clip, DType.Float32, new TensorShape(2));
-        device.AdamW(options, step, 3e-3f, p, g, m, v, bf, c);
+        device.AdamW(options, step, learningRate, p, g, m, v, bf, c);
         return [DeviceData.Download(device, p), DeviceData.Download(device, m), DeviceData.Download(device, v), DeviceData.Download(device, bf)];
     }
 }

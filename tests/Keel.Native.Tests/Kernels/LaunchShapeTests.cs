@@ -86,8 +86,8 @@ public sealed class LaunchShapeTests
             norm.Forward(options, x, f, outNorm, inNorm, y, Operand(), statistics);
             norm.Backward(options, x, f, y, outNorm, inNorm, statistics, Stream(), Operand(), Stream(), Operand(), Weights(), Weights());
         }
-        new CrossEntropyKernels(runtime).Forward(views.Of(DType.Float32, new TensorShape(rows, 50_257)), views.Of(DType.Int32, rows),
-                                                 views.Of(DType.Float32, rows), views.Of(DType.Float32, new TensorShape(rows, 50_257)), 1f / rows);
+        new CrossEntropyKernels(runtime).Forward(views.Of(DType.Float32, new TensorShape(rows, 50_304)), 50_257, views.Of(DType.Int32, rows),
+                                                 views.Of(DType.Float32, rows), views.Of(DType.Float32, new TensorShape(rows, 50_304)), 1f / rows);
         var rope = new RopeKernels(runtime, views.Workspace());
         var qk = views.Of(DType.BFloat16, new TensorShape(8, 131_072, 32, 128));
         rope.Rotate(qk, qk, 10_000f, inverse: false);

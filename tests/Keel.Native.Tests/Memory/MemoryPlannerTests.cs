@@ -109,6 +109,23 @@ public sealed class MemoryPlannerTests
         Assert.DoesNotContain(new MemoryInventory(config, ModelPrecision.Float32, 2, MemoryTarget.Cpu).Workspaces, w => w.Name == "cuBLAS workspace");
     }
 
+    [Fact]
+    public void TheInventoryCountsTheVocabularyMatricesAndLogitsAtTheirPaddedSize()
+    {
+        // GPT-2's 50257 is held as 50304 rows, so every byte figure equals that of a vocabulary of 50304; the parameter
+        // count and the model FLOPs stay those of 50257.
+        var config = Paper with { SubLayers = 2, SequenceLength = 256, TiedEmbeddings = false };
+        var odd = new MemoryInventory(config, ModelPrecision.Mixed, 2, MemoryTarget.Cuda);
+        var padded = new MemoryInventory(config with { VocabularySize = 50304 }, ModelPrecision.Mixed, 2, MemoryTarget.Cuda);
+        Assert.Equal(padded.StaticBytes, odd.StaticBytes);
+        Assert.Equal(padded.Layout.Length, odd.Layout.Length);
+        Assert.Equal(2 * 47L * 1024, padded.Layout.ParameterCount - odd.Layout.ParameterCount);
+        Assert.Equal(new Keel.Native.Devices.TensorShape(512, 50304), odd.StateSpecs.Single(s => s.Name == "logits").Shape);
+        Assert.Equal(new Keel.Native.Devices.TensorShape(512, 50304), odd.ScratchSpecs.Single(s => s.Name == "d_logits").Shape);
+        Assert.Equal(MemoryPlanner.Plan(padded, MemoryPolicy.Store).Arena.Bytes, MemoryPlanner.Plan(odd, MemoryPolicy.Store).Arena.Bytes);
+        Assert.True(odd.StepFlops < padded.StepFlops);
+    }
+
     [Theory]
     [InlineData("store", "store")]
     [InlineData(" Every:12 ", "every:12")]

@@ -14,7 +14,7 @@ public sealed class PlanCommandTests
     {
         var (code, output, error) = Run([.. PaperModel, "--budget", "141GB"]);
         Assert.True(code == 0, error);
-        Assert.Contains("6.496 B parameters", output);
+        Assert.Contains("vocabulary 50257 (embedding and head rows padded to 50304), 6.496 B parameters", output);
         Assert.Contains("optimizer state", output);
         Assert.Matches(@"store\s.*\sno\r?\n", output);
         Assert.Matches(@"every:\d+ \(auto\)\s.*\syes", output);

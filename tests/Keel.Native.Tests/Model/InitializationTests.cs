@@ -12,16 +12,17 @@ public sealed class InitializationTests
     [InlineData(Architecture.DeepNorm)]
     public void MatricesAreNormalWithTheStatedDeviationGainsOneBiasesAndPaddingZero(Architecture architecture)
     {
+        // Vocabulary 300: the embedding table and LM head have 20 padded rows each, which must start at zero too.
         var config = new ModelConfig
         {
-            Architecture = architecture, Norm = NormKind.Layer, Hidden = 64, Heads = 4, KvHeads = 2, FeedForwardSize = 96,
+            Architecture = architecture, Norm = NormKind.Layer, VocabularySize = 300, Hidden = 64, Heads = 4, KvHeads = 2, FeedForwardSize = 96,
             SubLayers = 8, SequenceLength = 8, TiedEmbeddings = false,
         };
         using var device = new CpuDevice();
         using var model = new KeelModel(device, config, ModelPrecision.Float64, batchSize: 1);
         var flat = new double[model.Layout.Length];
         Array.Fill(flat, double.NaN);
-        model.LoadParameters<double>(flat);
+        device.CopyFromHost<double>(flat, model.Parameters);
         model.Initialize(seed: 7);
         model.ReadParameters<double>(flat);
 

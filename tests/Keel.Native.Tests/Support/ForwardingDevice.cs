@@ -49,7 +49,7 @@ internal class ForwardingDevice : IDevice
     public virtual void GeluBackward(Tensor x, Tensor dy, Tensor dx) => Inner.GeluBackward(x, dy, dx);
     public virtual void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => Inner.EmbeddingForward(tokens, table, output);
     public virtual void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => Inner.EmbeddingBackward(tokens, dOutput, dTable);
-    public virtual void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) => Inner.CrossEntropy(logits, targets, losses, dLogits, lossScale);
+    public virtual void CrossEntropy(Tensor logits, int vocabulary, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) => Inner.CrossEntropy(logits, vocabulary, targets, losses, dLogits, lossScale);
     public virtual void GradientNorm(Tensor gradients, float maxNorm, Tensor result) => Inner.GradientNorm(gradients, maxNorm, result);
 
     public virtual void AdamW(AdamWOptions options, int step, float learningRate, Tensor parameters, Tensor gradients, Tensor firstMoment, Tensor secondMoment, Tensor parametersBf16, Tensor clip) =>

@@ -58,6 +58,112 @@ public sealed class CheckpointFormatTests
     }
 
     [Fact]
+    public void AnOddVocabularyIsSavedWithItsTrueRowsAndResumesExactly()
+    {
+        // Vocabulary 300, held as 320 rows in the buffers: the files hold [300, 16] weights and moments, and a resumed run
+        // continues bit for bit, its padded rows zero.
+        using var device = new CpuDevice();
+        using var folder = new TempFolder();
+        var config = TrainingFixtures.TinyConfig with { VocabularySize = 300, TiedEmbeddings = false };
+        var options = TrainingFixtures.TinyOptions with { Steps = 4 };
+        var data = TrainingFixtures.CopyTask();
+        double[] uninterrupted;
+        float[] finalParameters;
+        using (var trainer = new Trainer(device, config, options, data))
+        {
+            trainer.Initialize();
+            uninterrupted = [.. Enumerable.Range(0, options.Steps).Select(_ => trainer.Step().Loss)];
+            finalParameters = TrainingFixtures.Parameters(trainer.Model);
+        }
+
+        var losses = new List<double>();
+        float[][] saved;
+        using (var first = new Trainer(device, config, options, data))
+        {
+            first.Initialize();
+            for (var i = 0; i < 2; i++) losses.Add(first.Step().Loss);
+            Checkpoints.Save(first, folder.Path);
+            saved = State(first);
+        }
+        using (var model = SafeTensorsFile.Open(Path.Combine(folder.Path, Checkpoints.ModelFile)))
+        {
+            Assert.Equal([300L, 16], model.Tensors["model.embed_tokens.weight"].Shape);
+            Assert.Equal([300L, 16], model.Tensors["lm_head.weight"].Shape);
+        }
+        using (var optimizer = SafeTensorsFile.Open(Path.Combine(folder.Path, Checkpoints.OptimizerFile)))
+        {
+            foreach (var moment in new[] { "exp_avg.", "exp_avg_sq." })
+            {
+                Assert.Equal([300L, 16], optimizer.Tensors[moment + "model.embed_tokens.weight"].Shape);
+                Assert.Equal([300L, 16], optimizer.Tensors[moment + "lm_head.weight"].Shape);
+            }
+        }
+        using (var second = Checkpoints.Resume(folder.Path, device, data))
+        {
+            // Parameters, moments and the padding between and after tensors all come back as they were.
+            var restored = State(second);
+            for (var i = 0; i < saved.Length; i++) Assert.Equal(saved[i], restored[i]);
+            while (second.CompletedSteps < options.Steps) losses.Add(second.Step().Loss);
+            Assert.Equal(finalParameters, TrainingFixtures.Parameters(second.Model));
+        }
+        Assert.Equal(uninterrupted, losses);
+
+        static float[][] State(Trainer trainer) =>
+            [TrainingFixtures.Parameters(trainer.Model), DeviceData.Download(trainer.Model.Device, trainer.Optimizer.FirstMoment),
+             DeviceData.Download(trainer.Model.Device, trainer.Optimizer.SecondMoment)];
+    }
+
+    [Fact]
+    public void WeightsWrittenFromAnUnpaddedLayoutLoadIntoTheTrueRowsWithZeroPadding()
+    {
+        // A model.safetensors written tensor by tensor from values laid end to end without padding, as checkpoints from
+        // before the padding (or another program) hold them, loads into a model whose buffer held NaN: each tensor lands in
+        // its true rows and every padded element is zero again.
+        using var device = new CpuDevice();
+        using var folder = new TempFolder();
+        var config = TrainingFixtures.TinyConfig with { VocabularySize = 300, TiedEmbeddings = false };
+        using var model = new KeelModel(device, config, ModelPrecision.Float32, batchSize: 1);
+        var layout = model.Layout;
+        var rng = new Random(8);
+        var values = layout.Tensors.Select(t => DeviceData.Random(rng, t.Length)).ToArray();
+        SafeTensors.Write(Path.Combine(folder.Path, Checkpoints.ModelFile),
+                          [.. layout.Tensors.Select(t => (t.Name, DType.Float32, Enumerable.Range(0, t.Shape.Rank).Select(d => t.Shape[d]).ToArray()))],
+                          new Dictionary<string, string> { ["step"] = "5" },
+                          (i, stream) => stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values[i].AsSpan())));
+        device.CopyFromHost<float>(Enumerable.Repeat(float.NaN, (int)layout.Length).ToArray(), model.Parameters);
+
+        Checkpoints.LoadWeights(model, folder.Path, step: 5);
+        var flat = TrainingFixtures.Parameters(model);
+        var covered = new bool[flat.Length];
+        for (var i = 0; i < layout.Tensors.Count; i++)
+        {
+            var t = layout.Tensors[i];
+            Assert.Equal(values[i], flat.AsSpan((int)t.Offset, (int)t.Length).ToArray());
+            covered.AsSpan((int)t.Offset, (int)t.Length).Fill(true);
+        }
+        for (var i = 0; i < flat.Length; i++)
+            if (!covered[i]) Assert.Equal(0f, flat[i]);
+    }
+
+    [Fact]
+    public void WeightsWithPaddedRowsAreRefusedNamingTheShapeTheConfigNeeds()
+    {
+        // The files hold the true vocabulary: a [320, 16] table under a config of vocabulary 300 (padded rows written out,
+        // or another model) is reported before anything is allocated, not cut to size.
+        using var device = new CpuDevice();
+        using var folder = new TempFolder();
+        var config = TrainingFixtures.TinyConfig with { VocabularySize = 320 };
+        using (var trainer = new Trainer(device, config, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask()))
+        {
+            trainer.Initialize();
+            Checkpoints.Save(trainer, folder.Path);
+        }
+        File.WriteAllText(Path.Combine(folder.Path, Checkpoints.ConfigFile), (config with { VocabularySize = 300 }).ToJson());
+        var e = Assert.Throws<InvalidDataException>(() => Checkpoints.ReadConfig(folder.Path));
+        Assert.Contains("model.embed_tokens.weight has shape [320, 16]; the config needs [300, 16]", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TensorDataFollowsTheSpacePaddedHeaderBackToBackAndFillsTheFile()
     {
         using var device = new CpuDevice();

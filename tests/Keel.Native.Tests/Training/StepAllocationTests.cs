@@ -69,7 +69,7 @@ public sealed class StepAllocationTests
         public override void GeluBackward(Tensor x, Tensor dy, Tensor dx) { }
         public override void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) { }
         public override void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) { }
-        public override void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) => Clear(losses);
+        public override void CrossEntropy(Tensor logits, int vocabulary, Tensor targets, Tensor losses, Tensor dLogits, float lossScale) => Clear(losses);
         public override void GradientNorm(Tensor gradients, float maxNorm, Tensor result) => Clear(result);
         public override void AdamW(AdamWOptions options, int step, float learningRate, Tensor parameters, Tensor gradients, Tensor firstMoment, Tensor secondMoment, Tensor parametersBf16, Tensor clip) { }
     }

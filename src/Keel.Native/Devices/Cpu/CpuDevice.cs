@@ -325,26 +325,27 @@ public sealed class CpuDevice : IDevice
     }
 
     /// <inheritdoc />
-    public void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale)
+    public void CrossEntropy(Tensor logits, int vocabulary, Tensor targets, Tensor losses, Tensor dLogits, float lossScale)
     {
-        if (InDouble(logits, losses)) CrossEntropy<double>(logits, targets, losses, dLogits, lossScale);
-        else CrossEntropy<float>(logits, targets, losses, dLogits, lossScale);
+        if (InDouble(logits, losses)) CrossEntropy<double>(logits, vocabulary, targets, losses, dLogits, lossScale);
+        else CrossEntropy<float>(logits, vocabulary, targets, losses, dLogits, lossScale);
     }
 
-    private static void CrossEntropy<T>(Tensor logits, Tensor targets, Tensor losses, Tensor dLogits, float lossScale)
+    private static void CrossEntropy<T>(Tensor logits, int vocabulary, Tensor targets, Tensor losses, Tensor dLogits, float lossScale)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var (tokens, vocab) = RowsAndHidden(logits);
+        var (tokens, stride) = RowsAndHidden(logits);
+        Require.CountedColumns(vocabulary, stride);
         using var staging = new HostStaging<T>();
         var logitSpan = staging.In(logits);
         var targetSpan = HostMemory.Span<int>(targets);
-        Reference.CrossEntropy.Forward(tokens, vocab, logitSpan, targetSpan, staging.Out(losses));
+        Reference.CrossEntropy.Forward(tokens, vocabulary, stride, logitSpan, targetSpan, staging.Out(losses));
         if (!dLogits.IsEmpty)
         {
             var dLoss = staging.Scratch(tokens);
             dLoss.Fill(T.CreateTruncating(lossScale));
             // dLogits may alias logits: the reference reads each row before overwriting it.
-            Reference.CrossEntropy.Backward(tokens, vocab, logitSpan, targetSpan, dLoss, staging.Out(dLogits));
+            Reference.CrossEntropy.Backward(tokens, vocabulary, stride, logitSpan, targetSpan, dLoss, staging.Out(dLogits));
         }
         staging.Commit();
     }
