@@ -124,6 +124,8 @@ public sealed class LaunchShapeTests
 
         public int MultiprocessorCount => Multiprocessors;
 
+        public int MaxSharedMemoryPerBlockOptInBytes { get; init; } = 227 << 10;
+
         public KernelProfiler? Profiler { get; set; }
 
         public KernelFunction Load(KernelSpec spec, string entryPoint)
