@@ -3,8 +3,9 @@
 //
 // Layout: q, o, dq, do [B, S, Hq, D]; k, v, dk, dv [B, S, Hkv, D], all bf16; lse [B, Hq, S] fp32. Query head h reads
 // kv head h / (Hq / Hkv). The backward's row statistics (lse log2 e, Dsum) are pairs [B, Hq, S2, 2] fp32 in its
-// workspace, S2 = S rounded up to even, so a query block's pairs start 16-byte aligned for cp.async whatever S is. scale = 1/sqrt(D) unless given; exponentials are taken base 2 (scores multiplied by
-// scale * log2 e, lse kept in natural log), so each probability costs one EX2.
+// workspace, S2 = S rounded up to even, so a query block's pairs start 16-byte aligned for cp.async whatever S is.
+// scale = 1/sqrt(D) unless given; exponentials are taken base 2 (scores multiplied by scale * log2 e, lse kept in
+// natural log), so each probability costs one EX2.
 //
 // Forward, per query block of BM rows (online softmax; m, l per row in fp32):
 //   for each key tile j of BN keys (only tiles with an unmasked entry; the causal mask is applied per element only
@@ -36,8 +37,8 @@
 // causal), the same backward.
 // Bytes: forward reads q and writes o once (4 S Hq D B) plus lse, and reads k, v once per query block
 // (4 S Hkv D B * S / BM, mostly from L2); backward reads o, dO and lse once (prepare, which writes the row statistics),
-// k, v once and q, dO and the row statistics once per key block (mostly L2), writes dk, dv and dq once and moves dq_accum with atomics (4 S Hq D B * S / BN bytes
-// through L2; causal masks halve the per-block rereads).
+// k, v once and q, dO and the row statistics once per key block (mostly L2), writes dk, dv and dq once and moves
+// dq_accum with atomics (4 S Hq D B * S / BN bytes through L2; causal masks halve the per-block rereads).
 //
 // Launch (tiles are -D specializations chosen by the launcher; smem rows are padded by 16 bytes, so the eight
 // 16-byte rows an ldmatrix reads fall in distinct banks):
@@ -347,7 +348,8 @@ extern "C" __global__ void keel_attention_backward_prepare(const bf16* __restric
 
 extern "C" __global__ void __launch_bounds__(BWD_THREADS)
 keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                        const bf16* __restrict__ dout, const float2* __restrict__ stats, float* __restrict__ dq_accum, int* __restrict__ dq_order, bf16* __restrict__ dq_out,
+                        const bf16* __restrict__ dout, const float2* __restrict__ stats, float* __restrict__ dq_accum,
+                        int* __restrict__ dq_order, bf16* __restrict__ dq_out,
                         bf16* __restrict__ dk, bf16* __restrict__ dv, int seq, int q_heads, int kv_heads, float scale,
                         float scale_log2) {
     bf16* sK = dynamic_smem<bf16>();             // [BWD_BN][STRIDE]

@@ -39,15 +39,20 @@ void retire_copies(Fiber* fiber, size_t count) {
     fiber->copies.erase(fiber->copies.begin(), fiber->copies.begin() + static_cast<ptrdiff_t>(count));
 }
 
-// KEEL_EMU_CHECK_ORDER: `fibers` in a random order of warps, and within each warp a random order of lanes.
-void shuffle_by_warp(Block& block, std::vector<Fiber*>& fibers) {
-    uint32_t warp_rank[kMaxWarps], lane_rank[kWarpSize];
-    for (unsigned w = 0; w < block.warp_count; ++w) warp_rank[w] = static_cast<uint32_t>(next_random(block));
-    for (unsigned l = 0; l < kWarpSize; ++l) lane_rank[l] = static_cast<uint32_t>(next_random(block));
-    std::sort(fibers.begin(), fibers.end(), [&](const Fiber* a, const Fiber* b) {
-        if (a->warp != b->warp) return warp_rank[a->warp] != warp_rank[b->warp] ? warp_rank[a->warp] < warp_rank[b->warp] : a->warp < b->warp;
-        return lane_rank[a->lane] != lane_rank[b->lane] ? lane_rank[a->lane] < lane_rank[b->lane] : a->lane < b->lane;
-    });
+// KEEL_EMU_CHECK_ORDER: every thread of the block into `order`, warps in a random order and each warp's lanes in a
+// random order (two Fisher-Yates shuffles, no sort).
+void shuffle_by_warp(Block& block, std::vector<Fiber*>& order) {
+    unsigned warps[kMaxWarps], lanes[kWarpSize];
+    for (unsigned w = 0; w < block.warp_count; ++w) warps[w] = w;
+    for (unsigned l = 0; l < kWarpSize; ++l) lanes[l] = l;
+    for (unsigned w = block.warp_count; w > 1; --w) std::swap(warps[w - 1], warps[next_random(block) % w]);
+    for (unsigned l = kWarpSize; l > 1; --l) std::swap(lanes[l - 1], lanes[next_random(block) % l]);
+    order.clear();
+    for (unsigned w = 0; w < block.warp_count; ++w)
+        for (unsigned l = 0; l < kWarpSize; ++l) {
+            const unsigned thread = warps[w] * kWarpSize + lanes[l];
+            if (thread < block.thread_count) order.push_back(block.fibers[thread]);
+        }
 }
 }  // namespace
 
@@ -231,7 +236,7 @@ void run_block(Worker& worker, Launch& launch, uint64_t linear_block) {
     if (launch.checks & KEEL_EMU_CHECK_ORDER) {
         // Seeded by the block, not the worker: a block's schedule depends on the seed alone.
         block.random = mix64(launch.seed ^ mix64(linear_block + 1));
-        std::vector<Fiber*> order(worker.fibers.begin(), worker.fibers.begin() + launch.thread_count);
+        std::vector<Fiber*> order;
         shuffle_by_warp(block, order);
         for (const Fiber* fiber : order) block.start_order.push_back(fiber->linear);
     }
@@ -414,10 +419,7 @@ extern "C" __attribute__((visibility("default"))) int keel_emu_rt_barrier(int op
         if (worker->checks.flags != 0) checks_barrier(*worker);
         // Shuffled, the last thread to arrive does not simply carry on: it takes its place in the random order.
         const bool shuffled = (block.launch->checks & KEEL_EMU_CHECK_ORDER) != 0;
-        if (shuffled) {
-            block.barrier_waiters.push_back(self);
-            shuffle_by_warp(block, block.barrier_waiters);
-        }
+        if (shuffled) shuffle_by_warp(block, block.barrier_waiters);  // every thread is here: all of them, reordered
         for (Fiber* fiber : block.barrier_waiters) {
             fiber->result = static_cast<uint64_t>(result);
             make_ready(block, fiber);
