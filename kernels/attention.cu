@@ -50,24 +50,8 @@
 //             BWD_BLOCK_M rows (q, dO and the row statistics) double-buffered with cp.async. Dynamic smem
 //             (2 BN + 4 BM) (D + 8) * 2 + BN (BM + 8) * 2 + 16 BM + 16 bytes (the last 16: the block's ticket).
 //
-// Beyond FlashAttention-2 (the plan for sm_90a; nothing of it is built yet). mma.sync cannot feed Hopper's tensor
-// cores at their full rate (FlashAttention-2 stays near 350 TFLOP/s forward on an H100, about a third of the dense
-// bf16 peak); FlashAttention-3 reaches ~650-750 TFLOP/s forward at D = 128 with:
-//   - wgmma.mma_async (m64nNk16, N up to 256) issued by warpgroups of 4 warps, operands read from smem through
-//     matrix descriptors (128-byte swizzled layouts), p fed back as the register A operand of o += p v, v as a
-//     transposed B descriptor; accumulators in registers as now.
-//   - TMA (cp.async.bulk.tensor) for q, k, v tiles into a 2-3 stage smem ring guarded by mbarriers (arrive.expect_tx /
-//     try_wait.parity), issued by one producer warpgroup; setmaxnreg moves registers from it (~40) to the two
-//     consumer warpgroups (~232), each owning 64 query rows; o leaves through smem and a TMA store.
-//   - Ping-pong between the consumer warpgroups (named barriers) so one's softmax overlaps the other's GEMMs, and
-//     within a warpgroup the next s = q k^T wgmma in flight during this tile's softmax.
-//   - GQA: the query heads of a group in one thread-block cluster, k and v multicast to all of them by TMA.
-//   - Backward the same way for its five GEMMs; dq partials added with TMA reduce-add (cp.reduce.async.bulk .add.f32)
-//     under the same key-order counters, so it stays deterministic.
-// What the project needs for it: NVRTC >= 12.0 (sm_90a does not exist in 11.8), an "sm_90a" architecture in the
-// compiler and compile tests, cuTensorMapEncodeTiled in Keel.Cuda to build the tensor maps on the host, passed as
-// 128-byte __grid_constant__ parameters; the emulator has no wgmma, TMA or mbarrier, so this mma.sync kernel stays the
-// emulated and sm_80 path and the sm_90a kernel is checked against the same reference on the GPU only.
+// Hopper: this mma.sync kernel is the path on every architecture. A wgmma/TMA kernel for sm_90a is planned, not
+// built; docs/roadmap/attention-sm90a.md says what it would do and what the project needs first.
 #include "common.cuh"
 
 #if !defined(HEAD_DIM) || !defined(CAUSAL) || !defined(FWD_WARPS) || !defined(FWD_M_TILES) || !defined(FWD_BLOCK_N) || \

@@ -8,7 +8,7 @@
 //
 // Backward, dOut [T, dim] fp32, dTable [vocab, dim] fp32, accumulated:
 //   dTable[tok, :] += sum over t with tokens[t] = tok of dOut[t, :], summed in fp32 in an order that
-//   depends only on the tokens: deterministic, and without float atomics (DESIGN.md section 3).
+//   depends only on the tokens: deterministic, and without float atomics (docs/kernels.md).
 //   1. Sort. Keys (token << 32 | position) are sorted ascending by a bitonic network over n = 2^m >= T keys
 //      (padding keys are all ones): keel_embedding_sort_keys builds the keys of a 4096-key chunk and sorts it
 //      in shared memory; each later merge size k > 4096 runs its strides >= 4096 as global passes
@@ -33,8 +33,9 @@
 //
 // Token ids are validated on the device: an id outside [0, vocab) is never used as an address. The forward
 // writes NaN into that output row, the backward sorts it past every valid key and skips it; both count it
-// in errors[0] and keep the smallest (position << 32 | id) in errors[2..3] (integer atomics), which the
-// launcher reads back and reports.
+// in errors[0] and keep the smallest (position << 32 | id) in errors[2..3], complemented (an atomicMax of the
+// complement), so that a zeroed word means "no error" and the device can clear it with a memset; the
+// device reads the word back when it synchronizes and reports it.
 #include "common.cuh"
 
 static constexpr u32 INVALID_TOKEN = 0xffffffffu;
@@ -45,7 +46,7 @@ static constexpr int UNROLL = 8;          // rows of dOut loaded ahead of the in
 
 __device__ __forceinline__ void report_bad_token(u32* errors, i64 position, int id) {
     atomicAdd(errors, 1u);
-    atomicMin(reinterpret_cast<u64*>(errors + 2), ((u64)position << 32) | (u32)id);
+    atomicMax(reinterpret_cast<u64*>(errors + 2), ~(((u64)position << 32) | (u32)id));
 }
 
 // ----------------------------------------------------------------------------------------------------------

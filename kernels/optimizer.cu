@@ -10,13 +10,16 @@
 //   the same on every GPU), 4 elements per thread per step; finalize: one block of 256 threads.
 //
 // AdamW (decoupled weight decay), fp32 master weights and moments, t = step number from 1:
-//   g' = g * scale                               (scale = result[1] above, read on the device: no host sync)
+//   g' = g * scale                               (scale = result[1] above, read here on the device, so the launch
+//                                                 needs nothing from the host; the trainer reads result back
+//                                                 before it for the skip decision, see AdamWOptimizer.Step)
 //   m  = beta1 m + (1 - beta1) g'
 //   v  = beta2 v + (1 - beta2) g'^2
 //   p -= lr * ( (m / c1) / (sqrt(v / c2) + eps) + weight_decay * p ),   c1 = 1 - beta1^t, c2 = 1 - beta2^t
 //   and, when param_bf16 is not null, param_bf16 = bf16_rn(p): the GEMM operand copy, written in the same pass.
 //   Bytes: 16 read (p, g, m, v) + 12 written (p, m, v) + 2 written (bf16 copy) = 30 per parameter.
-//   FLOPs: about 15 per parameter, negligible: bandwidth bound.
+//   FLOPs: 17 per parameter (the clip scale 1, m 3, v 4, the update 9 with the square root and the division
+//   counted as one each), far below what the 30 bytes allow: bandwidth bound.
 //   Launch: 1-D blocks of 256 threads, 4 parameters per thread per step (16-byte accesses), grid-stride;
 //   the last n % 4 parameters one per thread.
 #include "common.cuh"

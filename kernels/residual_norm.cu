@@ -25,7 +25,15 @@
 //   backward: read x 4E + f 2E (with OUT_NORM), y 4E (with IN_NORM), dy 4E, dz 2E; write dx 4E, df 2E
 //             = 22 B per element; plus statistics, gains, and the partials: blocks*P*H*4 B written here and
 //             read by the finalize (about 1% at 16384 x 1024).
-// FLOPs: about 10 per element per norm forward, 15 backward: far below what the bytes allow, bandwidth bound.
+// FLOPs per element, one per add, subtract or multiply (an FMA is two), the per-row square roots and divisions
+// not counted (the launcher reports these same figures to the profiler, and the planner prices recomputation by them):
+//   forward:  2 for s, then per norm 4 with RMSNorm (square and sum, scale by r, gain) or 8 with LayerNorm (sum for
+//             the mean, subtract, square and sum, subtract, scale, gain, bias);
+//   backward: 1 for dx = alpha*ds; N_in 10 with RMSNorm (n, dn, dg, sum(dn*n), the input gradient's 4) or 14 with
+//             LayerNorm (n's subtract, db, sum(dn), the mean's subtract); N_out 2 more than N_in (it recomputes s);
+//             1 to add dz without IN_NORM. The finalize adds 1 per partial.
+//   Keel's general sub-layer (RMSNorm, both norms): 10 forward, 23 backward, far below what the bytes allow at any
+//   GPU's FLOP/byte ratio: bandwidth bound.
 //
 // Launch shape. A row belongs to a group of T threads; each thread holds CHUNKS chunks of 8 consecutive
 // elements in registers (a chunk is one 16-byte bf16 vector, or two 16-byte fp32 vectors); chunk c of group

@@ -385,11 +385,21 @@ inline void invoke(void (*kernel)(P...), void** args, std::index_sequence<I...>)
     (void)args;  // unused for kernels without parameters
     kernel(*static_cast<std::remove_cv_t<P>*>(args[I])...);
 }
+template <class P>
+constexpr uint32_t parameter_kind() {
+    using T = std::remove_cv_t<P>;
+    if (std::is_pointer<T>::value) return KEEL_EMU_PARAMETER_POINTER;
+    if (std::is_floating_point<T>::value) return KEEL_EMU_PARAMETER_FLOAT;
+    if (std::is_integral<T>::value)
+        return std::is_signed<T>::value ? KEEL_EMU_PARAMETER_SIGNED_INTEGER : KEEL_EMU_PARAMETER_UNSIGNED_INTEGER;
+    return KEEL_EMU_PARAMETER_OTHER;
+}
 template <class... P>
 struct signature_table {
     static constexpr uint32_t sizes[sizeof...(P) + 1] = {static_cast<uint32_t>(sizeof(P))..., 0u};
     static constexpr uint32_t alignments[sizeof...(P) + 1] = {static_cast<uint32_t>(alignof(P))..., 0u};
-    static constexpr keel_emu_signature value = {static_cast<uint32_t>(sizeof...(P)), 0u, sizes, alignments};
+    static constexpr uint32_t kinds[sizeof...(P) + 1] = {parameter_kind<P>()..., 0u};
+    static constexpr keel_emu_signature value = {static_cast<uint32_t>(sizeof...(P)), 0u, sizes, alignments, kinds};
 };
 template <class... P>
 inline void entry(void (*kernel)(P...), void** args) {
@@ -409,7 +419,8 @@ extern "C" __attribute__((visibility("default"))) const int keel_emu_instrumente
 #endif
 
 // For an entry point NAME, defines keel_emu_entry_NAME (pass it to keel_emu_launch) and
-// keel_emu_signature_NAME (parameter count, sizes and alignments, for the caller to check its arguments).
+// keel_emu_signature_NAME (parameter count, sizes, alignments and kinds, for the caller to check its arguments:
+// the .NET launchers check every emulated launch against it).
 // Must be expanded in the translation unit that defines the kernel.
 #define KEEL_EMU_ENTRY(NAME)                                                                                 \
     extern "C" __attribute__((visibility("default"))) void keel_emu_entry_##NAME(void** args) {              \

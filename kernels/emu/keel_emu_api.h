@@ -7,7 +7,7 @@
  * KEEL_EMU_ENTRY(NAME) line per entry point (see keel_emu.h and README.md for the exact command). That
  * object exports, for each entry point NAME:
  *   void keel_emu_entry_NAME(void** args);                     -- pass to keel_emu_launch as `entry`
- *   const keel_emu_signature* keel_emu_signature_NAME(void);   -- parameter count and sizes
+ *   const keel_emu_signature* keel_emu_signature_NAME(void);   -- parameter count, sizes and kinds
  *
  * Stability: this header is the whole public contract. Fields are only ever added at the end of
  * keel_emu_options, guarded by its `size` field.
@@ -82,12 +82,23 @@ typedef struct keel_emu_options {
     uint64_t seed;               /* KEEL_EMU_CHECK_ORDER: the schedule; the same seed gives the same order */
 } keel_emu_options;
 
-/* What keel_emu_signature_NAME() returns: the kernel's parameters as the compiler sees them. */
+/* How a kernel parameter is passed: the category of its C++ type (cv-qualifiers ignored). */
+enum keel_emu_parameter_kind {
+    KEEL_EMU_PARAMETER_POINTER = 1,           /* any pointer: a device address */
+    KEEL_EMU_PARAMETER_SIGNED_INTEGER = 2,
+    KEEL_EMU_PARAMETER_UNSIGNED_INTEGER = 3,  /* bool included */
+    KEEL_EMU_PARAMETER_FLOAT = 4,
+    KEEL_EMU_PARAMETER_OTHER = 5              /* a struct or enum by value */
+};
+
+/* What keel_emu_signature_NAME() returns: the kernel's parameters as the compiler sees them, so that a caller can
+ * check its argument list (count, sizes, kinds) before it launches. Fields are only ever added at the end. */
 typedef struct keel_emu_signature {
     uint32_t parameter_count;
     uint32_t reserved;
     const uint32_t* parameter_sizes;       /* parameter_count entries, bytes */
     const uint32_t* parameter_alignments;  /* parameter_count entries, bytes */
+    const uint32_t* parameter_kinds;       /* parameter_count entries, keel_emu_parameter_kind */
 } keel_emu_signature;
 
 /* Allocates `bytes` of host memory for kernel buffers ("global memory"); zero-filled.

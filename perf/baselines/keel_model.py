@@ -2,7 +2,7 @@
 """The Keel Transformer of Keel.Native in PyTorch eager: the baseline `keel bench train` runs beside the
 .NET training step, on the same GPU, in the same job.
 
-The model follows DESIGN.md section 1 exactly as src/Keel.Native/Model does:
+The model follows docs/model.md exactly as src/Keel.Native/Model does:
   x_{l+1} = N_out(alpha * x_l + F_l(N_in(x_l))),  alpha = L (the number of sub-layers), fixed
   first attention sub-layer: x1 = x0 + Attn(N(x0)); first FFN: alpha 1 with its outer norm;
   the last sub-layer's normalized output feeds the (tied) LM head.

@@ -512,9 +512,12 @@ void signatures() {
     const keel_emu_signature* s = shuffle.signature("keel_test_shfl_double");
     CHECK(s->parameter_count == 5);
     const uint32_t sizes[] = {8, 8, 8, 4, 4};
-    for (int i = 0; i < 5; ++i) CHECK(s->parameter_sizes[i] == sizes[i] && s->parameter_alignments[i] == sizes[i]);
+    const uint32_t kinds[] = {KEEL_EMU_PARAMETER_POINTER, KEEL_EMU_PARAMETER_POINTER, KEEL_EMU_PARAMETER_POINTER,
+                              KEEL_EMU_PARAMETER_SIGNED_INTEGER, KEEL_EMU_PARAMETER_SIGNED_INTEGER};
+    for (int i = 0; i < 5; ++i)
+        CHECK(s->parameter_sizes[i] == sizes[i] && s->parameter_alignments[i] == sizes[i] && s->parameter_kinds[i] == kinds[i]);
     const keel_emu_signature* t = indexing.signature("keel_test_indexing");
-    CHECK(t->parameter_count == 1 && t->parameter_sizes[0] == 8);
+    CHECK(t->parameter_count == 1 && t->parameter_sizes[0] == 8 && t->parameter_kinds[0] == KEEL_EMU_PARAMETER_POINTER);
 }
 
 void launch_validation() {

@@ -8,7 +8,7 @@ using Keel.Cuda.Nvrtc;
 
 namespace Keel.Cli.Commands;
 
-[Verb("info", HelpText = "Show the runtime, each CUDA library found (path and version, or why not), each GPU, and the architectures NVRTC can compile for.")]
+[Verb("info", HelpText = "Show the runtime, each CUDA library found (path and version, or why not; the versions the driver allows and what was passed over), each GPU, and the architectures NVRTC can compile for.")]
 internal sealed class InfoOptions
 {
 }
@@ -22,13 +22,18 @@ internal static class InfoCommand
         output.WriteLine($"Runtime   .NET {Environment.Version} on {System.Runtime.InteropServices.RuntimeInformation.OSDescription} " +
                          $"({System.Runtime.InteropServices.RuntimeInformation.OSArchitecture}), {Environment.ProcessorCount} cores");
         output.WriteLine();
+        // The driver's CUDA version decides which versions of the other libraries can be used.
         output.WriteLine("CUDA libraries");
+        output.WriteLine($"  versions: {CudaLibraries.DriverSupport.Basis}");
         foreach (var library in Enum.GetValues<CudaLibrary>())
         {
-            if (CudaLibraries.TryLoad(library, out var path, out var error))
+            var choice = CudaLibraries.Choice(library);
+            if (choice.Path is { } path)
                 output.WriteLine($"  {library,-9} {VersionOf(library),-10} {path}");
             else
-                output.WriteLine($"  {library,-9} not found; tried:{Environment.NewLine}{string.Join(Environment.NewLine, error!.Attempts.Select(a => "              " + a))}");
+                output.WriteLine($"  {library,-9} not found; tried:{Environment.NewLine}{string.Join(Environment.NewLine, choice.Error!.Attempts.Select(a => "              " + a))}");
+            if (choice.Path is not null)
+                foreach (var skipped in choice.Skipped) output.WriteLine($"            passed over {skipped}");
         }
         if (CudaLibraries.TryLoad(CudaLibrary.Nvrtc, out _, out _))
             output.WriteLine($"  NVRTC targets {string.Join(" ", NvrtcCompiler.SupportedArchitectures.Select(a => "sm_" + a))}");

@@ -78,9 +78,9 @@ internal static class PlanCommand
         foreach (var plan in plans)
         {
             table.Add(plan.Policy.ToString() + (auto is not null && plan == auto ? " (auto)" : ""),
-                      ByteSize.Format(plan.ArenaBytes), ByteSize.Format(plan.Arena.LowerBound), Invariant($"{plan.Arena.Ratio:0.000}"),
+                      ByteSize.Format(plan.ArenaBytes), ByteSize.Format(plan.ArenaLowerBound), Invariant($"{plan.ArenaRatio:0.000}"),
                       ByteSize.Format(plan.TotalBytes), Invariant($"+{100 * plan.RecomputeFraction:0.0#}%"),
-                      Invariant($"{plan.Schedule.SubLayerForwards}/{layers}"),
+                      Invariant($"{plan.SubLayerForwards}/{layers}"),
                       budget is { } limit ? plan.Fits(limit) ? "yes" : "no" : "");
         }
         table.Write(output);
@@ -91,7 +91,7 @@ internal static class PlanCommand
 
         if (auto is not null)
         {
-            output.WriteLine(Invariant($"auto: {auto.Policy}, peak {ByteSize.Format(auto.TotalBytes)} of {ByteSize.Format(budget!.Value)}, recompute +{100 * auto.RecomputeFraction:0.0}% FLOPs ({auto.Schedule.SubLayerForwards - layers} extra sub-layer forwards)."));
+            output.WriteLine(Invariant($"auto: {auto.Policy}, peak {ByteSize.Format(auto.TotalBytes)} of {ByteSize.Format(budget!.Value)}, recompute +{100 * auto.RecomputeFraction:0.0}% FLOPs ({auto.SubLayerForwards - layers} extra sub-layer forwards)."));
         }
         else if (none is not null)
         {

@@ -1,4 +1,5 @@
 using CommandLine;
+using Keel.Native.Devices;
 using Keel.Native.Model;
 using Keel.Native.Training;
 

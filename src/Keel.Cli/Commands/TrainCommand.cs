@@ -1,4 +1,6 @@
 using CommandLine;
+using Keel.Cli.Plots;
+using Keel.Native.Devices;
 using Keel.Native.Memory;
 using Keel.Native.Model;
 using Keel.Native.Reference;
@@ -13,40 +15,40 @@ namespace Keel.Cli.Commands;
 /// </summary>
 internal abstract class ModelOptions
 {
-    [Option("arch", HelpText = "Architecture: Keel, PreLN, PostLN or DeepNorm. Default Keel.")]
+    [Option("arch", HelpText = nameof(HelpTexts.Architecture), ResourceType = typeof(HelpTexts))]
     public Architecture? Architecture { get; init; }
 
-    [Option("layers", HelpText = "L, the number of sub-layers (attention and FFN counted separately; even). Default 4.")]
+    [Option("layers", HelpText = nameof(HelpTexts.SubLayers), ResourceType = typeof(HelpTexts))]
     public int? SubLayers { get; init; }
 
-    [Option("hidden", HelpText = "Hidden size. Default 64.")]
+    [Option("hidden", HelpText = nameof(HelpTexts.Hidden), ResourceType = typeof(HelpTexts))]
     public int? Hidden { get; init; }
 
-    [Option("heads", HelpText = "Attention heads. Default 4.")]
+    [Option("heads", HelpText = nameof(HelpTexts.Heads), ResourceType = typeof(HelpTexts))]
     public int? Heads { get; init; }
 
-    [Option("kv-heads", HelpText = "Key/value heads (grouped-query). Default 2.")]
+    [Option("kv-heads", HelpText = nameof(HelpTexts.KvHeads), ResourceType = typeof(HelpTexts))]
     public int? KvHeads { get; init; }
 
-    [Option("ffn", HelpText = "FFN intermediate size. Default 3 × hidden.")]
+    [Option("ffn", HelpText = nameof(HelpTexts.FeedForwardSize), ResourceType = typeof(HelpTexts))]
     public int? FeedForwardSize { get; init; }
 
-    [Option("ffn-kind", HelpText = "SwiGlu or Gelu. Default SwiGlu.")]
+    [Option("ffn-kind", HelpText = nameof(HelpTexts.FeedForward), ResourceType = typeof(HelpTexts))]
     public FeedForwardKind? FeedForward { get; init; }
 
-    [Option("norm", HelpText = "Rms or Layer. Default Rms.")]
+    [Option("norm", HelpText = nameof(HelpTexts.Norm), ResourceType = typeof(HelpTexts))]
     public NormKind? Norm { get; init; }
 
-    [Option("alpha", HelpText = "Override the residual scale alpha (default: L for Keel, L^(1/4) for DeepNorm, 1 otherwise).")]
+    [Option("alpha", HelpText = "Override the residual scale alpha of Keel (default L) or DeepNorm (default (2M)^(1/4) = L^(1/4)); refused for PreLN and PostLN, which have none.")]
     public float? Alpha { get; init; }
 
-    [Option("seq", HelpText = "Sequence length. Default 64.")]
+    [Option("seq", HelpText = nameof(HelpTexts.SequenceLength), ResourceType = typeof(HelpTexts))]
     public int? SequenceLength { get; init; }
 
     [Option("untied", Default = false, HelpText = "Give the LM head its own matrix instead of the embedding table.")]
     public bool Untied { get; init; }
 
-    [Option("batch", HelpText = "Sequences per micro-batch. Default 16.")]
+    [Option("batch", HelpText = nameof(HelpTexts.BatchSize), ResourceType = typeof(HelpTexts))]
     public int? BatchSize { get; init; }
 
     [Option("device", Default = DeviceChoice.Auto, HelpText = "Auto (GPU if present, else CPU), Cpu, Cuda or Emulated.")]
@@ -55,26 +57,26 @@ internal abstract class ModelOptions
     [Option("budget", HelpText = "Device memory the step may use, like 80GiB, 141GB or 512MiB (GB = 10^9 bytes, GiB = 2^30). Default: the GPU's memory.")]
     public string? MemoryBudget { get; init; }
 
-    /// <summary>The config these options describe (validated), for a vocabulary of <paramref name="vocabulary"/>.</summary>
+    /// <summary>The config these options describe (validated), the library's defaults where none is given, for a vocabulary of <paramref name="vocabulary"/>.</summary>
     public ModelConfig ModelConfig(int vocabulary)
     {
-        var defaults = new ModelConfig();
-        var hidden = Hidden ?? defaults.Hidden;
-        return new ModelConfig
+        var d = new ModelConfig();
+        var config = d with
         {
             VocabularySize = vocabulary,
-            Hidden = hidden,
-            Heads = Heads ?? defaults.Heads,
-            KvHeads = KvHeads ?? defaults.KvHeads,
-            FeedForwardSize = FeedForwardSize ?? 3 * hidden,
-            FeedForward = FeedForward ?? defaults.FeedForward,
-            SubLayers = SubLayers ?? defaults.SubLayers,
-            Norm = Norm ?? defaults.Norm,
-            Architecture = Architecture ?? defaults.Architecture,
+            Hidden = Hidden ?? d.Hidden,
+            Heads = Heads ?? d.Heads,
+            KvHeads = KvHeads ?? d.KvHeads,
+            FeedForward = FeedForward ?? d.FeedForward,
+            SubLayers = SubLayers ?? d.SubLayers,
+            Norm = Norm ?? d.Norm,
+            Architecture = Architecture ?? d.Architecture,
             Alpha = Alpha,
-            SequenceLength = SequenceLength ?? defaults.SequenceLength,
+            SequenceLength = SequenceLength ?? d.SequenceLength,
             TiedEmbeddings = !Untied,
-        }.Validate();
+        };
+        // Not given, the FFN width stays the library's rule (3 × hidden).
+        return (FeedForwardSize is { } size ? config with { FeedForwardSize = size } : config).Validate();
     }
 
     /// <summary>The budget in bytes, or null when not given.</summary>
@@ -97,7 +99,7 @@ internal abstract class ModelOptions
 [Verb("train", HelpText = "Train a Keel Transformer. With no --data, learns a built-in copy task in about 30 s on a laptop CPU.")]
 internal sealed class TrainOptions : ModelOptions
 {
-    [Option("data", HelpText = "A UTF-8 text file to train on (the last 10% held out for validation). Default: the built-in copy task.")]
+    [Option("data", HelpText = nameof(HelpTexts.Data), ResourceType = typeof(HelpTexts))]
     public string? Data { get; init; }
 
     [Option("tokenizer", HelpText = "Byte (vocabulary 256) or Gpt2 (BPE, vocabulary 50257), for --data. Default Byte.")]
@@ -109,34 +111,34 @@ internal sealed class TrainOptions : ModelOptions
     [Option("resume", HelpText = "Continue the run in this folder (or its checkpoint/ folder) exactly where it stopped, with its own model, data and training options; only --device, --memory, --budget, --no-graphs and --profile may be given with it.")]
     public string? Resume { get; init; }
 
-    [Option("steps", HelpText = "Optimizer steps. Default 600.")]
+    [Option("steps", HelpText = nameof(HelpTexts.Steps), ResourceType = typeof(HelpTexts))]
     public int? Steps { get; init; }
 
-    [Option("accumulate", HelpText = "Micro-batches per optimizer step. Default 1.")]
+    [Option("accumulate", HelpText = nameof(HelpTexts.AccumulationSteps), ResourceType = typeof(HelpTexts))]
     public int? AccumulationSteps { get; init; }
 
-    [Option("lr", HelpText = "Peak learning rate. Default 3e-3.")]
+    [Option("lr", HelpText = nameof(HelpTexts.LearningRate), ResourceType = typeof(HelpTexts))]
     public double? LearningRate { get; init; }
 
-    [Option("warmup", HelpText = "Warm-up steps (then cosine decay to 1e-7 at the last step). Default 50, or a tenth of --steps when that is fewer.")]
+    [Option("warmup", HelpText = nameof(HelpTexts.WarmupSteps), ResourceType = typeof(HelpTexts))]
     public int? WarmupSteps { get; init; }
 
-    [Option("seed", HelpText = "Seed of the initialization and the batches. Default 1.")]
+    [Option("seed", HelpText = nameof(HelpTexts.Seed), ResourceType = typeof(HelpTexts))]
     public ulong? Seed { get; init; }
 
-    [Option("eval-interval", HelpText = "Validation loss every N steps (and at the end; 0: only at the end). Default 50.")]
+    [Option("eval-interval", HelpText = nameof(HelpTexts.EvalInterval), ResourceType = typeof(HelpTexts))]
     public int? EvalInterval { get; init; }
 
-    [Option("checkpoint-interval", HelpText = "Checkpoint every N steps (always at the end). Default: only at the end.")]
+    [Option("checkpoint-interval", HelpText = nameof(HelpTexts.CheckpointInterval), ResourceType = typeof(HelpTexts))]
     public int? CheckpointInterval { get; init; }
 
-    [Option("max-bad-steps", HelpText = "Stop after this many consecutive NaN/Inf steps. Default 5.")]
+    [Option("max-bad-steps", HelpText = nameof(HelpTexts.MaxConsecutiveBadSteps), ResourceType = typeof(HelpTexts))]
     public int? MaxConsecutiveBadSteps { get; init; }
 
     [Option("profile", Default = false, HelpText = "Print a per-op timing table at the end (CUDA events on the GPU, wall time on the CPU).")]
     public bool Profile { get; init; }
 
-    [Option("memory", HelpText = "Activation policy: store (keep everything), selective (recompute norms and activations), every:K (keep x every K sub-layers, recompute segments), binomial:S (Revolve with S slots), or auto (least recompute that fits --budget). keel plan shows them all. Default store.")]
+    [Option("memory", HelpText = nameof(HelpTexts.Memory), ResourceType = typeof(HelpTexts))]
     public string? Memory { get; init; }
 
     [Option("no-graphs", Default = false, HelpText = "On a GPU, launch every op of every step instead of replaying the step as a CUDA graph.")]
@@ -146,19 +148,19 @@ internal sealed class TrainOptions : ModelOptions
     public TrainingOptions TrainingOptions()
     {
         var d = new TrainingOptions();
-        return WithResources(d with
+        var options = d with
         {
             Steps = Steps ?? d.Steps,
             BatchSize = BatchSize ?? d.BatchSize,
             AccumulationSteps = AccumulationSteps ?? d.AccumulationSteps,
             LearningRate = LearningRate ?? d.LearningRate,
-            // A short run keeps a proportionate warm-up, so its learning rate still reaches its peak and decays.
-            WarmupSteps = WarmupSteps ?? Math.Min(d.WarmupSteps, Math.Max(1, (Steps ?? d.Steps) / 10)),
             Seed = Seed ?? d.Seed,
             EvalInterval = EvalInterval ?? d.EvalInterval,
             CheckpointInterval = CheckpointInterval ?? d.CheckpointInterval,
             MaxConsecutiveBadSteps = MaxConsecutiveBadSteps ?? d.MaxConsecutiveBadSteps,
-        });
+        };
+        // Not given, the warm-up stays the library's rule (relative to the steps).
+        return WithResources(WarmupSteps is { } warmup ? options with { WarmupSteps = warmup } : options);
     }
 
     /// <summary><paramref name="options"/> with the memory policy, budget and CUDA graphs given here (what a resumed run may change).</summary>
@@ -181,7 +183,9 @@ internal static class TrainCommand
     {
         // Everything the user gave is checked, and the data read, before a device is opened.
         var run = options.Resume is not null ? PrepareResume(options) : PrepareNew(options);
-        using var device = ProfiledDevice.Wrap(TrainingDevices.Open(options.Device, output), options.Profile);
+        var opened = TrainingDevices.Open(options.Device, output);
+        var profiled = options.Profile ? new ProfiledDevice(opened) : null;
+        using var device = (IDevice?)profiled ?? opened;
         Trainer trainer;
         if (run.Checkpoint is not null)
         {
@@ -190,7 +194,7 @@ internal static class TrainCommand
         }
         else
         {
-            trainer = new Trainer(device, run.Config, run.Training, run.Data, run.Tokenizer);
+            trainer = new Trainer(device, run.Config, run.Training, run.Data);
             trainer.Initialize();
         }
         using (trainer)
@@ -200,16 +204,16 @@ internal static class TrainCommand
             output.WriteLine($"Device  {device.Name}");
             output.WriteLine($"Model   {config.Architecture}, L = {config.SubLayers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, " +
                              $"FFN {config.FeedForward} {config.FeedForwardSize}, {config.Norm}Norm, {trainer.Model.Layout.ParameterCount:N0} parameters, {trainer.Model.Precision.Master}/{trainer.Model.Precision.Operand}");
-            output.WriteLine($"Data    {Describe(trainer.Data.Source)}: {trainer.Data.Train.Length:N0} training / {trainer.Data.Validation.Length:N0} validation tokens ({trainer.Tokenizer})");
+            output.WriteLine($"Data    {Describe(trainer.Data.Source)}: {trainer.Data.Train.Length:N0} training / {trainer.Data.Validation.Length:N0} validation tokens ({trainer.Data.Tokenizer.Kind})");
             var plan = trainer.Model.Plan;
-            output.WriteLine($"Memory  {plan.Policy}: {ByteSize.Format(plan.TotalBytes)} planned (activations {ByteSize.Format(plan.ArenaBytes)}, lower bound {ByteSize.Format(plan.Arena.LowerBound)}), recompute +{100 * plan.RecomputeFraction:0.0}% FLOPs" +
+            output.WriteLine($"Memory  {plan.Policy}: {ByteSize.Format(plan.TotalBytes)} planned (activations {ByteSize.Format(plan.ArenaBytes)}, lower bound {ByteSize.Format(plan.ArenaLowerBound)}), recompute +{100 * plan.RecomputeFraction:0.0}% FLOPs" +
                              (trainer.Options.MemoryBudget is { } budget ? $", budget {ByteSize.Format(budget)}" : ""));
-            output.WriteLine($"Graphs  {GraphsLine(trainer, device)}");
+            output.WriteLine($"Graphs  {GraphsLine(trainer, device, options.Profile)}");
             output.WriteLine($"Train   {trainer.Options.Steps} steps × {trainer.TokensPerStep:N0} tokens, lr {trainer.Options.LearningRate:g3}, warm-up {trainer.Options.WarmupSteps}, seed {trainer.Options.Seed}");
             var loop = new TrainingLoop(trainer, run.Folder, output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out))
             {
-                AfterStep = device is ProfiledDevice p ? _ => p.Profile.Flush() : null,
-                Evaluating = device is ProfiledDevice q ? evaluating => q.Paused = evaluating : null,
+                AfterStep = profiled is not null ? _ => profiled.Profile.Flush() : null,
+                Evaluating = profiled is not null ? evaluating => profiled.Paused = evaluating : null,
             };
             RunSummary summary;
             try
@@ -218,14 +222,16 @@ internal static class TrainCommand
             }
             catch (TrainingDivergedException e)
             {
+                SavePlot(trainer, loop.History, run.Folder);
                 error.WriteLine($"keel: {e.Message}");
                 output.WriteLine($"Run files in {run.Folder}");
                 return 1;
             }
+            SavePlot(trainer, loop.History, run.Folder);
             output.WriteLine($"Done: loss {summary.FirstLoss:0.0000} -> {summary.LastLoss:0.0000}, validation {summary.ValidationLoss:0.0000}, {summary.TokensPerSecond:N0} tokens/s.");
-            if (device is ProfiledDevice profiled)
+            if (profiled is not null)
             {
-                output.WriteLine($"Profile of {trainer.CompletedSteps} steps ({loop.StepMilliseconds:0} ms), per device op{(device.Kind == Keel.Native.Devices.DeviceKind.Cuda ? ", timed with CUDA events" : ", wall time")}:");
+                output.WriteLine($"Profile of {trainer.CompletedSteps} steps ({loop.StepMilliseconds:0} ms), per device op{(device.Kind == DeviceKind.Cuda ? ", timed with CUDA events" : ", wall time")}:");
                 profiled.Profile.Write(output, loop.StepMilliseconds);
                 if (profiled.KernelLaunches is { } launches)
                 {
@@ -235,23 +241,30 @@ internal static class TrainCommand
             }
             output.WriteLine($"Run files in {summary.RunDirectory}:");
             output.WriteLine($"  {TrainingLoop.MetricsFile}   per-step metrics");
-            output.WriteLine($"  {TrainingLoop.PlotFile}        loss curves");
+            output.WriteLine($"  {LossPlot.FileName}        loss curves");
             output.WriteLine($"  {TrainingLoop.CheckpointFolder}/     weights, optimizer state, config (keel sample --checkpoint {summary.Checkpoint})");
         }
         return 0;
     }
 
-    private static string GraphsLine(Trainer trainer, Keel.Native.Devices.IDevice device) =>
+    private static void SavePlot(Trainer trainer, LossHistory history, string folder)
+    {
+        var config = trainer.Model.Config;
+        LossPlot.Save(Path.Combine(folder, LossPlot.FileName),
+                      $"keel train: {config.Architecture}, L = {config.SubLayers}, hidden {config.Hidden}, {Path.GetFileName(trainer.Data.Source)}", history);
+    }
+
+    private static string GraphsLine(Trainer trainer, IDevice device, bool profiling) =>
         trainer.UsesCudaGraphs ? "on: steps after the first replay one CUDA graph per micro-batch"
         : !trainer.Options.CudaGraphs ? "off (--no-graphs)"
-        : device is ProfiledDevice ? "off while profiling (every op is timed on its own)"
+        : profiling ? "off while profiling (every op is launched and timed on its own)"
         : $"off: the {device.Kind} device has no CUDA graphs";
 
     /// <summary>The data source name that stands for the built-in task.</summary>
     internal const string SyntheticSource = "builtin:copy-task";
 
     /// <summary>What a run needs before a device is opened: its folder, model, options and data, and the checkpoint it resumes.</summary>
-    private sealed record PreparedRun(string Folder, ModelConfig Config, TrainingOptions Training, TokenDataset Data, TokenizerKind Tokenizer, string? Checkpoint);
+    private sealed record PreparedRun(string Folder, ModelConfig Config, TrainingOptions Training, TokenDataset Data, string? Checkpoint);
 
     private static PreparedRun PrepareNew(TrainOptions options)
     {
@@ -264,7 +277,7 @@ internal static class TrainCommand
         if (File.Exists(folder)) throw new ArgumentException($"{folder} is a file, not a run folder.", nameof(TrainOptions.Output));
         var data = LoadData(options.Data ?? SyntheticSource, tokenizer, training.Seed, training.ValidationFraction);
         data.RequireWindows(config.SequenceLength);
-        return new PreparedRun(folder, config, training, data, tokenizer, null);
+        return new PreparedRun(folder, config, training, data, null);
     }
 
     private static PreparedRun PrepareResume(TrainOptions options)
@@ -276,7 +289,7 @@ internal static class TrainCommand
         var (config, state) = Checkpoints.ReadConfig(checkpoint);
         var data = LoadData(state.DataSource, state.Tokenizer, state.Options.Seed, state.Options.ValidationFraction);
         var parent = Path.GetDirectoryName(checkpoint) ?? checkpoint;
-        return new PreparedRun(parent, config, options.WithResources(state.Options), data, state.Tokenizer, checkpoint);
+        return new PreparedRun(parent, config, options.WithResources(state.Options), data, checkpoint);
     }
 
     private static void CreateRunFolder(string folder)

@@ -20,13 +20,10 @@ namespace Keel.Cuda.Cublas;
 /// context must be current on the calling thread. The handle keeps its stream and workspace alive until it is disposed.
 /// </para>
 /// </remarks>
-public sealed unsafe class CublasHandle : CudaHandle
+public sealed unsafe class CublasHandle : ContextBoundHandle
 {
-    private readonly CudaContext _context;
-
-    private CublasHandle(CudaContext context, CudaStream stream, DeviceMemory workspace)
+    private CublasHandle(CudaStream stream, DeviceMemory workspace) : base(stream.Context)
     {
-        _context = context;
         Stream = stream;
         Workspace = workspace;
     }
@@ -61,48 +58,54 @@ public sealed unsafe class CublasHandle : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(workspace);
-        if (workspace.Context.Handle != stream.Context.Handle)
+        if (workspace.Context.ClaimedHandle != stream.Context.ClaimedHandle)
             throw new ArgumentException("the workspace and the stream belong to different contexts.", nameof(workspace));
         CudaLibraries.Require(CudaLibrary.Cublas);
 
-        var context = stream.Context;
-        var result = new CublasHandle(context, stream, workspace);
+        stream.Context.MakeCurrent();
+        var result = new CublasHandle(stream, workspace);
+        // The handle keeps its stream and workspace until it is released: claims taken before it owns anything, so
+        // that its release, which drops them, never runs without them.
         var holdsStream = false;
         var holdsWorkspace = false;
-        context.AddDependent();
         try
         {
             stream.DangerousAddRef(ref holdsStream);
             workspace.DangerousAddRef(ref holdsWorkspace);
-            context.Bind();
-            CublasNative.Check(CublasNative.cublasCreate_v2(out var cublas), "cublasCreate");
-            result.SetHandle(cublas);
+        }
+        catch
+        {
+            if (holdsStream) stream.DangerousRelease();
+            result.Dispose();
+            throw;
+        }
+        try
+        {
+            result.Create(0, static (_, out handle) => CublasNative.Check(CublasNative.cublasCreate_v2(out handle), "cublasCreate"));
+        }
+        catch
+        {
+            workspace.DangerousRelease();
+            stream.DangerousRelease();
+            throw;
+        }
+        try
+        {
             // cublasSetStream resets the workspace to cuBLAS's own pool, so the workspace is set after it.
-            CublasNative.Check(CublasNative.cublasSetStream_v2(cublas, stream.Handle), "cublasSetStream");
-            CublasNative.Check(CublasNative.cublasSetWorkspace_v2(cublas, (void*)workspace.Address, (nuint)workspace.ByteLength),
-                               "cublasSetWorkspace");
+            CublasNative.Check(CublasNative.cublasSetStream_v2(result, stream), "cublasSetStream");
+            CublasNative.Check(CublasNative.cublasSetWorkspace_v2(result, workspace, (nuint)workspace.ByteLength), "cublasSetWorkspace");
             return result;
         }
         catch
         {
-            if (result.IsInvalid)
-            {
-                if (holdsWorkspace) workspace.DangerousRelease();
-                if (holdsStream) stream.DangerousRelease();
-                context.RemoveDependent();
-                result.SetHandleAsInvalid();
-            }
-            else
-            {
-                result.Dispose();
-            }
+            result.Dispose();
             throw;
         }
     }
 
     /// <summary>Sets the math mode for later calls (<c>cublasSetMathMode</c>).</summary>
     public void SetMathMode(CublasMathMode mode) =>
-        CublasNative.Check(CublasNative.cublasSetMathMode(Handle, mode), "cublasSetMathMode");
+        CublasNative.Check(CublasNative.cublasSetMathMode(this, mode), "cublasSetMathMode");
 
     /// <summary>
     /// bf16 GEMM with fp32 accumulation and fp32 alpha/beta: <c>C = alpha * op(A) * op(B) + beta * C</c>, column-major,
@@ -115,7 +118,7 @@ public sealed unsafe class CublasHandle : CudaHandle
         ValidateGemm(transA, transB, m, n, k, lda, ldb, ldc);
         ValidateAddresses(a, b, c);
         ValidateBf16Output(outputType);
-        CublasNative.Check(CublasNative.cublasGemmEx(Handle, transA, transB, m, n, k, &alpha,
+        CublasNative.Check(CublasNative.cublasGemmEx(this, transA, transB, m, n, k, &alpha,
                                (void*)a, CudaDataType.R16BF, lda, (void*)b, CudaDataType.R16BF, ldb,
                                &beta, (void*)c, outputType, ldc, CublasComputeType.Compute32F, CublasGemmAlgorithm.Default), "cublasGemmEx");
     }
@@ -134,7 +137,7 @@ public sealed unsafe class CublasHandle : CudaHandle
         ValidateBatch(strideA, strideB, strideC, batchCount);
         ValidateAddresses(a, b, c);
         ValidateBf16Output(outputType);
-        CublasNative.Check(CublasNative.cublasGemmStridedBatchedEx(Handle, transA, transB, m, n, k, &alpha,
+        CublasNative.Check(CublasNative.cublasGemmStridedBatchedEx(this, transA, transB, m, n, k, &alpha,
                                (void*)a, CudaDataType.R16BF, lda, strideA, (void*)b, CudaDataType.R16BF, ldb, strideB,
                                &beta, (void*)c, outputType, ldc, strideC, batchCount,
                                CublasComputeType.Compute32F, CublasGemmAlgorithm.Default), "cublasGemmStridedBatchedEx");
@@ -150,7 +153,7 @@ public sealed unsafe class CublasHandle : CudaHandle
     {
         ValidateGemm(transA, transB, m, n, k, lda, ldb, ldc);
         ValidateAddresses(a, b, c);
-        CublasNative.Check(CublasNative.cublasSgemm_v2(Handle, transA, transB, m, n, k, &alpha,
+        CublasNative.Check(CublasNative.cublasSgemm_v2(this, transA, transB, m, n, k, &alpha,
                                (float*)a, lda, (float*)b, ldb, &beta, (float*)c, ldc), "cublasSgemm");
     }
 
@@ -197,23 +200,11 @@ public sealed unsafe class CublasHandle : CudaHandle
             throw new ArgumentOutOfRangeException(nameof(outputType), outputType, "a bf16 GEMM writes bf16 or fp32.");
     }
 
-    private IntPtr Handle
-    {
-        get
-        {
-            ObjectDisposedException.ThrowIf(IsClosed, this);
-            return handle;
-        }
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(CublasNative.cublasDestroy_v2(handle), "cublasDestroy");
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
+    private protected override void DropHeld()
     {
-        var destroyed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                        && CublasNative.cublasDestroy_v2(handle) == CublasNative.CUBLAS_STATUS_SUCCESS;
         Workspace.DangerousRelease();
         Stream.DangerousRelease();
-        _context.RemoveDependent();
-        return destroyed;
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Keel.Cuda.Driver;
 using Keel.Cuda.Interop;
 
 namespace Keel.Cuda.Cublas;
@@ -6,6 +7,8 @@ namespace Keel.Cuda.Cublas;
 /// <summary>
 /// Raw cuBLAS entry points (cublas_api.h). The <c>_v2</c> names are the exported symbols that cublas_v2.h maps the
 /// plain names onto; every signature here is the same in CUDA 11.8 and 12.6. All calls return a <c>cublasStatus_t</c>.
+/// Handles are passed as their <see cref="CudaHandle"/> types, except in the creating and destroying calls (see
+/// <c>CudaDriverNative</c>); matrices are device addresses.
 /// </summary>
 internal static unsafe partial class CublasNative
 {
@@ -15,28 +18,28 @@ internal static unsafe partial class CublasNative
 
     [LibraryImport(Lib)] internal static partial int cublasCreate_v2(out IntPtr handle);
     [LibraryImport(Lib)] internal static partial int cublasDestroy_v2(IntPtr handle);
-    [LibraryImport(Lib)] internal static partial int cublasSetStream_v2(IntPtr handle, IntPtr stream);
-    [LibraryImport(Lib)] internal static partial int cublasSetWorkspace_v2(IntPtr handle, void* workspace, nuint workspaceBytes);
-    [LibraryImport(Lib)] internal static partial int cublasSetMathMode(IntPtr handle, CublasMathMode mode);
+    [LibraryImport(Lib)] internal static partial int cublasSetStream_v2(CublasHandle handle, CudaStream stream);
+    [LibraryImport(Lib)] internal static partial int cublasSetWorkspace_v2(CublasHandle handle, DeviceMemory workspace, nuint workspaceBytes);
+    [LibraryImport(Lib)] internal static partial int cublasSetMathMode(CublasHandle handle, CublasMathMode mode);
     [LibraryImport(Lib)] internal static partial int cublasGetProperty(LibraryProperty type, out int value);
     [LibraryImport(Lib)] internal static partial byte* cublasGetStatusName(int status);
     [LibraryImport(Lib)] internal static partial byte* cublasGetStatusString(int status);
 
     [LibraryImport(Lib)]
-    internal static partial int cublasGemmEx(IntPtr handle, CublasOperation transA, CublasOperation transB, int m, int n, int k,
+    internal static partial int cublasGemmEx(CublasHandle handle, CublasOperation transA, CublasOperation transB, int m, int n, int k,
                                              void* alpha, void* a, CudaDataType aType, int lda, void* b, CudaDataType bType, int ldb,
                                              void* beta, void* c, CudaDataType cType, int ldc,
                                              CublasComputeType computeType, CublasGemmAlgorithm algorithm);
 
     [LibraryImport(Lib)]
-    internal static partial int cublasGemmStridedBatchedEx(IntPtr handle, CublasOperation transA, CublasOperation transB, int m, int n, int k,
+    internal static partial int cublasGemmStridedBatchedEx(CublasHandle handle, CublasOperation transA, CublasOperation transB, int m, int n, int k,
                                                            void* alpha, void* a, CudaDataType aType, int lda, long strideA,
                                                            void* b, CudaDataType bType, int ldb, long strideB,
                                                            void* beta, void* c, CudaDataType cType, int ldc, long strideC,
                                                            int batchCount, CublasComputeType computeType, CublasGemmAlgorithm algorithm);
 
     [LibraryImport(Lib)]
-    internal static partial int cublasSgemm_v2(IntPtr handle, CublasOperation transA, CublasOperation transB, int m, int n, int k,
+    internal static partial int cublasSgemm_v2(CublasHandle handle, CublasOperation transA, CublasOperation transB, int m, int n, int k,
                                                float* alpha, float* a, int lda, float* b, int ldb, float* beta, float* c, int ldc);
 
     /// <summary>Throws <see cref="CudaException"/> naming <paramref name="call"/> unless <paramref name="status"/> is CUBLAS_STATUS_SUCCESS.</summary>

@@ -4,14 +4,11 @@ using Keel.Cuda.Interop;
 namespace Keel.Cuda.CublasLt;
 
 /// <summary>A cuBLASLt handle (<c>cublasLtCreate</c>), destroyed on <see cref="IDisposable.Dispose"/>; plans are built on it.</summary>
-public sealed class CublasLtHandle : CudaHandle
+public sealed class CublasLtHandle : ContextBoundHandle
 {
-    private readonly CudaContext _context;
-
-    private CublasLtHandle(CudaContext context) => _context = context;
-
-    /// <summary>The context the handle was created in.</summary>
-    public CudaContext Context => _context;
+    private CublasLtHandle(CudaContext context) : base(context)
+    {
+    }
 
     /// <inheritdoc />
     protected override string Description => "cuBLASLt handle";
@@ -36,34 +33,11 @@ public sealed class CublasLtHandle : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(context);
         CudaLibraries.Require(CudaLibrary.CublasLt);
-        context.AddDependent();
-        try
-        {
-            context.Bind();
-            CublasLtNative.Check(CublasLtNative.cublasLtCreate(out var lt), "cublasLtCreate");
-            var result = new CublasLtHandle(context);
-            result.SetHandle(lt);
-            return result;
-        }
-        catch
-        {
-            context.RemoveDependent();
-            throw;
-        }
+        context.MakeCurrent();
+        var lt = new CublasLtHandle(context);
+        lt.Create(0, static (_, out handle) => CublasLtNative.Check(CublasLtNative.cublasLtCreate(out handle), "cublasLtCreate"));
+        return lt;
     }
 
-    /// <summary>
-    /// The raw <c>cublasLtHandle_t</c>, for plans: each holds a reference (<c>DangerousAddRef</c>), which keeps it
-    /// valid even after this object was disposed.
-    /// </summary>
-    internal IntPtr Handle => handle;
-
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        var destroyed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                        && CublasLtNative.cublasLtDestroy(handle) == CublasLtNative.CUBLAS_STATUS_SUCCESS;
-        _context.RemoveDependent();
-        return destroyed;
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(CublasLtNative.cublasLtDestroy(handle), "cublasLtDestroy");
 }

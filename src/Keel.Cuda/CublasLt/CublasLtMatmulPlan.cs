@@ -8,7 +8,8 @@ namespace Keel.Cuda.CublasLt;
 /// heuristic at creation, so that <see cref="Execute"/> only sets the bias pointer (when there is one) and queues the
 /// product, allocating nothing. Column-major, as in cuBLAS (see <see cref="CublasLtMatmulOptions"/>). Not safe to
 /// execute from two threads at once (the bias pointer lives in the shared descriptor). Destroyed on
-/// <see cref="IDisposable.Dispose"/>; keeps its <see cref="CublasLtHandle"/> alive until then.
+/// <see cref="IDisposable.Dispose"/>; holds its <see cref="CublasLtHandle"/> until then, so the two may be disposed in
+/// either order, but an <see cref="Execute"/> after the handle was disposed is refused.
 /// </summary>
 /// <remarks>
 /// The algorithm is chosen for operands aligned to <see cref="RequiredAlignment"/> bytes, and <see cref="Execute"/>
@@ -20,7 +21,7 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
     public const int RequiredAlignment = 16;
 
     private readonly CublasLtHandle _lt;
-    private IntPtr _aLayout, _bLayout, _dLayout;
+    private CublasLtMatrixLayout? _aLayout, _bLayout, _dLayout;
     private MatmulAlgo _algorithm;
 
     private CublasLtMatmulPlan(CublasLtHandle lt, CublasLtMatmulOptions options)
@@ -53,20 +54,21 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
 
         var plan = new CublasLtMatmulPlan(handle, options);
         var holdsHandle = false;
-        handle.DangerousAddRef(ref holdsHandle);
         try
         {
+            handle.DangerousAddRef(ref holdsHandle);
             CublasLtNative.Check(CublasLtNative.cublasLtMatmulDescCreate(out var desc, CublasComputeType.Compute32F, CudaDataType.R32F),
                                  "cublasLtMatmulDescCreate");
             plan.SetHandle(desc);
         }
         catch
         {
-            handle.DangerousRelease();
-            plan.SetHandleAsInvalid();
+            if (holdsHandle) handle.DangerousRelease();
+            plan.Dispose();
             throw;
         }
 
+        // From here on the plan owns the descriptor and the claim on the handle: disposing it releases both.
         try
         {
             plan.Prepare(maxWorkspaceBytes);
@@ -96,21 +98,15 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
         if (workspaceBytes < WorkspaceBytes)
             throw new ArgumentException($"the plan needs {WorkspaceBytes} bytes of workspace; {workspaceBytes} were given.", nameof(workspace));
         ArgumentNullException.ThrowIfNull(stream);
-        ObjectDisposedException.ThrowIf(IsClosed, this);
 
-        if (Options.HasBias)
-        {
-            var biasPointer = (void*)bias;
-            CublasLtNative.Check(CublasLtNative.cublasLtMatmulDescSetAttribute(handle, MatmulDescAttribute.BiasPointer, &biasPointer,
-                                                                               (nuint)sizeof(void*)), "cublasLtMatmulDescSetAttribute");
-        }
-        var workspaceAddress = workspace is null ? null : (void*)workspace.Address;
+        if (Options.HasBias) SetDescAttribute(MatmulDescAttribute.BiasPointer, (nint)bias);
+        using var heldWorkspace = new HandleLease(workspace);
         fixed (MatmulAlgo* algorithm = &_algorithm)
         {
             // C is D (same layout): beta accumulates into the output in place.
-            CublasLtNative.Check(CublasLtNative.cublasLtMatmul(_lt.Handle, handle, &alpha, (void*)a, _aLayout, (void*)b, _bLayout,
-                                                               &beta, (void*)d, _dLayout, (void*)d, _dLayout, algorithm,
-                                                               workspaceAddress, (nuint)workspaceBytes, stream.Handle), "cublasLtMatmul");
+            CublasLtNative.Check(CublasLtNative.cublasLtMatmul(_lt, this, &alpha, (void*)a, _aLayout!, (void*)b, _bLayout!,
+                                                               &beta, (void*)d, _dLayout!, (void*)d, _dLayout!, algorithm,
+                                                               (void*)heldWorkspace.Value, (nuint)workspaceBytes, stream), "cublasLtMatmul");
         }
     }
 
@@ -131,17 +127,16 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
         {
             // The heuristic does not read the bias but infers its alignment from the pointer value; a placeholder
             // aligned to exactly RequiredAlignment keeps it from picking kernels that assume more. Execute sets the real one.
-            var placeholder = (void*)RequiredAlignment;
-            CublasLtNative.Check(CublasLtNative.cublasLtMatmulDescSetAttribute(handle, MatmulDescAttribute.BiasPointer, &placeholder,
-                                                                               (nuint)sizeof(void*)), "cublasLtMatmulDescSetAttribute");
+            SetDescAttribute(MatmulDescAttribute.BiasPointer, (nint)RequiredAlignment);
         }
 
         _aLayout = CreateLayout(o.InputType, o.RowsOfA, o.ColsOfA, o.LeadingA, o.BatchCount, o.BatchStrideA);
         _bLayout = CreateLayout(o.InputType, o.RowsOfB, o.ColsOfB, o.LeadingB, o.BatchCount, o.BatchStrideB);
         _dLayout = CreateLayout(o.OutputType, o.M, o.N, o.LeadingD, o.BatchCount, o.BatchStrideD);
 
-        CublasLtNative.Check(CublasLtNative.cublasLtMatmulPreferenceCreate(out var preference), "cublasLtMatmulPreferenceCreate");
-        try
+        var created = CublasLtNative.cublasLtMatmulPreferenceCreate(out var preference);
+        CublasLtNative.Check(preference.DiscardUnlessCreated(created), "cublasLtMatmulPreferenceCreate");
+        using (preference)
         {
             var maxWorkspace = (ulong)maxWorkspaceBytes;
             CublasLtNative.Check(CublasLtNative.cublasLtMatmulPreferenceSetAttribute(preference, MatmulPreferenceAttribute.MaxWorkspaceBytes,
@@ -153,7 +148,7 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
                                      "cublasLtMatmulPreferenceSetAttribute");
 
             var result = default(MatmulHeuristicResult);
-            var status = CublasLtNative.cublasLtMatmulAlgoGetHeuristic(_lt.Handle, handle, _aLayout, _bLayout, _dLayout, _dLayout, preference,
+            var status = CublasLtNative.cublasLtMatmulAlgoGetHeuristic(_lt, this, _aLayout, _bLayout, _dLayout, _dLayout, preference,
                                                                          1, &result, out var returned);
             if (status == CublasLtNative.CUBLAS_STATUS_NOT_SUPPORTED || (status == CublasLtNative.CUBLAS_STATUS_SUCCESS && (returned == 0 || result.State != 0)))
                 throw new InvalidOperationException(
@@ -162,21 +157,15 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
             _algorithm = result.Algorithm;
             WorkspaceBytes = (long)result.WorkspaceSize;
         }
-        finally
-        {
-            CublasLtNative.cublasLtMatmulPreferenceDestroy(preference);
-        }
     }
 
-    private void SetDescAttribute(MatmulDescAttribute attribute, int value) =>
-        CublasLtNative.Check(CublasLtNative.cublasLtMatmulDescSetAttribute(handle, attribute, &value, sizeof(int)), "cublasLtMatmulDescSetAttribute");
+    private void SetDescAttribute<T>(MatmulDescAttribute attribute, T value) where T : unmanaged =>
+        CublasLtNative.Check(CublasLtNative.cublasLtMatmulDescSetAttribute(this, attribute, &value, (nuint)sizeof(T)), "cublasLtMatmulDescSetAttribute");
 
-    private void SetDescAttribute(MatmulDescAttribute attribute, uint value) =>
-        CublasLtNative.Check(CublasLtNative.cublasLtMatmulDescSetAttribute(handle, attribute, &value, sizeof(uint)), "cublasLtMatmulDescSetAttribute");
-
-    private static IntPtr CreateLayout(CudaDataType type, int rows, int cols, int ld, int batchCount, long batchStride)
+    private static CublasLtMatrixLayout CreateLayout(CudaDataType type, int rows, int cols, int ld, int batchCount, long batchStride)
     {
-        CublasLtNative.Check(CublasLtNative.cublasLtMatrixLayoutCreate(out var layout, type, (ulong)rows, (ulong)cols, ld), "cublasLtMatrixLayoutCreate");
+        var created = CublasLtNative.cublasLtMatrixLayoutCreate(out var layout, type, (ulong)rows, (ulong)cols, ld);
+        CublasLtNative.Check(layout.DiscardUnlessCreated(created), "cublasLtMatrixLayoutCreate");
         if (batchCount == 1) return layout;
         try
         {
@@ -188,7 +177,7 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
         }
         catch
         {
-            CublasLtNative.cublasLtMatrixLayoutDestroy(layout);
+            layout.Dispose();
             throw;
         }
     }
@@ -203,11 +192,10 @@ public sealed unsafe class CublasLtMatmulPlan : CudaHandle
     /// <inheritdoc />
     protected override bool ReleaseHandle()
     {
-        var destroyed = true;
-        foreach (var layout in (ReadOnlySpan<IntPtr>)[_aLayout, _bLayout, _dLayout])
-            if (layout != IntPtr.Zero)
-                destroyed &= CublasLtNative.cublasLtMatrixLayoutDestroy(layout) == CublasLtNative.CUBLAS_STATUS_SUCCESS;
-        destroyed &= CublasLtNative.cublasLtMatmulDescDestroy(handle) == CublasLtNative.CUBLAS_STATUS_SUCCESS;
+        _aLayout?.Dispose();
+        _bLayout?.Dispose();
+        _dLayout?.Dispose();
+        var destroyed = Released(CublasLtNative.cublasLtMatmulDescDestroy(handle), "cublasLtMatmulDescDestroy");
         _lt.DangerousRelease();
         return destroyed;
     }

@@ -1,12 +1,16 @@
 using System.Runtime.InteropServices;
 using Keel.Cuda.Cublas;
+using Keel.Cuda.Driver;
 using Keel.Cuda.Interop;
 
 namespace Keel.Cuda.CublasLt;
 
 /// <summary>
 /// Raw cuBLASLt entry points (cublasLt.h). Every signature, attribute value and struct layout here is the same in the
-/// headers of CUDA 11.8 and 12.x. All calls but the version return a <c>cublasStatus_t</c>.
+/// headers of CUDA 11.8 and 12.x. All calls but the version return a <c>cublasStatus_t</c>. Handles and descriptors are
+/// passed as their <see cref="CudaHandle"/> types, except in the destroying calls and in the creation of the public
+/// <see cref="CublasLtHandle"/> and <see cref="CublasLtMatmulPlan"/> (see <c>CudaDriverNative</c>); the internal
+/// descriptors, whose types have the public parameterless constructor the marshaller needs, are created through it.
 /// </summary>
 internal static unsafe partial class CublasLtNative
 {
@@ -23,25 +27,27 @@ internal static unsafe partial class CublasLtNative
 
     [LibraryImport(Lib)] internal static partial int cublasLtMatmulDescCreate(out IntPtr desc, CublasComputeType computeType, CudaDataType scaleType);
     [LibraryImport(Lib)] internal static partial int cublasLtMatmulDescDestroy(IntPtr desc);
-    [LibraryImport(Lib)] internal static partial int cublasLtMatmulDescSetAttribute(IntPtr desc, MatmulDescAttribute attribute, void* value, nuint valueBytes);
+    [LibraryImport(Lib)] internal static partial int cublasLtMatmulDescSetAttribute(CublasLtMatmulPlan desc, MatmulDescAttribute attribute, void* value, nuint valueBytes);
 
-    [LibraryImport(Lib)] internal static partial int cublasLtMatrixLayoutCreate(out IntPtr layout, CudaDataType type, ulong rows, ulong cols, long ld);
+    [LibraryImport(Lib)] internal static partial int cublasLtMatrixLayoutCreate(out CublasLtMatrixLayout layout, CudaDataType type, ulong rows, ulong cols, long ld);
     [LibraryImport(Lib)] internal static partial int cublasLtMatrixLayoutDestroy(IntPtr layout);
-    [LibraryImport(Lib)] internal static partial int cublasLtMatrixLayoutSetAttribute(IntPtr layout, MatrixLayoutAttribute attribute, void* value, nuint valueBytes);
+    [LibraryImport(Lib)] internal static partial int cublasLtMatrixLayoutSetAttribute(CublasLtMatrixLayout layout, MatrixLayoutAttribute attribute, void* value, nuint valueBytes);
 
-    [LibraryImport(Lib)] internal static partial int cublasLtMatmulPreferenceCreate(out IntPtr preference);
+    [LibraryImport(Lib)] internal static partial int cublasLtMatmulPreferenceCreate(out CublasLtMatmulPreference preference);
     [LibraryImport(Lib)] internal static partial int cublasLtMatmulPreferenceDestroy(IntPtr preference);
-    [LibraryImport(Lib)] internal static partial int cublasLtMatmulPreferenceSetAttribute(IntPtr preference, MatmulPreferenceAttribute attribute, void* value, nuint valueBytes);
+    [LibraryImport(Lib)] internal static partial int cublasLtMatmulPreferenceSetAttribute(CublasLtMatmulPreference preference, MatmulPreferenceAttribute attribute, void* value, nuint valueBytes);
 
     [LibraryImport(Lib)]
-    internal static partial int cublasLtMatmulAlgoGetHeuristic(IntPtr handle, IntPtr operation, IntPtr aLayout, IntPtr bLayout, IntPtr cLayout,
-                                                               IntPtr dLayout, IntPtr preference, int requestedCount,
+    internal static partial int cublasLtMatmulAlgoGetHeuristic(CublasLtHandle handle, CublasLtMatmulPlan operation, CublasLtMatrixLayout aLayout,
+                                                               CublasLtMatrixLayout bLayout, CublasLtMatrixLayout cLayout, CublasLtMatrixLayout dLayout,
+                                                               CublasLtMatmulPreference preference, int requestedCount,
                                                                MatmulHeuristicResult* results, out int returnedCount);
 
     [LibraryImport(Lib)]
-    internal static partial int cublasLtMatmul(IntPtr handle, IntPtr operation, void* alpha, void* a, IntPtr aLayout, void* b, IntPtr bLayout,
-                                               void* beta, void* c, IntPtr cLayout, void* d, IntPtr dLayout, MatmulAlgo* algorithm,
-                                               void* workspace, nuint workspaceBytes, IntPtr stream);
+    internal static partial int cublasLtMatmul(CublasLtHandle handle, CublasLtMatmulPlan operation, void* alpha, void* a, CublasLtMatrixLayout aLayout,
+                                               void* b, CublasLtMatrixLayout bLayout, void* beta, void* c, CublasLtMatrixLayout cLayout,
+                                               void* d, CublasLtMatrixLayout dLayout, MatmulAlgo* algorithm,
+                                               void* workspace, nuint workspaceBytes, CudaStream stream);
 
     /// <summary>Throws <see cref="CudaException"/> naming <paramref name="call"/> unless <paramref name="status"/> is CUBLAS_STATUS_SUCCESS.</summary>
     internal static void Check(int status, string call)

@@ -6,19 +6,20 @@ namespace Keel.Cuda.Driver;
 /// share pointers and streams.
 /// </summary>
 /// <remarks>
-/// Everything created from a context (memory, streams, events, modules, graphs, library handles) keeps it alive:
-/// disposing the context while they exist only drops this object's claim, and the driver's context is released when
-/// the last of them is disposed. Creating, freeing, copying and filling make the context current on the calling
-/// thread themselves; kernel and graph launches, event and stream calls and library calls expect the caller to have
-/// called <see cref="MakeCurrent"/> on that thread (once is enough), so that the hot paths make no extra driver call.
+/// Everything created from a context (memory, streams, events, modules, graphs, library handles: each a
+/// <see cref="ContextBoundHandle"/>) keeps it alive: disposing the context while they exist only drops this object's
+/// claim, and the driver's context is released when the last of them is disposed. Disposing the context ends its use,
+/// though: an operation that makes it current afterwards is refused with <see cref="ObjectDisposedException"/>.
+/// Creating, freeing, copying and filling make the context current on the calling thread themselves; kernel and graph
+/// launches, event and stream calls and library calls expect the caller to have called <see cref="MakeCurrent"/> on
+/// that thread (once is enough), so that the hot paths make no extra driver call.
 /// </remarks>
 public sealed class CudaContext : CudaHandle
 {
-    private CudaContext(int deviceOrdinal, int device, IntPtr context)
+    private CudaContext(int deviceOrdinal, int device)
     {
         DeviceOrdinal = deviceOrdinal;
         Device = device;
-        SetHandle(context);
     }
 
     /// <summary>The ordinal of the device this context belongs to.</summary>
@@ -27,8 +28,11 @@ public sealed class CudaContext : CudaHandle
     /// <summary>The driver's <c>CUdevice</c> of that device.</summary>
     internal int Device { get; }
 
-    /// <summary>The raw <c>CUcontext</c>.</summary>
-    internal IntPtr Handle => handle;
+    /// <summary>
+    /// The raw <c>CUcontext</c>, for a holder of a claim (<see cref="AddDependent"/>) that must bind the context after
+    /// this object may have been disposed, and for telling contexts apart.
+    /// </summary>
+    internal IntPtr ClaimedHandle => handle;
 
     /// <inheritdoc />
     protected override string Description => $"primary context of CUDA device {DeviceOrdinal}";
@@ -39,25 +43,29 @@ public sealed class CudaContext : CudaHandle
     public static CudaContext RetainPrimary(int deviceOrdinal)
     {
         var device = CudaDriver.DeviceOf(deviceOrdinal, nameof(deviceOrdinal));
-        CudaDriverNative.Check(CudaDriverNative.cuDevicePrimaryCtxRetain(out var context, device), "cuDevicePrimaryCtxRetain");
-        var result = new CudaContext(deviceOrdinal, device, context);
-        result.MakeCurrent();
-        return result;
+        var result = new CudaContext(deviceOrdinal, device);
+        var status = CudaDriverNative.cuDevicePrimaryCtxRetain(out var context, device);
+        if (status != CudaDriverNative.CUDA_SUCCESS)
+        {
+            result.Dispose();
+            throw CudaDriverNative.Failure(status, "cuDevicePrimaryCtxRetain");
+        }
+        result.SetHandle(context);
+        try
+        {
+            result.MakeCurrent();
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Binds this context to the calling thread (<c>cuCtxSetCurrent</c>).</summary>
     /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
-    public void MakeCurrent()
-    {
-        ObjectDisposedException.ThrowIf(IsClosed, this);
-        Bind();
-    }
-
-    /// <summary>
-    /// <see cref="MakeCurrent"/> for the handles that depend on this context: they keep the driver's context alive
-    /// through <see cref="AddDependent"/>, so they may bind it after this object was disposed.
-    /// </summary>
-    internal void Bind() => CudaDriverNative.Check(CudaDriverNative.cuCtxSetCurrent(handle), "cuCtxSetCurrent");
+    public void MakeCurrent() => CudaDriverNative.Check(CudaDriverNative.cuCtxSetCurrent(this), "cuCtxSetCurrent");
 
     /// <summary>Blocks until all work queued in this context has finished; a failed kernel surfaces here.</summary>
     public void Synchronize()
@@ -90,7 +98,7 @@ public sealed class CudaContext : CudaHandle
 
     /// <inheritdoc />
     protected override bool ReleaseHandle() =>
-        CudaDriverNative.cuDevicePrimaryCtxRelease(Device) == CudaDriverNative.CUDA_SUCCESS;
+        Released(CudaDriverNative.cuDevicePrimaryCtxRelease(Device), "cuDevicePrimaryCtxRelease");
 }
 
 /// <summary>Device memory as <see cref="CudaContext.MemoryInfo"/> reports it.</summary>

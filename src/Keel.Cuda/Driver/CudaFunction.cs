@@ -2,7 +2,8 @@ namespace Keel.Cuda.Driver;
 
 /// <summary>
 /// A kernel in a <see cref="CudaModule"/> (<c>CUfunction</c>). It owns nothing: it is valid while its module is loaded,
-/// and launching it allocates nothing.
+/// each call holds the module (a <see cref="HandleLease"/>) so that a concurrent unload waits for it, a call after the
+/// unload is refused with <see cref="ObjectDisposedException"/>, and launching allocates nothing.
 /// </summary>
 public readonly unsafe struct CudaFunction
 {
@@ -43,7 +44,8 @@ public readonly unsafe struct CudaFunction
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         var module = Module;
-        module.Context.Bind();
+        module.Context.MakeCurrent();
+        using var held = new HandleLease(module);
         CudaDriverNative.Check(CudaDriverNative.cuFuncSetAttribute(_function, FunctionAttribute.MaxDynamicSharedSizeBytes, bytes),
                                "cuFuncSetAttribute");
     }
@@ -59,9 +61,9 @@ public readonly unsafe struct CudaFunction
     {
         LaunchShape.Validate(gridX, gridY, gridZ, blockX, blockY, blockZ, sharedMemoryBytes);
         ArgumentNullException.ThrowIfNull(stream);
-        _ = Module;
+        using var held = new HandleLease(Module);
         CudaDriverNative.Check(CudaDriverNative.cuLaunchKernel(_function, (uint)gridX, (uint)gridY, (uint)gridZ, (uint)blockX,
-                                   (uint)blockY, (uint)blockZ, (uint)sharedMemoryBytes, stream.Handle, arguments, null), "cuLaunchKernel");
+                                   (uint)blockY, (uint)blockZ, (uint)sharedMemoryBytes, stream, arguments, null), "cuLaunchKernel");
     }
 
     /// <summary>Queues the kernel on <paramref name="stream"/> with the grid, block and shared memory of <paramref name="shape"/>.</summary>
@@ -72,20 +74,13 @@ public readonly unsafe struct CudaFunction
     /// <inheritdoc />
     public override string ToString() => Name ?? "(no function)";
 
-    private CudaModule Module
-    {
-        get
-        {
-            if (_module is null) throw new InvalidOperationException("this CudaFunction was not obtained from a module.");
-            ObjectDisposedException.ThrowIf(_module.IsClosed, _module);
-            return _module;
-        }
-    }
+    private CudaModule Module => _module ?? throw new InvalidOperationException("this CudaFunction was not obtained from a module.");
 
     private int GetAttribute(int attribute)
     {
         var module = Module;
-        module.Context.Bind();
+        module.Context.MakeCurrent();
+        using var held = new HandleLease(module);
         CudaDriverNative.Check(CudaDriverNative.cuFuncGetAttribute(out var value, attribute, _function), "cuFuncGetAttribute");
         return value;
     }

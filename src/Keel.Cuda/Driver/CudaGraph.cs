@@ -16,14 +16,10 @@ public enum StreamCaptureMode
 /// Record with <see cref="BeginCapture"/> ... <see cref="EndCapture"/>, then <see cref="Instantiate"/> once and launch
 /// the executable graph as often as needed: each replay runs the recorded kernels with the recorded arguments.
 /// </summary>
-public sealed class CudaGraph : CudaHandle
+public sealed class CudaGraph : ContextBoundHandle
 {
-    private readonly CudaContext _context;
-
-    private CudaGraph(CudaContext context, IntPtr graph)
+    private CudaGraph(CudaContext context) : base(context)
     {
-        _context = context;
-        SetHandle(graph);
     }
 
     /// <inheritdoc />
@@ -37,7 +33,7 @@ public sealed class CudaGraph : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(stream);
         if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(nameof(mode), mode, null);
-        CudaDriverNative.Check(CudaDriverNative.cuStreamBeginCapture(stream.Handle, (int)mode), "cuStreamBeginCapture");
+        CudaDriverNative.Check(CudaDriverNative.cuStreamBeginCapture(stream, (int)mode), "cuStreamBeginCapture");
     }
 
     /// <summary>Stops recording <paramref name="stream"/> and returns what was captured.</summary>
@@ -45,76 +41,44 @@ public sealed class CudaGraph : CudaHandle
     public static CudaGraph EndCapture(CudaStream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        var context = stream.Context;
-        context.AddDependent();
-        try
-        {
-            CudaDriverNative.Check(CudaDriverNative.cuStreamEndCapture(stream.Handle, out var graph), "cuStreamEndCapture");
-            return new CudaGraph(context, graph);
-        }
-        catch
-        {
-            context.RemoveDependent();
-            throw;
-        }
+        // No cuCtxSetCurrent here: the capturing thread has the context current, and the capture is still open.
+        var graph = new CudaGraph(stream.Context);
+        graph.Create(stream, static (stream, out handle) =>
+            CudaDriverNative.Check(CudaDriverNative.cuStreamEndCapture(stream, out handle), "cuStreamEndCapture"));
+        return graph;
     }
 
     /// <summary>Builds the executable form of the graph; the graph itself may be disposed afterwards.</summary>
-    public CudaGraphExec Instantiate()
-    {
-        ObjectDisposedException.ThrowIf(IsClosed, this);
-        _context.AddDependent();
-        try
-        {
-            _context.Bind();
-            CudaDriverNative.Check(CudaDriverNative.cuGraphInstantiateWithFlags(out var exec, handle, 0), "cuGraphInstantiateWithFlags");
-            return new CudaGraphExec(_context, exec);
-        }
-        catch
-        {
-            _context.RemoveDependent();
-            throw;
-        }
-    }
+    public CudaGraphExec Instantiate() => CudaGraphExec.Instantiate(this);
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        var destroyed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                        && CudaDriverNative.cuGraphDestroy(handle) == CudaDriverNative.CUDA_SUCCESS;
-        _context.RemoveDependent();
-        return destroyed;
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(CudaDriverNative.cuGraphDestroy(handle), "cuGraphDestroy");
 }
 
 /// <summary>An instantiated, launchable graph (<c>CUgraphExec</c>), destroyed on <see cref="IDisposable.Dispose"/>.</summary>
-public sealed class CudaGraphExec : CudaHandle
+public sealed class CudaGraphExec : ContextBoundHandle
 {
-    private readonly CudaContext _context;
-
-    internal CudaGraphExec(CudaContext context, IntPtr exec)
+    private CudaGraphExec(CudaContext context) : base(context)
     {
-        _context = context;
-        SetHandle(exec);
     }
 
     /// <inheritdoc />
     protected override string Description => "instantiated CUDA graph";
 
+    internal static CudaGraphExec Instantiate(CudaGraph graph)
+    {
+        graph.Context.MakeCurrent();
+        var exec = new CudaGraphExec(graph.Context);
+        exec.Create(graph, static (graph, out handle) =>
+            CudaDriverNative.Check(CudaDriverNative.cuGraphInstantiateWithFlags(out handle, graph, 0), "cuGraphInstantiateWithFlags"));
+        return exec;
+    }
+
     /// <summary>Queues one replay of the whole graph on <paramref name="stream"/>. The context must be current on this thread.</summary>
     public void Launch(CudaStream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        ObjectDisposedException.ThrowIf(IsClosed, this);
-        CudaDriverNative.Check(CudaDriverNative.cuGraphLaunch(handle, stream.Handle), "cuGraphLaunch");
+        CudaDriverNative.Check(CudaDriverNative.cuGraphLaunch(this, stream), "cuGraphLaunch");
     }
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        var destroyed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                        && CudaDriverNative.cuGraphExecDestroy(handle) == CudaDriverNative.CUDA_SUCCESS;
-        _context.RemoveDependent();
-        return destroyed;
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(CudaDriverNative.cuGraphExecDestroy(handle), "cuGraphExecDestroy");
 }

@@ -5,24 +5,14 @@ namespace Keel.Cuda.Driver;
 /// <summary>
 /// A loaded module of device code (<c>cuModuleLoadData</c>): a CUBIN for this device's exact architecture, or PTX or
 /// a fatbin the driver finishes compiling. Unloaded on <see cref="IDisposable.Dispose"/>; the
-/// <see cref="CudaFunction"/>s taken from it are valid until then.
+/// <see cref="CudaFunction"/>s taken from it are valid until then, and a call through one after it is refused.
 /// </summary>
-public sealed unsafe class CudaModule : CudaHandle
+public sealed unsafe class CudaModule : ContextBoundHandle
 {
-    private readonly CudaContext _context;
-
-    private CudaModule(CudaContext context, IntPtr module, int imageBytes)
-    {
-        _context = context;
-        ImageBytes = imageBytes;
-        SetHandle(module);
-    }
+    private CudaModule(CudaContext context, int imageBytes) : base(context) => ImageBytes = imageBytes;
 
     /// <summary>The size of the image the module was loaded from.</summary>
     public int ImageBytes { get; }
-
-    /// <summary>The context the module is loaded in.</summary>
-    public CudaContext Context => _context;
 
     /// <inheritdoc />
     protected override string Description => $"CUDA module ({ImageBytes}-byte image)";
@@ -37,20 +27,13 @@ public sealed unsafe class CudaModule : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(context);
         if (image.IsEmpty) throw new ArgumentException("the module image is empty.", nameof(image));
-        context.AddDependent();
-        try
+        context.MakeCurrent();
+        var module = new CudaModule(context, image.Length);
+        module.Create(image, static (image, out handle) =>
         {
-            context.Bind();
-            IntPtr module;
-            fixed (byte* p = image)
-                CudaDriverNative.Check(CudaDriverNative.cuModuleLoadData(out module, p), "cuModuleLoadData");
-            return new CudaModule(context, module, image.Length);
-        }
-        catch
-        {
-            context.RemoveDependent();
-            throw;
-        }
+            fixed (byte* p = image) CudaDriverNative.Check(CudaDriverNative.cuModuleLoadData(out handle, p), "cuModuleLoadData");
+        });
+        return module;
     }
 
     /// <summary>The kernel named <paramref name="name"/> (its <c>extern "C"</c> name, or the mangled one).</summary>
@@ -58,19 +41,11 @@ public sealed unsafe class CudaModule : CudaHandle
     public CudaFunction GetFunction(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        ObjectDisposedException.ThrowIf(IsClosed, this);
-        _context.Bind();
+        Context.MakeCurrent();
         using var strings = new Utf8Strings();
-        CudaDriverNative.Check(CudaDriverNative.cuModuleGetFunction(out var function, handle, strings.Add(name)), "cuModuleGetFunction");
+        CudaDriverNative.Check(CudaDriverNative.cuModuleGetFunction(out var function, this, strings.Add(name)), "cuModuleGetFunction");
         return new CudaFunction(this, function, name);
     }
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        var unloaded = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                       && CudaDriverNative.cuModuleUnload(handle) == CudaDriverNative.CUDA_SUCCESS;
-        _context.RemoveDependent();
-        return unloaded;
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(CudaDriverNative.cuModuleUnload(handle), "cuModuleUnload");
 }

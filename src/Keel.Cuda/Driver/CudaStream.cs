@@ -1,37 +1,17 @@
 namespace Keel.Cuda.Driver;
 
 /// <summary>A stream: an ordered queue of device work (<c>cuStreamCreate</c>), destroyed on <see cref="IDisposable.Dispose"/>.</summary>
-public sealed unsafe class CudaStream : CudaHandle
+public sealed unsafe class CudaStream : ContextBoundHandle
 {
     private const uint NonBlockingFlag = 0x1; // CU_STREAM_NON_BLOCKING
-    private readonly CudaContext _context;
 
-    private CudaStream(CudaContext context, IntPtr stream, bool nonBlocking)
-    {
-        _context = context;
-        IsNonBlocking = nonBlocking;
-        SetHandle(stream);
-    }
+    private CudaStream(CudaContext context, bool nonBlocking) : base(context) => IsNonBlocking = nonBlocking;
 
     /// <summary>
     /// True when the stream does not synchronize with the legacy default stream, which the synchronous copies of
     /// <see cref="DeviceMemory"/> use.
     /// </summary>
     public bool IsNonBlocking { get; }
-
-    /// <summary>The context the stream belongs to.</summary>
-    public CudaContext Context => _context;
-
-    /// <summary>The raw <c>CUstream</c>, for library calls that take one.</summary>
-    /// <exception cref="ObjectDisposedException">The stream was destroyed.</exception>
-    internal IntPtr Handle
-    {
-        get
-        {
-            ObjectDisposedException.ThrowIf(IsClosed, this);
-            return handle;
-        }
-    }
 
     /// <inheritdoc />
     protected override string Description => "CUDA stream";
@@ -43,22 +23,15 @@ public sealed unsafe class CudaStream : CudaHandle
     public static CudaStream Create(CudaContext context, bool nonBlocking = false)
     {
         ArgumentNullException.ThrowIfNull(context);
-        context.AddDependent();
-        try
-        {
-            context.Bind();
-            CudaDriverNative.Check(CudaDriverNative.cuStreamCreate(out var stream, nonBlocking ? NonBlockingFlag : 0), "cuStreamCreate");
-            return new CudaStream(context, stream, nonBlocking);
-        }
-        catch
-        {
-            context.RemoveDependent();
-            throw;
-        }
+        context.MakeCurrent();
+        var stream = new CudaStream(context, nonBlocking);
+        stream.Create(nonBlocking ? NonBlockingFlag : 0u,
+                      static (flags, out handle) => CudaDriverNative.Check(CudaDriverNative.cuStreamCreate(out handle, flags), "cuStreamCreate"));
+        return stream;
     }
 
     /// <summary>Blocks until all work queued on this stream has finished.</summary>
-    public void Synchronize() => CudaDriverNative.Check(CudaDriverNative.cuStreamSynchronize(Handle), "cuStreamSynchronize");
+    public void Synchronize() => CudaDriverNative.Check(CudaDriverNative.cuStreamSynchronize(this), "cuStreamSynchronize");
 
     /// <summary>
     /// Queues a host-to-device copy of <paramref name="source"/> to the raw device address
@@ -70,7 +43,7 @@ public sealed unsafe class CudaStream : CudaHandle
     {
         if (source.IsEmpty) return;
         fixed (T* p = source)
-            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoDAsync(destination, p, (nuint)((long)source.Length * sizeof(T)), Handle),
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoDAsync(destination, p, (nuint)((long)source.Length * sizeof(T)), this),
                                    "cuMemcpyHtoDAsync");
     }
 
@@ -82,7 +55,7 @@ public sealed unsafe class CudaStream : CudaHandle
     {
         if (destination.IsEmpty) return;
         fixed (T* p = destination)
-            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoHAsync(p, source, (nuint)((long)destination.Length * sizeof(T)), Handle),
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoHAsync(p, source, (nuint)((long)destination.Length * sizeof(T)), this),
                                    "cuMemcpyDtoHAsync");
         Synchronize();
     }
@@ -92,7 +65,7 @@ public sealed unsafe class CudaStream : CudaHandle
     {
         ArgumentOutOfRangeException.ThrowIfNegative(byteCount);
         if (byteCount == 0) return;
-        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoDAsync(destination, source, (nuint)byteCount, Handle), "cuMemcpyDtoDAsync");
+        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoDAsync(destination, source, (nuint)byteCount, this), "cuMemcpyDtoDAsync");
     }
 
     /// <summary>Queues setting <paramref name="byteCount"/> bytes at the raw address <paramref name="destination"/> to <paramref name="value"/>.</summary>
@@ -100,15 +73,8 @@ public sealed unsafe class CudaStream : CudaHandle
     {
         ArgumentOutOfRangeException.ThrowIfNegative(byteCount);
         if (byteCount == 0) return;
-        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8Async(destination, value, (nuint)byteCount, Handle), "cuMemsetD8Async");
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8Async(destination, value, (nuint)byteCount, this), "cuMemsetD8Async");
     }
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        var destroyed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                        && CudaDriverNative.cuStreamDestroy(handle) == CudaDriverNative.CUDA_SUCCESS;
-        _context.RemoveDependent();
-        return destroyed;
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(CudaDriverNative.cuStreamDestroy(handle), "cuStreamDestroy");
 }

@@ -14,16 +14,9 @@ namespace Keel.Cuda.Driver;
 /// the stream reaches it. From ordinary (pageable) memory the driver stages the data before the call returns, so a
 /// managed array may be reused at once, but the copy no longer overlaps with the host.
 /// </remarks>
-public sealed unsafe class DeviceMemory : CudaHandle
+public sealed unsafe class DeviceMemory : ContextBoundHandle
 {
-    private readonly CudaContext _context;
-
-    private DeviceMemory(CudaContext context, ulong address, long byteLength)
-    {
-        _context = context;
-        ByteLength = byteLength;
-        SetHandle(unchecked((nint)address));
-    }
+    private DeviceMemory(CudaContext context, long byteLength) : base(context) => ByteLength = byteLength;
 
     /// <summary>The device address (<c>CUdeviceptr</c>) of the first byte, for kernel arguments and library calls.</summary>
     /// <exception cref="ObjectDisposedException">The memory was freed.</exception>
@@ -39,9 +32,6 @@ public sealed unsafe class DeviceMemory : CudaHandle
     /// <summary>The size of the allocation in bytes.</summary>
     public long ByteLength { get; }
 
-    /// <summary>The context the memory was allocated in.</summary>
-    public CudaContext Context => _context;
-
     /// <inheritdoc />
     protected override string Description => $"device memory of {ByteLength} bytes";
 
@@ -52,18 +42,11 @@ public sealed unsafe class DeviceMemory : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(byteLength);
-        context.AddDependent();
-        try
-        {
-            context.Bind();
-            CudaDriverNative.Check(CudaDriverNative.cuMemAlloc(out var address, (nuint)byteLength), "cuMemAlloc");
-            return new DeviceMemory(context, address, byteLength);
-        }
-        catch
-        {
-            context.RemoveDependent();
-            throw;
-        }
+        context.MakeCurrent();
+        var memory = new DeviceMemory(context, byteLength);
+        memory.Create((nuint)byteLength, static (bytes, out address) =>
+            CudaDriverNative.Check(CudaDriverNative.cuMemAlloc(out address, bytes), "cuMemAlloc"));
+        return memory;
     }
 
     /// <summary>Allocates room for <paramref name="count"/> elements of <typeparamref name="T"/>.</summary>
@@ -79,11 +62,10 @@ public sealed unsafe class DeviceMemory : CudaHandle
     public void CopyFrom<T>(ReadOnlySpan<T> source, long destinationOffset = 0) where T : unmanaged
     {
         var byteCount = (long)source.Length * sizeof(T);
-        CheckRange(destinationOffset, byteCount, nameof(destinationOffset), nameof(source));
+        using var range = Lease(destinationOffset, byteCount, nameof(destinationOffset), nameof(source));
         if (byteCount == 0) return;
-        _context.Bind();
         fixed (T* p = source)
-            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoD((ulong)handle + (ulong)destinationOffset, p, (nuint)byteCount), "cuMemcpyHtoD");
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoD(range.Address, p, (nuint)byteCount), "cuMemcpyHtoD");
     }
 
     /// <summary>Copies from this memory at <paramref name="sourceOffset"/> bytes into <paramref name="destination"/> on the host; returns when done.</summary>
@@ -91,11 +73,10 @@ public sealed unsafe class DeviceMemory : CudaHandle
     public void CopyTo<T>(Span<T> destination, long sourceOffset = 0) where T : unmanaged
     {
         var byteCount = (long)destination.Length * sizeof(T);
-        CheckRange(sourceOffset, byteCount, nameof(sourceOffset), nameof(destination));
+        using var range = Lease(sourceOffset, byteCount, nameof(sourceOffset), nameof(destination));
         if (byteCount == 0) return;
-        _context.Bind();
         fixed (T* p = destination)
-            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoH(p, (ulong)handle + (ulong)sourceOffset, (nuint)byteCount), "cuMemcpyDtoH");
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoH(p, range.Address, (nuint)byteCount), "cuMemcpyDtoH");
     }
 
     /// <summary>Queues a host-to-device copy of <paramref name="source"/> on <paramref name="stream"/> (see the remarks on overlap).</summary>
@@ -104,12 +85,10 @@ public sealed unsafe class DeviceMemory : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(stream);
         var byteCount = (long)source.Length * sizeof(T);
-        CheckRange(destinationOffset, byteCount, nameof(destinationOffset), nameof(source));
+        using var range = Lease(destinationOffset, byteCount, nameof(destinationOffset), nameof(source));
         if (byteCount == 0) return;
-        _context.Bind();
         fixed (T* p = source)
-            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoDAsync((ulong)handle + (ulong)destinationOffset, p, (nuint)byteCount, stream.Handle),
-                                   "cuMemcpyHtoDAsync");
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyHtoDAsync(range.Address, p, (nuint)byteCount, stream), "cuMemcpyHtoDAsync");
     }
 
     /// <summary>Queues a device-to-host copy into <paramref name="destination"/> on <paramref name="stream"/> (see the remarks on overlap).</summary>
@@ -118,12 +97,10 @@ public sealed unsafe class DeviceMemory : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(stream);
         var byteCount = (long)destination.Length * sizeof(T);
-        CheckRange(sourceOffset, byteCount, nameof(sourceOffset), nameof(destination));
+        using var range = Lease(sourceOffset, byteCount, nameof(sourceOffset), nameof(destination));
         if (byteCount == 0) return;
-        _context.Bind();
         fixed (T* p = destination)
-            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoHAsync(p, (ulong)handle + (ulong)sourceOffset, (nuint)byteCount, stream.Handle),
-                                   "cuMemcpyDtoHAsync");
+            CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoHAsync(p, range.Address, (nuint)byteCount, stream), "cuMemcpyDtoHAsync");
     }
 
     /// <summary>Copies <paramref name="byteCount"/> bytes from <paramref name="source"/> into this memory, device to device (see the remarks on ordering).</summary>
@@ -131,12 +108,10 @@ public sealed unsafe class DeviceMemory : CudaHandle
     public void CopyFrom(DeviceMemory source, long sourceOffset, long destinationOffset, long byteCount)
     {
         ArgumentNullException.ThrowIfNull(source);
-        source.CheckRange(sourceOffset, byteCount, nameof(sourceOffset), nameof(byteCount));
-        CheckRange(destinationOffset, byteCount, nameof(destinationOffset), nameof(byteCount));
+        using var from = source.Lease(sourceOffset, byteCount, nameof(sourceOffset), nameof(byteCount));
+        using var to = Lease(destinationOffset, byteCount, nameof(destinationOffset), nameof(byteCount));
         if (byteCount == 0) return;
-        _context.Bind();
-        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoD((ulong)handle + (ulong)destinationOffset, source.Address + (ulong)sourceOffset, (nuint)byteCount),
-                               "cuMemcpyDtoD");
+        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoD(to.Address, from.Address, (nuint)byteCount), "cuMemcpyDtoD");
     }
 
     /// <summary>Queues a device-to-device copy of <paramref name="byteCount"/> bytes on <paramref name="stream"/>.</summary>
@@ -145,12 +120,10 @@ public sealed unsafe class DeviceMemory : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(stream);
-        source.CheckRange(sourceOffset, byteCount, nameof(sourceOffset), nameof(byteCount));
-        CheckRange(destinationOffset, byteCount, nameof(destinationOffset), nameof(byteCount));
+        using var from = source.Lease(sourceOffset, byteCount, nameof(sourceOffset), nameof(byteCount));
+        using var to = Lease(destinationOffset, byteCount, nameof(destinationOffset), nameof(byteCount));
         if (byteCount == 0) return;
-        _context.Bind();
-        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoDAsync((ulong)handle + (ulong)destinationOffset, source.Address + (ulong)sourceOffset,
-                                                                  (nuint)byteCount, stream.Handle), "cuMemcpyDtoDAsync");
+        CudaDriverNative.Check(CudaDriverNative.cuMemcpyDtoDAsync(to.Address, from.Address, (nuint)byteCount, stream), "cuMemcpyDtoDAsync");
     }
 
     /// <summary>Sets every byte of the allocation to <paramref name="value"/> (see the remarks on ordering).</summary>
@@ -160,19 +133,17 @@ public sealed unsafe class DeviceMemory : CudaHandle
     /// <exception cref="ArgumentException">The range falls outside the allocation.</exception>
     public void FillBytes(byte value, long byteOffset, long byteCount)
     {
-        CheckRange(byteOffset, byteCount, nameof(byteOffset), nameof(byteCount));
+        using var range = Lease(byteOffset, byteCount, nameof(byteOffset), nameof(byteCount));
         if (byteCount == 0) return;
-        _context.Bind();
-        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8((ulong)handle + (ulong)byteOffset, value, (nuint)byteCount), "cuMemsetD8");
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8(range.Address, value, (nuint)byteCount), "cuMemsetD8");
     }
 
     /// <summary>Queues setting every byte of the allocation to <paramref name="value"/> on <paramref name="stream"/>.</summary>
     public void FillBytesAsync(byte value, CudaStream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        ObjectDisposedException.ThrowIf(IsClosed, this);
-        _context.Bind();
-        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8Async((ulong)handle, value, (nuint)ByteLength, stream.Handle), "cuMemsetD8Async");
+        using var range = Lease(0, ByteLength, "byteOffset", "byteCount");
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD8Async(range.Address, value, (nuint)ByteLength, stream), "cuMemsetD8Async");
     }
 
     /// <summary>
@@ -180,12 +151,7 @@ public sealed unsafe class DeviceMemory : CudaHandle
     /// to fill with a float, for example a NaN poison); see the remarks on ordering.
     /// </summary>
     /// <exception cref="InvalidOperationException">The allocation is not a whole number of 32-bit words.</exception>
-    public void FillUInt32(uint value)
-    {
-        if (ByteLength % sizeof(uint) != 0)
-            throw new InvalidOperationException($"{ByteLength} bytes are not a whole number of 32-bit words.");
-        FillUInt32(value, 0, ByteLength / sizeof(uint));
-    }
+    public void FillUInt32(uint value) => FillUInt32(value, 0, WholeWords);
 
     /// <summary>Sets <paramref name="count"/> 32-bit words from <paramref name="byteOffset"/> to <paramref name="value"/> (see the remarks on ordering).</summary>
     /// <exception cref="ArgumentException">The offset is not 4-byte aligned or the range falls outside the allocation.</exception>
@@ -194,10 +160,9 @@ public sealed unsafe class DeviceMemory : CudaHandle
         if (byteOffset % sizeof(uint) != 0)
             throw new ArgumentException($"the offset {byteOffset} is not a multiple of 4 bytes.", nameof(byteOffset));
         ArgumentOutOfRangeException.ThrowIfNegative(count);
-        CheckRange(byteOffset, count * sizeof(uint), nameof(byteOffset), nameof(count));
+        using var range = Lease(byteOffset, count * sizeof(uint), nameof(byteOffset), nameof(count));
         if (count == 0) return;
-        _context.Bind();
-        CudaDriverNative.Check(CudaDriverNative.cuMemsetD32((ulong)handle + (ulong)byteOffset, value, (nuint)count), "cuMemsetD32");
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD32(range.Address, value, (nuint)count), "cuMemsetD32");
     }
 
     /// <summary>Queues setting every 32-bit word of the allocation to <paramref name="value"/> on <paramref name="stream"/>.</summary>
@@ -205,12 +170,9 @@ public sealed unsafe class DeviceMemory : CudaHandle
     public void FillUInt32Async(uint value, CudaStream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        ObjectDisposedException.ThrowIf(IsClosed, this);
-        if (ByteLength % sizeof(uint) != 0)
-            throw new InvalidOperationException($"{ByteLength} bytes are not a whole number of 32-bit words.");
-        _context.Bind();
-        CudaDriverNative.Check(CudaDriverNative.cuMemsetD32Async((ulong)handle, value, (nuint)(ByteLength / sizeof(uint)), stream.Handle),
-                               "cuMemsetD32Async");
+        var count = WholeWords;
+        using var range = Lease(0, ByteLength, "byteOffset", "byteCount");
+        CudaDriverNative.Check(CudaDriverNative.cuMemsetD32Async(range.Address, value, (nuint)count, stream), "cuMemsetD32Async");
     }
 
     /// <summary>
@@ -228,18 +190,34 @@ public sealed unsafe class DeviceMemory : CudaHandle
                 $"{byteCount} bytes at offset {byteOffset} reach past the end of the {byteLength}-byte allocation.", countName);
     }
 
-    private void CheckRange(long byteOffset, long byteCount, string offsetName, string countName)
+    /// <summary>The allocation's length in 32-bit words.</summary>
+    /// <exception cref="InvalidOperationException">The allocation is not a whole number of 32-bit words.</exception>
+    private long WholeWords => ByteLength % sizeof(uint) == 0
+        ? ByteLength / sizeof(uint)
+        : throw new InvalidOperationException($"{ByteLength} bytes are not a whole number of 32-bit words.");
+
+    /// <summary>
+    /// Checks a range of this allocation, makes its context current and holds the allocation until the returned lease is
+    /// disposed, so a <see cref="IDisposable.Dispose"/> on another thread cannot free it during the call.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The memory was freed.</exception>
+    private DeviceRange Lease(long byteOffset, long byteCount, string offsetName, string countName)
     {
         ValidateRange(ByteLength, byteOffset, byteCount, offsetName, countName);
-        ObjectDisposedException.ThrowIf(IsClosed, this);
+        Context.MakeCurrent();
+        return new DeviceRange(new HandleLease(this), byteOffset);
     }
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
+    /// <summary>A held allocation and the device address of a checked offset into it.</summary>
+    private readonly ref struct DeviceRange(HandleLease lease, long byteOffset)
     {
-        var freed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                    && CudaDriverNative.cuMemFree((ulong)handle) == CudaDriverNative.CUDA_SUCCESS;
-        _context.RemoveDependent();
-        return freed;
+        private readonly HandleLease _lease = lease;
+
+        /// <summary>The device address of the range's first byte.</summary>
+        public ulong Address => (ulong)_lease.Value + (ulong)byteOffset;
+
+        public void Dispose() => _lease.Dispose();
     }
+
+    private protected override bool Destroy(IntPtr handle) => Released(CudaDriverNative.cuMemFree(handle), "cuMemFree");
 }

@@ -4,16 +4,9 @@ namespace Keel.Cuda.Driver;
 /// Page-locked host memory (<c>cuMemAllocHost</c>), freed on <see cref="IDisposable.Dispose"/>. Copies between it and
 /// device memory on a stream run asynchronously and at full bus speed.
 /// </summary>
-public sealed unsafe class PinnedHostMemory : CudaHandle
+public sealed unsafe class PinnedHostMemory : ContextBoundHandle
 {
-    private readonly CudaContext _context;
-
-    private PinnedHostMemory(CudaContext context, IntPtr pointer, long byteLength)
-    {
-        _context = context;
-        ByteLength = byteLength;
-        SetHandle(pointer);
-    }
+    private PinnedHostMemory(CudaContext context, long byteLength) : base(context) => ByteLength = byteLength;
 
     /// <summary>The host address of the first byte.</summary>
     /// <exception cref="ObjectDisposedException">The memory was freed.</exception>
@@ -38,18 +31,11 @@ public sealed unsafe class PinnedHostMemory : CudaHandle
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(byteLength);
-        context.AddDependent();
-        try
-        {
-            context.Bind();
-            CudaDriverNative.Check(CudaDriverNative.cuMemAllocHost(out var pointer, (nuint)byteLength), "cuMemAllocHost");
-            return new PinnedHostMemory(context, pointer, byteLength);
-        }
-        catch
-        {
-            context.RemoveDependent();
-            throw;
-        }
+        context.MakeCurrent();
+        var memory = new PinnedHostMemory(context, byteLength);
+        memory.Create((nuint)byteLength, static (bytes, out pointer) =>
+            CudaDriverNative.Check(CudaDriverNative.cuMemAllocHost(out pointer, bytes), "cuMemAllocHost"));
+        return memory;
     }
 
     /// <summary>Allocates room for <paramref name="count"/> elements of <typeparamref name="T"/>.</summary>
@@ -70,12 +56,5 @@ public sealed unsafe class PinnedHostMemory : CudaHandle
         return new Span<T>((void*)Pointer, (int)count);
     }
 
-    /// <inheritdoc />
-    protected override bool ReleaseHandle()
-    {
-        var freed = CudaDriverNative.cuCtxSetCurrent(_context.Handle) == CudaDriverNative.CUDA_SUCCESS
-                    && CudaDriverNative.cuMemFreeHost(handle) == CudaDriverNative.CUDA_SUCCESS;
-        _context.RemoveDependent();
-        return freed;
-    }
+    private protected override bool Destroy(IntPtr handle) => Released(CudaDriverNative.cuMemFreeHost(handle), "cuMemFreeHost");
 }

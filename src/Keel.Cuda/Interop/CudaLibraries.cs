@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Keel.Cuda.Driver;
 
 namespace Keel.Cuda.Interop;
 
@@ -18,15 +20,32 @@ namespace Keel.Cuda.Interop;
 /// environment, the user's and the system's Python;</item>
 /// <item>the system loader's own search (<c>ld.so.cache</c>) by soname.</item>
 /// </list>
-/// Within each place the sonames are tried newest CUDA first (13, 12, 11). A miss raises
-/// <see cref="CudaLibraryNotFoundException"/> listing every candidate tried.
+/// Within each place the sonames are tried newest CUDA first (13, 12, 11). A library of a newer CUDA than the installed
+/// driver supports (<c>cuDriverGetVersion</c>) is passed over, since that driver cannot run it (see
+/// <see cref="CudaLibraryChoice"/>); without a driver every version is a candidate. <see cref="Choice"/> says what was
+/// chosen and why. A miss raises <see cref="CudaLibraryNotFoundException"/> listing every candidate tried.
 /// </summary>
 public static class CudaLibraries
 {
     private static readonly ConcurrentDictionary<CudaLibrary, Lazy<LoadResult>> Results = new();
+    private static readonly Lazy<CudaDriverSupport> Support = new(ProbeDriverSupport);
 
     /// <summary>The logical names the bindings use in <c>[LibraryImport]</c>.</summary>
     internal const string DriverName = "cuda", NvrtcName = "nvrtc", CublasName = "cublas", CublasLtName = "cublasLt";
+
+    /// <summary>
+    /// Every library the resolver knows, one row each: its import name, an export that identifies it, the sonames to try
+    /// (newest CUDA first) and a library to load before it. A new binding adds a <see cref="CudaLibrary"/> member and a row.
+    /// </summary>
+    private static readonly LibraryEntry[] Table =
+    [
+        new(CudaLibrary.Driver, DriverName, "cuInit", [new("libcuda.so.1"), new("libcuda.so")]),
+        new(CudaLibrary.Nvrtc, NvrtcName, "nvrtcVersion", CudaVersioned("libnvrtc.so", "13", "12", "11.2")),
+        // libcublas needs libcublasLt. Loading it first, from wherever it is found, satisfies that dependency by soname
+        // even when the folder is known only to KEEL_CUDA_LIBRARY_PATH and not to the system loader.
+        new(CudaLibrary.Cublas, CublasName, "cublasCreate_v2", CudaVersioned("libcublas.so", "13", "12", "11"), LoadFirst: CudaLibrary.CublasLt),
+        new(CudaLibrary.CublasLt, CublasLtName, "cublasLtCreate", CudaVersioned("libcublasLt.so", "13", "12", "11")),
+    ];
 
     // The resolver must be in place before the first P/Invoke of this assembly runs, whoever calls it first.
     [ModuleInitializer]
@@ -35,18 +54,17 @@ public static class CudaLibraries
         NativeLibrary.SetDllImportResolver(typeof(CudaLibraries).Assembly, ResolveImport);
 
     /// <summary>The sonames tried for <paramref name="library"/>, newest CUDA first.</summary>
-    public static IReadOnlyList<string> SonamesOf(CudaLibrary library) => library switch
-    {
-        CudaLibrary.Driver => ["libcuda.so.1", "libcuda.so"],
-        CudaLibrary.Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2", "libnvrtc.so"],
-        CudaLibrary.Cublas => ["libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"],
-        CudaLibrary.CublasLt => ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"],
-        _ => throw new ArgumentOutOfRangeException(nameof(library), library, null),
-    };
+    public static IReadOnlyList<string> SonamesOf(CudaLibrary library) => Entry(library).Sonames.Select(s => s.Name).ToList();
 
     /// <summary>A human name for <paramref name="library"/> with its sonames, for messages.</summary>
     public static string Describe(CudaLibrary library) =>
         $"{library} library ({string.Join(", ", SonamesOf(library))})";
+
+    /// <summary>
+    /// What the installed driver allows, read once with <c>cuDriverGetVersion</c> (which needs no <c>cuInit</c>) when the
+    /// driver library loads; the libraries are chosen by it.
+    /// </summary>
+    public static CudaDriverSupport DriverSupport => Support.Value;
 
     /// <summary>Loads <paramref name="library"/> if it has not been loaded yet; throws if it cannot be found.</summary>
     /// <exception cref="CudaLibraryNotFoundException">No candidate could be loaded.</exception>
@@ -55,17 +73,27 @@ public static class CudaLibraries
     /// <summary>Tries to load <paramref name="library"/>; returns where it came from, or why it did not.</summary>
     public static bool TryLoad(CudaLibrary library, out string path, out CudaLibraryNotFoundException? error)
     {
-        var result = Results.GetOrAdd(library, l => new Lazy<LoadResult>(() => Probe(l))).Value;
+        var result = Result(library);
         path = result.Path ?? "";
         error = result.Error;
         return result.Handle != IntPtr.Zero;
+    }
+
+    /// <summary>
+    /// Loads <paramref name="library"/> if it has not been loaded yet and says how it was chosen: the file, the candidates
+    /// passed over and why (by <see cref="DriverSupport"/>), or every place tried.
+    /// </summary>
+    public static CudaLibraryChoiceReport Choice(CudaLibrary library)
+    {
+        var result = Result(library);
+        return new CudaLibraryChoiceReport(library, result.Path, result.Skipped, result.Error);
     }
 
     /// <summary>The native handle of <paramref name="library"/>, loading it on first use.</summary>
     /// <exception cref="CudaLibraryNotFoundException">No candidate could be loaded.</exception>
     public static IntPtr Load(CudaLibrary library)
     {
-        var result = Results.GetOrAdd(library, l => new Lazy<LoadResult>(() => Probe(l))).Value;
+        var result = Result(library);
         return result.Handle != IntPtr.Zero ? result.Handle : throw result.Error!;
     }
 
@@ -86,38 +114,38 @@ public static class CudaLibraries
         return folders.Distinct(StringComparer.Ordinal).ToList();
     }
 
+    private static LoadResult Result(CudaLibrary library) =>
+        Results.GetOrAdd(library, l => new Lazy<LoadResult>(() => Probe(l))).Value;
+
     private static IntPtr ResolveImport(string name, Assembly assembly, DllImportSearchPath? searchPath)
     {
-        CudaLibrary? library = name switch
-        {
-            DriverName => CudaLibrary.Driver,
-            NvrtcName => CudaLibrary.Nvrtc,
-            CublasName => CudaLibrary.Cublas,
-            CublasLtName => CudaLibrary.CublasLt,
-            _ => null,
-        };
         // Throwing here gives the caller the full probe report instead of the runtime's generic
         // "unable to load shared library" message.
-        return library is { } l ? Load(l) : IntPtr.Zero;
+        foreach (var entry in Table)
+            if (entry.ImportName == name) return Load(entry.Library);
+        return IntPtr.Zero;
     }
 
     private static LoadResult Probe(CudaLibrary library)
     {
-        // libcublas needs libcublasLt. Loading it first, from wherever it is found, satisfies that dependency
-        // by soname even when the folder is known only to KEEL_CUDA_LIBRARY_PATH and not to the system loader.
-        if (library == CudaLibrary.Cublas) TryLoad(CudaLibrary.CublasLt, out _, out _);
-        return Probe(library, SearchFolders(), useSystemLoader: true);
+        var entry = Entry(library);
+        if (entry.LoadFirst is { } first) TryLoad(first, out _, out _);
+        // The driver's version decides the others; the driver itself is what it is.
+        var driver = library == CudaLibrary.Driver ? null : DriverSupport;
+        return Probe(library, SearchFolders(), useSystemLoader: true, driver);
     }
 
     /// <summary>
-    /// Tries each soname of <paramref name="library"/> in each of <paramref name="folders"/>, then, when
-    /// <paramref name="useSystemLoader"/> is set, by soname through the system loader. Separate from the
-    /// environment so that tests can probe folders of their own.
+    /// Finds <paramref name="library"/>'s sonames in each of <paramref name="folders"/>, then, when
+    /// <paramref name="useSystemLoader"/> is set, by soname through the system loader; passes over what
+    /// <paramref name="driver"/> cannot run (null: nothing), and loads the first candidate left that loads. Separate from
+    /// the environment so that tests can probe folders, and a driver, of their own.
     /// </summary>
-    internal static LoadResult Probe(CudaLibrary library, IReadOnlyList<string> folders, bool useSystemLoader)
+    internal static LoadResult Probe(CudaLibrary library, IReadOnlyList<string> folders, bool useSystemLoader, CudaDriverSupport? driver)
     {
         var attempts = new List<string>();
-        var sonames = SonamesOf(library);
+        var found = new List<LibraryCandidate>();
+        var sonames = Entry(library).Sonames;
         foreach (var folder in folders)
         {
             if (!Directory.Exists(folder))
@@ -128,20 +156,47 @@ public static class CudaLibraries
             var present = false;
             foreach (var soname in sonames)
             {
-                var candidate = Path.Combine(folder, soname);
+                var candidate = Path.Combine(folder, soname.Name);
                 if (!File.Exists(candidate)) continue;
                 present = true;
-                if (TryLoadFile(candidate, attempts, out var handle)) return new LoadResult(handle, candidate, null);
+                found.Add(new LibraryCandidate(candidate, soname));
             }
-            if (!present) attempts.Add($"{folder}: none of {string.Join(", ", sonames)}");
+            if (!present) attempts.Add($"{folder}: none of {string.Join(", ", sonames.Select(s => s.Name))}");
         }
-        foreach (var soname in useSystemLoader ? sonames : [])
+        if (useSystemLoader) found.AddRange(sonames.Select(s => new LibraryCandidate(s.Name, s, BySystemLoader: true)));
+
+        var (usable, skipped) = driver is null ? (found, []) : CudaLibraryChoice.Choose(found, driver);
+        foreach (var candidate in usable)
         {
-            if (NativeLibrary.TryLoad(soname, out var handle))
-                return new LoadResult(handle, LoadedPathOf(handle, library) ?? soname, null);
-            attempts.Add($"{soname}: not found by the system loader");
+            if (candidate.BySystemLoader)
+            {
+                if (NativeLibrary.TryLoad(candidate.Location, out var loaded))
+                    return new LoadResult(loaded, LoadedPathOf(loaded, library) ?? candidate.Location, skipped, null);
+                attempts.Add($"{candidate.Location}: not found by the system loader");
+            }
+            else if (TryLoadFile(candidate.Location, attempts, out var handle))
+            {
+                return new LoadResult(handle, candidate.Location, skipped, null);
+            }
         }
-        return new LoadResult(IntPtr.Zero, null, new CudaLibraryNotFoundException(library, attempts));
+        attempts.AddRange(skipped.Select(s => $"{s}: passed over"));
+        if (skipped.Count > 0) attempts.Add($"({driver!.Basis})");
+        return new LoadResult(IntPtr.Zero, null, skipped, new CudaLibraryNotFoundException(library, attempts));
+    }
+
+    /// <summary>
+    /// Reads the driver's CUDA version once the driver library is loaded. <c>cuDriverGetVersion</c> needs no
+    /// <c>cuInit</c>, so it works (and costs nothing) on a machine whose driver sees no GPU.
+    /// </summary>
+    private static CudaDriverSupport ProbeDriverSupport()
+    {
+        if (!TryLoad(CudaLibrary.Driver, out _, out var missing))
+            return CudaDriverSupport.None($"no CUDA driver ({missing!.Attempts.Count} places tried)");
+        var status = CudaDriverNative.cuDriverGetVersion(out var encoded);
+        if (status != 0 || encoded <= 0)
+            return CudaDriverSupport.None($"the CUDA driver did not report its version (cuDriverGetVersion status {status}, a stub library?)");
+        // Encoded as 1000 * major + 10 * minor (cuda.h, cuDriverGetVersion).
+        return CudaDriverSupport.Of(new Version(encoded / 1000, encoded % 1000 / 10));
     }
 
     private static bool TryLoadFile(string path, List<string> attempts, out IntPtr handle)
@@ -190,14 +245,14 @@ public static class CudaLibraries
         return null;
     }
 
-    private static string KnownExportOf(CudaLibrary library) => library switch
-    {
-        CudaLibrary.Driver => "cuInit",
-        CudaLibrary.Nvrtc => "nvrtcVersion",
-        CudaLibrary.Cublas => "cublasCreate_v2",
-        CudaLibrary.CublasLt => "cublasLtCreate",
-        _ => throw new ArgumentOutOfRangeException(nameof(library), library, null),
-    };
+    private static string KnownExportOf(CudaLibrary library) => Entry(library).KnownExport;
+
+    private static LibraryEntry Entry(CudaLibrary library) =>
+        Array.Find(Table, e => e.Library == library) ?? throw new ArgumentOutOfRangeException(nameof(library), library, null);
+
+    /// <summary><paramref name="stem"/>.<c>version</c> for each version (newest first), then the unversioned <paramref name="stem"/>.</summary>
+    private static CudaSoname[] CudaVersioned(string stem, params string[] versions) =>
+        [.. versions.Select(v => new CudaSoname($"{stem}.{v}", int.Parse(v.Split('.')[0], CultureInfo.InvariantCulture))), new CudaSoname(stem)];
 
     private static void AddPathList(List<string> folders, string? list)
     {
@@ -241,6 +296,17 @@ public static class CudaLibraries
         }
     }
 
-    /// <summary>The outcome of one probe: the loaded handle and its path, or the report of every place tried.</summary>
-    internal sealed record LoadResult(IntPtr Handle, string? Path, CudaLibraryNotFoundException? Error);
+    /// <summary>One row of the resolver's table.</summary>
+    private sealed record LibraryEntry(CudaLibrary Library, string ImportName, string KnownExport, CudaSoname[] Sonames,
+                                       CudaLibrary? LoadFirst = null);
+
+    /// <summary>The outcome of one probe: the loaded handle and its path, or the report of every place tried; the candidates passed over.</summary>
+    internal sealed record LoadResult(IntPtr Handle, string? Path, IReadOnlyList<string> Skipped, CudaLibraryNotFoundException? Error);
 }
+
+/// <summary>How <see cref="CudaLibraries"/> chose one library, for <c>keel info</c>.</summary>
+/// <param name="Library">The library.</param>
+/// <param name="Path">The file loaded; null when none could be.</param>
+/// <param name="Skipped">Candidates found but passed over, each as "location: reason".</param>
+/// <param name="Error">Every place tried, when nothing was loaded.</param>
+public sealed record CudaLibraryChoiceReport(CudaLibrary Library, string? Path, IReadOnlyList<string> Skipped, CudaLibraryNotFoundException? Error);

@@ -57,10 +57,11 @@ public static unsafe class NvrtcCompiler
         var optionPtrs = stackalloc byte*[Math.Max(1, options.Count)];
         for (var i = 0; i < options.Count; i++) optionPtrs[i] = strings.Add(options[i]);
 
-        NvrtcNative.Check(NvrtcNative.nvrtcCreateProgram(out var program, strings.Add(source), strings.Add(name),
-            headerNames.Length, headerPtrs, includePtrs), "nvrtcCreateProgram");
-        try
+        var created = NvrtcNative.nvrtcCreateProgram(out var program, strings.Add(source), strings.Add(name),
+                                                     headerNames.Length, headerPtrs, includePtrs);
+        using (program)
         {
+            NvrtcNative.Check(program.DiscardUnlessCreated(created), "nvrtcCreateProgram");
             var status = NvrtcNative.nvrtcCompileProgram(program, options.Count, optionPtrs);
             var log = ReadLog(program);
             if (status == NvrtcCompilationError) return new NvrtcResult(false, log, []);
@@ -68,15 +69,11 @@ public static unsafe class NvrtcCompiler
             var image = output == NvrtcOutput.Cubin ? ReadCubin(program) : ReadPtx(program);
             return new NvrtcResult(true, log, image);
         }
-        finally
-        {
-            NvrtcNative.Check(NvrtcNative.nvrtcDestroyProgram(ref program), "nvrtcDestroyProgram");
-        }
     }
 
     private const int NvrtcCompilationError = 6;
 
-    private static string ReadLog(IntPtr program)
+    private static string ReadLog(NvrtcProgram program)
     {
         NvrtcNative.Check(NvrtcNative.nvrtcGetProgramLogSize(program, out var size), "nvrtcGetProgramLogSize");
         var bytes = new byte[(int)size];
@@ -84,7 +81,7 @@ public static unsafe class NvrtcCompiler
         return Encoding.UTF8.GetString(bytes).TrimEnd('\0').TrimEnd();
     }
 
-    private static byte[] ReadCubin(IntPtr program)
+    private static byte[] ReadCubin(NvrtcProgram program)
     {
         NvrtcNative.Check(NvrtcNative.nvrtcGetCUBINSize(program, out var size), "nvrtcGetCUBINSize");
         var bytes = new byte[(int)size];
@@ -92,7 +89,7 @@ public static unsafe class NvrtcCompiler
         return bytes;
     }
 
-    private static byte[] ReadPtx(IntPtr program)
+    private static byte[] ReadPtx(NvrtcProgram program)
     {
         NvrtcNative.Check(NvrtcNative.nvrtcGetPTXSize(program, out var size), "nvrtcGetPTXSize");
         var bytes = new byte[(int)size];

@@ -3,7 +3,11 @@ using Keel.Cuda.Interop;
 
 namespace Keel.Cuda.Nvrtc;
 
-/// <summary>Raw NVRTC entry points (nvrtc.h). Every call returns an <c>nvrtcResult</c>; callers check it.</summary>
+/// <summary>
+/// Raw NVRTC entry points (nvrtc.h). Every call returns an <c>nvrtcResult</c>; callers check it. A program is passed as
+/// its <see cref="NvrtcProgram"/> handle (created by the marshaller), except to <c>nvrtcDestroyProgram</c>, which its
+/// release calls with the raw value.
+/// </summary>
 internal static unsafe partial class NvrtcNative
 {
     private const string Lib = CudaLibraries.NvrtcName;
@@ -14,16 +18,16 @@ internal static unsafe partial class NvrtcNative
     [LibraryImport(Lib)] internal static partial int nvrtcGetSupportedArchs(int* archs);
 
     [LibraryImport(Lib)]
-    internal static partial int nvrtcCreateProgram(out IntPtr program, byte* source, byte* name, int headerCount, byte** headers, byte** includeNames);
+    internal static partial int nvrtcCreateProgram(out NvrtcProgram program, byte* source, byte* name, int headerCount, byte** headers, byte** includeNames);
 
     [LibraryImport(Lib)] internal static partial int nvrtcDestroyProgram(ref IntPtr program);
-    [LibraryImport(Lib)] internal static partial int nvrtcCompileProgram(IntPtr program, int optionCount, byte** options);
-    [LibraryImport(Lib)] internal static partial int nvrtcGetProgramLogSize(IntPtr program, out nuint size);
-    [LibraryImport(Lib)] internal static partial int nvrtcGetProgramLog(IntPtr program, byte* log);
-    [LibraryImport(Lib)] internal static partial int nvrtcGetPTXSize(IntPtr program, out nuint size);
-    [LibraryImport(Lib)] internal static partial int nvrtcGetPTX(IntPtr program, byte* ptx);
-    [LibraryImport(Lib)] internal static partial int nvrtcGetCUBINSize(IntPtr program, out nuint size);
-    [LibraryImport(Lib)] internal static partial int nvrtcGetCUBIN(IntPtr program, byte* cubin);
+    [LibraryImport(Lib)] internal static partial int nvrtcCompileProgram(NvrtcProgram program, int optionCount, byte** options);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetProgramLogSize(NvrtcProgram program, out nuint size);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetProgramLog(NvrtcProgram program, byte* log);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetPTXSize(NvrtcProgram program, out nuint size);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetPTX(NvrtcProgram program, byte* ptx);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetCUBINSize(NvrtcProgram program, out nuint size);
+    [LibraryImport(Lib)] internal static partial int nvrtcGetCUBIN(NvrtcProgram program, byte* cubin);
 
     /// <summary>Throws <see cref="CudaException"/> naming <paramref name="call"/> unless <paramref name="result"/> is NVRTC_SUCCESS.</summary>
     internal static void Check(int result, string call)

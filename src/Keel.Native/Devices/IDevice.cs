@@ -1,3 +1,4 @@
+using Keel.Native.Kernels;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
 
@@ -28,6 +29,28 @@ public interface IDevice : IDisposable
     /// <summary>A description for logs, such as <c>cuda:0 NVIDIA H100 80GB HBM3 (sm_90)</c>.</summary>
     string Name { get; }
 
+    // ---------------------------------------------------------------------------------------------- capabilities
+    // What a device offers beyond the op set. A device that wraps another (ProfiledDevice) answers for it, so callers
+    // ask these rather than testing the device's type.
+
+    /// <summary>
+    /// Where this device's kernels compile and launch: its SM count (the emulator's worker threads), which sizes some
+    /// kernels' scratch, and the profiler its launches report to. Null for the CPU device, whose ops are the C# reference.
+    /// </summary>
+    IKernelRuntime? Kernels { get; }
+
+    /// <summary>The device's own memory now, as its driver reports it; null where tensors live in host memory (the CPU and emulated devices).</summary>
+    DeviceMemoryInfo? QueryMemory();
+
+    /// <summary>Recording queued work into graphs that replay it with one launch (CUDA graphs on a GPU); null where the device cannot.</summary>
+    IGraphCapture? GraphCapture { get; }
+
+    /// <summary>
+    /// A new profiler with the clock that times this device's work: CUDA events on a GPU's stream (asynchronous, resolved at
+    /// <see cref="KernelProfiler.Flush"/>), the host clock on devices that run synchronously. The caller owns it.
+    /// </summary>
+    KernelProfiler CreateProfiler();
+
     // ---------------------------------------------------------------------------------------------- memory
 
     /// <summary>Allocates an uninitialized tensor (at least 16-byte aligned).</summary>
@@ -47,6 +70,17 @@ public interface IDevice : IDisposable
 
     /// <summary>Waits until all work issued so far has finished.</summary>
     void Synchronize();
+
+    /// <summary>
+    /// Makes the kernel scratch buffer <paramref name="scratch"/> hold at least <paramref name="bytes"/> now rather than at
+    /// the first op that needs it, so that later ops allocate nothing and a CUDA graph captured later keeps valid
+    /// addresses (a <see cref="Model.KeelModel"/> reserves what its memory plan counts). Devices whose ops are not kernels
+    /// (the CPU) have no such scratch and ignore it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The buffer must grow while a captured CUDA graph keeps its address.</exception>
+    void ReserveScratch(Kernels.KernelScratch scratch, long bytes)
+    {
+    }
 
     // ---------------------------------------------------------------------------------------------- ops
 
@@ -123,7 +157,9 @@ public interface IDevice : IDisposable
 
     /// <summary>
     /// result[0] = ‖gradients‖₂ and result[1] = the clip factor min(1, maxNorm / (norm + 1e-6)) (1 when
-    /// maxNorm ≤ 0), both fp32, computed on the device (no host synchronization), deterministically.
+    /// maxNorm ≤ 0), both fp32, computed on the device, deterministically; on a GPU the op queues its kernels and
+    /// returns without waiting, and <see cref="AdamW"/> reads the clip factor from the device. Reading result back
+    /// (as the trainer does, to report the norm) waits for them.
     /// </summary>
     void GradientNorm(Tensor gradients, float maxNorm, Tensor result);
 

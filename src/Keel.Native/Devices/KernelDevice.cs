@@ -10,6 +10,11 @@ namespace Keel.Native.Devices;
 /// the typed launchers on an <see cref="IKernelRuntime"/>. Subclasses supply memory, copies and the GEMM
 /// (cuBLAS on the GPU, the reference GEMM under emulation). A kernel family is compiled and loaded the first
 /// time one of its ops runs.
+/// <para>
+/// The launchers' scratch is the device's <see cref="Workspace"/>: the one place launchers get device memory from
+/// (they never call back into the device), sized before a step by what the model's memory plan counted
+/// (<see cref="ReserveScratch"/>) and kept where it is while a CUDA graph captured with it is open.
+/// </para>
 /// </summary>
 public abstract class KernelDevice : IDevice
 {
@@ -21,36 +26,52 @@ public abstract class KernelDevice : IDevice
     private readonly ResidualNormKernels _residualNorm;
     private readonly Lazy<AttentionKernels> _attention;
     private readonly Lazy<RopeKernels> _rope;
-    private readonly Func<long, Tensor> _attentionWorkspace;
-    private DeviceBuffer? _normPartials;
-    private DeviceBuffer? _attentionScratch;
-    private DeviceBuffer? _ropeTable;
-    private (int HeadDim, float Theta, int Positions) _ropeTableKey;
+    private bool _tokenCheckPending;
 
     /// <summary>Launches kernels on <paramref name="runtime"/>.</summary>
     protected KernelDevice(IKernelRuntime runtime)
     {
         Runtime = runtime;
+        // Scratch is Int32 words; the delegates run after the subclass is constructed, at the first use.
+        Workspace = new KernelWorkspace(bytes => Allocate(DType.Int32, new TensorShape((bytes + 3) / 4)), Clear, SynchronizeCore);
+        var workspace = Workspace;
         _cast = new(() => new CastKernels(runtime));
-        _optimizer = new(() => new OptimizerKernels(runtime));
+        _optimizer = new(() => new OptimizerKernels(runtime, workspace));
         // These launchers load their kernels on first use, after checking the arguments.
         _activations = new ActivationKernels(runtime);
-        _embedding = new(() => new EmbeddingKernels(runtime, this));
+        _embedding = new(() => new EmbeddingKernels(runtime, workspace));
         _crossEntropy = new CrossEntropyKernels(runtime);
-        _residualNorm = new ResidualNormKernels(runtime, this);
-        _attention = new(() => new AttentionKernels(runtime));
-        _rope = new(() => new RopeKernels(runtime));
-        _attentionWorkspace = AttentionWorkspace;
+        _residualNorm = new ResidualNormKernels(runtime, workspace);
+        _attention = new(() => new AttentionKernels(runtime, workspace));
+        _rope = new(() => new RopeKernels(runtime, workspace));
     }
 
     /// <summary>Where this device's kernels compile and launch.</summary>
     public IKernelRuntime Runtime { get; }
+
+    /// <summary>The kernel launchers' scratch buffers on this device, which it owns.</summary>
+    public KernelWorkspace Workspace { get; }
+
+    /// <inheritdoc />
+    public void ReserveScratch(KernelScratch scratch, long bytes) => Workspace.Reserve(scratch, bytes);
 
     /// <inheritdoc />
     public abstract DeviceKind Kind { get; }
 
     /// <inheritdoc />
     public abstract string Name { get; }
+
+    /// <inheritdoc />
+    IKernelRuntime? IDevice.Kernels => Runtime;
+
+    /// <inheritdoc />
+    public virtual DeviceMemoryInfo? QueryMemory() => null;
+
+    /// <inheritdoc />
+    public virtual IGraphCapture? GraphCapture => null;
+
+    /// <inheritdoc />
+    public virtual KernelProfiler CreateProfiler() => KernelProfiler.WallClock();
 
     /// <inheritdoc />
     public abstract DeviceBuffer Allocate(DType dtype, TensorShape shape);
@@ -97,12 +118,7 @@ public abstract class KernelDevice : IDevice
     }
 
     /// <inheritdoc />
-    public void GradientNorm(Tensor gradients, float maxNorm, Tensor result)
-    {
-        // The partial sums live in a buffer allocated on first use, so later steps allocate nothing.
-        _normPartials ??= Allocate(DType.Float32, new TensorShape(OptimizerKernels.MaxPartials));
-        _optimizer.Value.GradientNorm(gradients, maxNorm, _normPartials, result);
-    }
+    public void GradientNorm(Tensor gradients, float maxNorm, Tensor result) => _optimizer.Value.GradientNorm(gradients, maxNorm, result);
 
     /// <inheritdoc />
     public void AdamW(AdamWOptions options, int step, float learningRate, Tensor parameters, Tensor gradients,
@@ -116,19 +132,17 @@ public abstract class KernelDevice : IDevice
         _residualNorm.Forward(options, x, f, outNorm, inNorm, y, z, statistics);
 
     /// <inheritdoc />
-    /// <remarks>dz must be BFloat16 here (or empty without InputNorm); the gradient sums go through scratch the launcher keeps.</remarks>
+    /// <remarks>dz must be BFloat16 here (or empty without InputNorm); the gradient sums go through the workspace's <see cref="KernelScratch.ResidualNormPartials"/>.</remarks>
     public void ResidualNormBackward(ResidualNormOptions options, Tensor x, Tensor f, Tensor y, NormWeights outNorm, NormWeights inNorm,
                                      NormStatistics statistics, Tensor dy, Tensor dz, Tensor dx, Tensor df,
                                      NormWeights outNormGradients, NormWeights inNormGradients) =>
         _residualNorm.Backward(options, x, f, y, outNorm, inNorm, statistics, dy, dz, dx, df, outNormGradients, inNormGradients);
 
     /// <inheritdoc />
-    public void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) =>
-        RopeRotate(x, output, theta, inverse: false, nameof(x), nameof(output));
+    public void RopeForward(Tensor x, Tensor output, float theta = Rope.DefaultTheta) => _rope.Value.Rotate(x, output, theta, inverse: false);
 
     /// <inheritdoc />
-    public void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) =>
-        RopeRotate(dOutput, dx, theta, inverse: true, nameof(dOutput), nameof(dx));
+    public void RopeBackward(Tensor dOutput, Tensor dx, float theta = Rope.DefaultTheta) => _rope.Value.Rotate(dOutput, dx, theta, inverse: true);
 
     /// <inheritdoc />
     public void AttentionForward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp) =>
@@ -137,7 +151,7 @@ public abstract class KernelDevice : IDevice
     /// <inheritdoc />
     public void AttentionBackward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp,
                                   Tensor dOutput, Tensor dq, Tensor dk, Tensor dv) =>
-        _attention.Value.Backward(options, q, k, v, output, logSumExp, dOutput, dq, dk, dv, _attentionWorkspace);
+        _attention.Value.Backward(options, q, k, v, output, logSumExp, dOutput, dq, dk, dv);
 
     /// <inheritdoc />
     /// <remarks>BFloat16 or Float32 tensors, all of one type; F a multiple of 8; 16-byte aligned.</remarks>
@@ -161,11 +175,19 @@ public abstract class KernelDevice : IDevice
     /// reported as <see cref="ArgumentOutOfRangeException"/> by the next synchronization or copy to the host
     /// (see <see cref="EmbeddingKernels"/>).
     /// </remarks>
-    public void EmbeddingForward(Tensor tokens, Tensor table, Tensor output) => _embedding.Value.Forward(tokens, table, output);
+    public void EmbeddingForward(Tensor tokens, Tensor table, Tensor output)
+    {
+        _embedding.Value.Forward(tokens, table, output);
+        _tokenCheckPending = true;
+    }
 
     /// <inheritdoc />
     /// <remarks>Float32 dOutput and dTable; a sort on the device fixes the order, no float atomics (see <see cref="EmbeddingKernels"/>).</remarks>
-    public void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable) => _embedding.Value.Backward(tokens, dOutput, dTable);
+    public void EmbeddingBackward(Tensor tokens, Tensor dOutput, Tensor dTable)
+    {
+        _embedding.Value.Backward(tokens, dOutput, dTable);
+        _tokenCheckPending = true;
+    }
 
     /// <inheritdoc />
     /// <remarks>Float32 logits and gradient, 16-byte aligned; a target outside [0, vocab) other than −1 gives a NaN row.</remarks>
@@ -177,11 +199,7 @@ public abstract class KernelDevice : IDevice
     {
         // Queued kernels may still use the scratch freed below.
         DrainBeforeRelease();
-        _normPartials?.Dispose();
-        _attentionScratch?.Dispose();
-        _ropeTable?.Dispose();
-        if (_embedding.IsValueCreated) _embedding.Value.Dispose();
-        _residualNorm.Dispose();
+        Workspace.Dispose();
         Dispose(true);
         GC.SuppressFinalize(this);
     }
@@ -194,57 +212,24 @@ public abstract class KernelDevice : IDevice
     {
     }
 
-    // The attention backward's scratch (fp32 dq, row sums, order counters) grows to the largest call and is kept,
-    // so training steps allocate nothing. Work queued on the old buffer finishes before it is freed.
-    private Tensor AttentionWorkspace(long elements)
-    {
-        if (_attentionScratch is null || _attentionScratch.Tensor.Length < elements)
-        {
-            if (_attentionScratch is not null)
-            {
-                SynchronizeCore();
-                _attentionScratch.Dispose();
-                _attentionScratch = null;
-            }
-            _attentionScratch = Allocate(DType.Float32, new TensorShape(elements));
-        }
-        return _attentionScratch;
-    }
-
-    // One (cos, sin) table per head dimension and theta, computed on the device in fp64 and grown to the longest
-    // sequence seen; positions start at 0, so a longer table serves every shorter sequence.
-    private void RopeRotate(Tensor input, Tensor output, float theta, bool inverse, string inputName, string outputName)
-    {
-        RopeKernels.Check(input, output, inputName, outputName);
-        RopeKernels.CheckTheta(theta);
-        if (input.IsEmpty) return;
-        int sequence = (int)input.Shape[1], headDim = (int)input.Shape[3];
-        var key = _ropeTableKey;
-        if (_ropeTable is null || key.HeadDim != headDim || key.Theta != theta || key.Positions < sequence)
-        {
-            var positions = key.HeadDim == headDim && key.Theta == theta ? Math.Max(sequence, key.Positions) : sequence;
-            if (_ropeTable is not null)
-            {
-                SynchronizeCore();
-                _ropeTable.Dispose();
-                _ropeTable = null;
-            }
-            _ropeTable = Allocate(DType.Float32, new TensorShape(RopeKernels.TableElements(positions, headDim)));
-            _rope.Value.BuildTable(_ropeTable, positions, headDim, theta);
-            _ropeTableKey = (headDim, theta, positions);
-        }
-        _rope.Value.Rotate(input, output, _ropeTable, inverse);
-    }
-
     /// <summary>Marks the deferred device-side checks as due, after work the launchers did not issue themselves (a graph replay).</summary>
-    protected void ExpectDeferredChecks()
-    {
-        if (_embedding.IsValueCreated) _embedding.Value.ExpectCheck();
-    }
+    protected void ExpectDeferredChecks() => _tokenCheckPending |= !Workspace.Find(KernelScratch.TokenErrors).IsEmpty;
 
-    /// <summary>Throws for errors that kernels recorded in device memory rather than stop the stream for (deferred checks).</summary>
+    /// <summary>
+    /// Throws for errors that kernels recorded in device memory rather than stop the stream for (deferred checks): reads
+    /// the embedding's error word once after any number of embedding ops, here where the host waits for the device anyway.
+    /// </summary>
     private void ThrowRecordedErrors()
     {
-        if (_embedding.IsValueCreated) _embedding.Value.ThrowIfTokensWereOutOfRange();
+        if (!_tokenCheckPending) return;
+        _tokenCheckPending = false;
+        var errors = Workspace.Find(KernelScratch.TokenErrors);
+        if (errors.IsEmpty) return;
+        Span<int> word = stackalloc int[EmbeddingKernels.ErrorWords];
+        CopyToHostCore(errors.Slice(0, EmbeddingKernels.ErrorWords), word);
+        if (EmbeddingKernels.OutOfRange(word) is not { } error) return;
+        // Cleared for the next check (queued after everything that may have written it).
+        Clear(errors);
+        throw error;
     }
 }

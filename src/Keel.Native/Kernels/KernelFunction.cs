@@ -4,8 +4,9 @@ namespace Keel.Native.Kernels;
 
 /// <summary>
 /// One loaded entry point of a kernel specialization, ready to launch on the runtime that loaded it.
-/// Launching allocates nothing: the caller passes its arguments as a stack array of pointers to values,
-/// laid out exactly as the kernel's parameters (as <c>cuLaunchKernel</c> takes them).
+/// Launching allocates nothing: the caller passes its arguments as a span of <see cref="KernelArgument"/> values (a
+/// collection expression on the stack), in the order of the kernel's parameters; the emulator checks their count,
+/// sizes and kinds against the parameters the compiler saw.
 /// </summary>
 public abstract class KernelFunction
 {
@@ -32,29 +33,37 @@ public abstract class KernelFunction
     /// </summary>
     public virtual void AllowDynamicSharedMemory(int bytes) => ArgumentOutOfRangeException.ThrowIfNegative(bytes);
 
-    /// <summary>Launches the kernel with <paramref name="shape"/>; <paramref name="args"/>[i] points at parameter i.</summary>
-    public unsafe void Launch(in LaunchShape shape, void** args) => Launch(shape, args, default);
-
     /// <summary>
-    /// Launches the kernel and, when its runtime has a <see cref="IKernelRuntime.Profiler"/>, times the launch
-    /// under its entry-point name with what it must move and compute (<paramref name="cost"/>; zero where the
-    /// launcher does not count it). With profiling off this costs one null check.
+    /// Queues the kernel with <paramref name="shape"/> and <paramref name="arguments"/> (one per kernel parameter, in
+    /// order) and, when its runtime has a <see cref="IKernelRuntime.Profiler"/>, times the launch under its entry-point
+    /// name with what it must move and compute (<paramref name="cost"/>; zero where the launcher does not count it).
+    /// With profiling off this costs one null check.
     /// </summary>
-    public unsafe void Launch(in LaunchShape shape, void** args, in KernelCost cost)
+    /// <exception cref="KernelLaunchException">
+    /// Under emulation: the arguments do not match the kernel's parameters (count, size, or pointer, integer and float
+    /// kinds), or the kernel failed.
+    /// </exception>
+    public unsafe void Launch(in LaunchShape shape, ReadOnlySpan<KernelArgument> arguments, in KernelCost cost = default)
     {
-        var profiler = _runtime.Profiler;
-        if (profiler is null)
+        // cuLaunchKernel's form: one pointer per parameter, to its value, which each argument holds at its start.
+        var values = stackalloc void*[arguments.Length];
+        fixed (KernelArgument* first = arguments)
         {
-            LaunchCore(shape, args);
-            return;
+            for (var i = 0; i < arguments.Length; i++) values[i] = first + i;
+            var profiler = _runtime.Profiler;
+            if (profiler is null)
+            {
+                LaunchCore(shape, arguments, values);
+                return;
+            }
+            var token = profiler.Begin();
+            LaunchCore(shape, arguments, values);
+            profiler.End(token, Name, cost);
         }
-        var token = profiler.Begin();
-        LaunchCore(shape, args);
-        profiler.End(token, Name, cost);
     }
 
-    /// <summary>Queues the launch on the runtime.</summary>
-    protected abstract unsafe void LaunchCore(in LaunchShape shape, void** args);
+    /// <summary>Queues the launch on the runtime: <paramref name="values"/>[i] points at the value of <paramref name="arguments"/>[i].</summary>
+    protected abstract unsafe void LaunchCore(in LaunchShape shape, ReadOnlySpan<KernelArgument> arguments, void** values);
 
     /// <inheritdoc />
     public override string ToString() => $"{Name} ({Spec})";

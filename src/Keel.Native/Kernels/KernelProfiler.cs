@@ -15,7 +15,7 @@ public readonly record struct KernelCost(double Bytes, double Flops);
 /// <see cref="End"/> after. <see cref="CudaEvents"/> records CUDA events on the stream (resolved at
 /// <see cref="Flush"/>, so timing adds no synchronization inside a step); <see cref="WallClock"/> reads the
 /// clock, right for synchronous devices. Nothing calls a profiler unless one was installed, so profiling off
-/// costs one null check per launch (<see cref="KernelFunction.Launch(in LaunchShape, void**, in KernelCost)"/>).
+/// costs one null check per launch (<see cref="KernelFunction.Launch"/>).
 /// </summary>
 public abstract class KernelProfiler : IDisposable
 {

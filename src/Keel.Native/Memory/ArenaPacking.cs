@@ -3,7 +3,7 @@ namespace Keel.Native.Memory;
 /// <summary>The ops of a schedule, inclusive, during which a buffer holds a value something will still read.</summary>
 /// <param name="First">The op that writes the value.</param>
 /// <param name="Last">The last op that reads it (First when nothing after the writer does).</param>
-public readonly record struct Lifetime(int First, int Last)
+internal readonly record struct Lifetime(int First, int Last)
 {
     /// <summary>True when the two share an op.</summary>
     public bool Overlaps(Lifetime other) => First <= other.Last && other.First <= Last;
@@ -12,14 +12,14 @@ public readonly record struct Lifetime(int First, int Last)
 /// <summary>A buffer to place in the arena: its size and every interval it is live (in increasing, disjoint order).</summary>
 /// <param name="Bytes">Its size.</param>
 /// <param name="Lifetimes">When it is live; empty for a buffer the schedule never uses (it gets no space).</param>
-public sealed record ArenaRequest(long Bytes, IReadOnlyList<Lifetime> Lifetimes);
+internal sealed record ArenaRequest(long Bytes, IReadOnlyList<Lifetime> Lifetimes);
 
 /// <summary>Where each buffer lives in the arena, the arena's size, and the bound no placement can beat.</summary>
 /// <param name="Offsets">Each request's offset in bytes (multiples of <see cref="ArenaPacking.Alignment"/>).</param>
 /// <param name="Bytes">The arena's size: the highest end of any placed buffer.</param>
 /// <param name="LowerBound">The most bytes live at any one op (peak live bytes): no arena can be smaller.</param>
 /// <param name="PeakOp">The first op at which <see cref="LowerBound"/> bytes are live.</param>
-public sealed record ArenaLayout(long[] Offsets, long Bytes, long LowerBound, int PeakOp)
+internal sealed record ArenaLayout(long[] Offsets, long Bytes, long LowerBound, int PeakOp)
 {
     /// <summary>Arena bytes over the lower bound (1 is optimal).</summary>
     public double Ratio => LowerBound == 0 ? 1 : (double)Bytes / LowerBound;
@@ -31,7 +31,7 @@ public sealed record ArenaLayout(long[] Offsets, long Bytes, long LowerBound, in
 /// longest-lived first), each at the lowest offset where it overlaps no already placed buffer that is live at any op it
 /// is. A buffer may be live in several disjoint intervals (a workspace reused by every sub-layer); it keeps one address.
 /// </summary>
-public static class ArenaPacking
+internal static class ArenaPacking
 {
     /// <summary>Every offset and size is a multiple of this (cuBLAS and the kernels' vector loads want 16; 256 keeps tensors on their own cache sectors).</summary>
     public const int Alignment = 256;

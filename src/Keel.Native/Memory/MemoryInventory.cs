@@ -1,3 +1,4 @@
+using Keel.Native.Kernels;
 using Keel.Native.Kernels.Launchers;
 using Keel.Native.Model;
 using Keel.Native.Numerics;
@@ -6,7 +7,7 @@ using Keel.Native.Reference;
 namespace Keel.Native.Memory;
 
 /// <summary>What kind of work produces a tensor: what a selective policy keeps (GEMMs, attention) or recomputes (the rest).</summary>
-public enum ProducerClass
+internal enum ProducerClass
 {
     /// <summary>A matrix product (cuBLAS), possibly followed by RoPE in place.</summary>
     Gemm,
@@ -22,7 +23,7 @@ public enum ProducerClass
 }
 
 /// <summary>
-/// One op of a sub-layer's forward with what it costs to run again: FLOPs as DESIGN.md counts them (a GEMM 2·m·n·k, causal
+/// One op of a sub-layer's forward with what it costs to run again: FLOPs as docs/measuring.md counts them (a GEMM 2·m·n·k, causal
 /// attention 2·B·S²·D·heads as FlashAttention counts it, elementwise work one FLOP per arithmetic step, exp and division
 /// included), and the bytes it must read and write.
 /// </summary>
@@ -30,12 +31,12 @@ public enum ProducerClass
 /// <param name="Class">GEMM, attention, norm or activation.</param>
 /// <param name="Flops">FLOPs to run it once.</param>
 /// <param name="Bytes">Bytes it reads and writes once.</param>
-public sealed record ForwardOp(string Name, ProducerClass Class, double Flops, long Bytes);
+internal sealed record ForwardOp(string Name, ProducerClass Class, double Flops, long Bytes);
 
 /// <summary>One tensor a sub-layer's forward produces, and the op that produces it (its recompute cost, given that op's inputs).</summary>
 /// <param name="Spec">Name, shape, element type, and whether a backward pass reads it.</param>
 /// <param name="Producer">The op that writes it.</param>
-public sealed record InventoryTensor(ActivationSpec Spec, ForwardOp Producer)
+internal sealed record InventoryTensor(ActivationSpec Spec, ForwardOp Producer)
 {
     /// <summary>Its size.</summary>
     public long Bytes => Spec.ByteLength;
@@ -44,7 +45,11 @@ public sealed record InventoryTensor(ActivationSpec Spec, ForwardOp Producer)
 /// <summary>Device memory a step uses outside the activations, parameters and optimizer state: GEMM workspace and the kernel launchers' scratch.</summary>
 /// <param name="Name">What it is.</param>
 /// <param name="Bytes">Its size.</param>
-public sealed record Workspace(string Name, long Bytes);
+/// <param name="Scratch">
+/// The kernel scratch buffer it is, which a model reserves on its device before its first step
+/// (<see cref="Devices.IDevice.ReserveScratch"/>); null for the GEMM library's workspace, which the device allocates itself.
+/// </param>
+public sealed record Workspace(string Name, long Bytes, KernelScratch? Scratch = null);
 
 /// <summary>
 /// Everything one training step of a model keeps in device memory, tensor by tensor: for each sub-layer every tensor its
@@ -81,8 +86,8 @@ public sealed class MemoryInventory
         StateSpecs = KeelModel.StateSpecs(Layout, precision, batchSize);
         ScratchSpecs = KeelModel.ScratchSpecs(config, precision, batchSize);
         Workspaces = WorkspacesOf(Layout, batchSize, target);
-        var rowNorm = config.Norm == NormKind.Layer ? 7.0 : 5.0;
-        InputNormFlops = rowNorm * Tokens * config.Hidden;
+        // The residual-norm kernel with N_in alone (and no f), as KeelModel.FormInput runs it.
+        InputNormFlops = ResidualNormKernels.ForwardFlops(new ResidualNormOptions(config.Norm, 1f, OutputNorm: false, InputNorm: true), Tokens, config.Hidden);
         StepFlops = KeelModel.TrainingFlopsPerToken(config) * Tokens;
     }
 
@@ -135,7 +140,7 @@ public sealed class MemoryInventory
     public double StepFlops { get; }
 
     /// <summary>The tensors sub-layer <paramref name="subLayer"/>'s forward produces, in the model's allocation order.</summary>
-    public IReadOnlyList<InventoryTensor> Tensors(int subLayer)
+    internal IReadOnlyList<InventoryTensor> Tensors(int subLayer)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(subLayer);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(subLayer, Config.SubLayers);
@@ -148,7 +153,7 @@ public sealed class MemoryInventory
     }
 
     /// <summary>The tensors of a general sub-layer of <paramref name="kind"/> (one past the first pair when the model has one).</summary>
-    public IReadOnlyList<InventoryTensor> Tensors(SubLayerKind kind) =>
+    internal IReadOnlyList<InventoryTensor> Tensors(SubLayerKind kind) =>
         Tensors(Math.Min(Config.SubLayers - 2, 2) + (kind == SubLayerKind.Attention ? 0 : 1));
 
     /// <summary>FLOPs of sub-layer <paramref name="subLayer"/>'s whole forward (each op once).</summary>
@@ -176,10 +181,8 @@ public sealed class MemoryInventory
         ForwardOp Gemm(string name, long n, long k, bool rope = false) =>
             new(name, ProducerClass.Gemm, 2.0 * t * n * k + (rope ? 6.0 * t * n : 0), (t * k + n * k + t * n) * o + (rope ? 2 * t * n * o : 0));
 
-        var norms = (residual.OutputNorm ? 1 : 0) + (residual.InputNorm ? 1 : 0);
-        var rowNorm = c.Norm == NormKind.Layer ? 7.0 : 5.0;
         var statistics = specs.Where(s => s.Name.StartsWith("mean_", StringComparison.Ordinal) || s.Name.StartsWith("rstd_", StringComparison.Ordinal)).Sum(s => s.ByteLength);
-        var norm = new ForwardOp("residual norm", ProducerClass.Norm, (2.0 + rowNorm * norms) * t * h, t * h * (2L * m + 2L * o) + statistics);
+        var norm = new ForwardOp("residual norm", ProducerClass.Norm, ResidualNormKernels.ForwardFlops(residual, t, h), t * h * (2L * m + 2L * o) + statistics);
         var producers = new Dictionary<string, ForwardOp>(StringComparer.Ordinal);
         if (kind == SubLayerKind.Attention)
         {
@@ -206,47 +209,35 @@ public sealed class MemoryInventory
 
     private static List<Workspace> WorkspacesOf(ParameterLayout layout, int batch, MemoryTarget target)
     {
-        var config = layout.Config;
-        var tokens = (long)batch * config.SequenceLength;
         var list = new List<Workspace>();
         if (target.GemmWorkspaceBytes > 0) list.Add(new("cuBLAS workspace", target.GemmWorkspaceBytes));
         if (!target.RunsKernels) return list;
-        list.Add(new("gradient-norm partial sums", OptimizerKernels.MaxPartials * sizeof(float)));
-        list.Add(new("embedding token check and backward sort", EmbeddingKernels.ScratchBytes(tokens, config.Hidden)));
-        var norm = KernelWorkspaces.ResidualNormBytes(layout, tokens, target.Multiprocessors);
-        if (norm > 0) list.Add(new("residual-norm gain partial sums", norm));
-        var attention = KernelWorkspaces.AttentionBytes(config, batch);
-        if (attention > 0) list.Add(new("attention backward workspace", attention));
-        list.Add(new("RoPE cos/sin table", RopeKernels.TableElements(config.SequenceLength, config.HeadDim) * sizeof(float)));
+        foreach (var (scratch, bytes) in KernelScratchBytes(layout, batch, target.Multiprocessors))
+            if (bytes > 0) list.Add(new(KernelWorkspace.Describe(scratch), bytes, scratch));
         return list;
     }
-}
 
-/// <summary>
-/// The scratch of kernel launchers that keep a device buffer of their own (grown to the largest call and kept, so steps
-/// allocate nothing), by launcher, from the same sizing code the launchers use.
-/// </summary>
-public static class KernelWorkspaces
-{
-    /// <summary>The residual-norm launcher's gain-gradient partial sums: the largest backward of the model's fused norms.</summary>
-    public static long ResidualNormBytes(ParameterLayout layout, long tokens, int multiprocessors)
+    /// <summary>
+    /// The kernel launchers' scratch a training step of the model uses, buffer by buffer: the most any op of the step asks
+    /// for, from the sizing code the launchers themselves call, so that what a model reserves is what its ops use.
+    /// </summary>
+    internal static IEnumerable<(KernelScratch Scratch, long Bytes)> KernelScratchBytes(ParameterLayout layout, int batch, int multiprocessors)
     {
-        ArgumentNullException.ThrowIfNull(layout);
-        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
-        var layers = layout.Config.SubLayers;
-        long most = 0;
-        // The input stage, the first two sub-layers and the last differ from the rest; sub-layer 2 stands for the others.
-        foreach (var l in new[] { -1, 0, 1, Math.Min(2, layers - 1), layers - 1 })
-            most = Math.Max(most, ResidualNormKernels.BackwardPartialsElements(layout.ResidualNorm(l), multiprocessors, (int)tokens, layout.Config.Hidden));
-        return most * sizeof(float);
-    }
-
-    /// <summary>The attention backward's scratch the kernel device keeps (fp32 dq partials, row sums, order counters).</summary>
-    public static long AttentionBytes(ModelConfig config, int batch)
-    {
-        ArgumentNullException.ThrowIfNull(config);
-        if (!AttentionKernels.HeadDims.Contains(config.HeadDim)) return 0;
-        var options = new AttentionOptions(batch, config.SequenceLength, config.Heads, config.KvHeads, config.HeadDim, Causal: true);
-        return AttentionKernels.BackwardWorkspaceElements(options) * sizeof(float);
+        var config = layout.Config;
+        var tokens = (long)batch * config.SequenceLength;
+        yield return (KernelScratch.GradientNormPartials, OptimizerKernels.MaxPartials * sizeof(float));
+        yield return (KernelScratch.TokenErrors, EmbeddingKernels.ErrorWords * sizeof(int));
+        yield return (KernelScratch.EmbeddingSort, EmbeddingKernels.SortScratchBytes(tokens, config.Hidden));
+        // Every residual norm the step runs backward: the input stage's and each sub-layer's (they differ in which norms run).
+        long partials = 0;
+        for (var l = -1; l < config.SubLayers; l++)
+            partials = Math.Max(partials, ResidualNormKernels.BackwardPartialsElements(layout.ResidualNorm(l), multiprocessors, (int)tokens, config.Hidden));
+        yield return (KernelScratch.ResidualNormPartials, partials * sizeof(float));
+        if (AttentionKernels.HeadDims.Contains(config.HeadDim))
+        {
+            var attention = new AttentionOptions(batch, config.SequenceLength, config.Heads, config.KvHeads, config.HeadDim, Causal: true);
+            yield return (KernelScratch.AttentionBackward, AttentionKernels.BackwardWorkspaceElements(attention) * sizeof(float));
+        }
+        yield return (KernelScratch.RopeTable, RopeKernels.TableElements(config.SequenceLength, config.HeadDim) * sizeof(float));
     }
 }

@@ -28,16 +28,25 @@ public sealed class MemoryPlan
     public MemoryPolicy Policy { get; }
 
     /// <summary>The step's ops and resources.</summary>
-    public StepSchedule Schedule { get; }
+    internal StepSchedule Schedule { get; }
 
     /// <summary>Each resource's offset, the arena's size and its lower bound.</summary>
-    public ArenaLayout Arena { get; }
+    internal ArenaLayout Arena { get; }
 
     /// <summary>Parameters, gradients, optimizer state and operand copy as allocated (rounded to the device's granularity).</summary>
     public long StaticBytes { get; }
 
     /// <summary>The activation arena as allocated.</summary>
     public long ArenaBytes => Inventory.Target.Allocated(Arena.Bytes);
+
+    /// <summary>The bytes no arena for this schedule can go below: the most that is live at one op.</summary>
+    public long ArenaLowerBound => Arena.LowerBound;
+
+    /// <summary>The packed arena over its lower bound (1 when packing is optimal).</summary>
+    public double ArenaRatio => Arena.Ratio;
+
+    /// <summary>Sub-layer forwards the step runs, recomputed ones included (L when nothing is recomputed).</summary>
+    public long SubLayerForwards => Schedule.SubLayerForwards;
 
     /// <summary>GEMM workspace and the kernel launchers' scratch as allocated.</summary>
     public long WorkspaceBytes { get; }
@@ -58,7 +67,7 @@ public sealed class MemoryPlan
     public bool Fits(long budget) => TotalBytes <= budget;
 
     /// <summary>The arena offset of resource <paramref name="resource"/> plus <paramref name="offset"/>.</summary>
-    public long Offset(int resource, long offset) => Arena.Offsets[resource] + offset;
+    internal long Offset(int resource, long offset) => Arena.Offsets[resource] + offset;
 
     /// <inheritdoc />
     public override string ToString() =>

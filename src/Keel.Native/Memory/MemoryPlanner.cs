@@ -16,6 +16,13 @@ public sealed class MemoryBudgetException(string message, long smallestBudget) :
 /// Plans a step's memory: <see cref="Plan"/> writes one policy down (schedule, arena, totals), <see cref="Auto"/> finds the
 /// plan with the least recompute that fits a budget.
 /// </summary>
+/// <example>
+/// <code>
+/// var inventory = new MemoryInventory(config, ModelPrecision.Mixed, batchSize: 1, MemoryTarget.Cuda);
+/// var plan = MemoryPlanner.Auto(inventory, budget: ByteSize.Parse("80GiB"));
+/// Console.WriteLine(plan);   // the chosen policy, its peak, arena and recompute overhead
+/// </code>
+/// </example>
 public static class MemoryPlanner
 {
     /// <summary>The plan of <paramref name="policy"/>; <see cref="MemoryPolicyKind.Auto"/> needs <paramref name="budget"/> and resolves through <see cref="Auto"/>.</summary>

@@ -45,7 +45,7 @@ public sealed record MemoryTarget(DeviceKind Kind, long ContextAllowanceBytes, l
     {
         ArgumentNullException.ThrowIfNull(device);
         var target = For(device.Kind);
-        return device is KernelDevice kernels ? target with { Multiprocessors = kernels.Runtime.MultiprocessorCount } : target;
+        return device.Kernels is { } kernels ? target with { Multiprocessors = kernels.MultiprocessorCount } : target;
     }
 
     /// <summary>Bytes an allocation of <paramref name="bytes"/> occupies on this target.</summary>

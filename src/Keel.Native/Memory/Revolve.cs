@@ -1,7 +1,7 @@
 namespace Keel.Native.Memory;
 
 /// <summary>What one action of a binomial checkpointing schedule does.</summary>
-public enum RevolveActionKind
+internal enum RevolveActionKind
 {
     /// <summary>Run steps <see cref="RevolveAction.Position"/> .. Position + Count − 1 forward without keeping their tapes.</summary>
     Advance,
@@ -21,7 +21,7 @@ public enum RevolveActionKind
 /// <param name="Position">The step it starts at (the state index: the state before step Position).</param>
 /// <param name="Count">Steps advanced (<see cref="RevolveActionKind.Advance"/>), else 0.</param>
 /// <param name="Slot">The snapshot slot (<see cref="RevolveActionKind.TakeSnapshot"/>, <see cref="RevolveActionKind.Restore"/>), else −1.</param>
-public readonly record struct RevolveAction(RevolveActionKind Kind, int Position, int Count, int Slot)
+internal readonly record struct RevolveAction(RevolveActionKind Kind, int Position, int Count, int Slot)
 {
     /// <inheritdoc />
     public override string ToString() => Kind switch
@@ -50,7 +50,7 @@ public readonly record struct RevolveAction(RevolveActionKind Kind, int Position
 /// restore, reverse the left part; it picks the m that the closed form says is cheapest, so its advances equal p(l, s).
 /// </para>
 /// </summary>
-public static class Revolve
+internal static class Revolve
 {
     /// <summary>β(s, t) = C(s + t, s), saturating at <see cref="long.MaxValue"/>; 0 for t &lt; 0.</summary>
     public static long Beta(int slots, int repetitions)

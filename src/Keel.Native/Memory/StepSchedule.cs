@@ -3,7 +3,7 @@ using Keel.Native.Model;
 namespace Keel.Native.Memory;
 
 /// <summary>What one op of a step's schedule runs.</summary>
-public enum StepOpKind
+internal enum StepOpKind
 {
     /// <summary>x0 = embed(tokens) and the input stage z0 = N_in(x0).</summary>
     Embed,
@@ -41,7 +41,7 @@ public enum StepOpKind
 /// <param name="Resource">Index into <see cref="StepSchedule.Resources"/>, or −1 for none.</param>
 /// <param name="Offset">Bytes from the resource's start (a multiple of <see cref="ArenaPacking.Alignment"/>).</param>
 /// <param name="Spec">Its name, shape and element type.</param>
-public readonly record struct TensorRef(int Resource, long Offset, ActivationSpec? Spec)
+internal readonly record struct TensorRef(int Resource, long Offset, ActivationSpec? Spec)
 {
     /// <summary>No tensor.</summary>
     public static TensorRef None => new(-1, 0, null);
@@ -51,7 +51,7 @@ public readonly record struct TensorRef(int Resource, long Offset, ActivationSpe
 }
 
 /// <summary>What a resource holds, for reports.</summary>
-public enum ResourceRole
+internal enum ResourceRole
 {
     /// <summary>Token ids, targets and losses (live for the whole step: the host writes and reads them around it).</summary>
     Batch,
@@ -81,7 +81,7 @@ public enum ResourceRole
 /// A block of the arena that ops write and read as a whole; it keeps one offset for the whole step and may hold different
 /// values at different times (a workspace every sub-layer reuses).
 /// </summary>
-public sealed class PlanResource
+internal sealed class PlanResource
 {
     internal PlanResource(int id, string name, ResourceRole role)
     {
@@ -107,7 +107,7 @@ public sealed class PlanResource
 }
 
 /// <summary>One op of a step. Which fields matter depends on <see cref="Kind"/>.</summary>
-public sealed class StepOp
+internal sealed class StepOp
 {
     /// <summary>What it runs.</summary>
     public StepOpKind Kind { get; init; }
@@ -159,7 +159,7 @@ public sealed class StepOp
 /// them: an op that writes a resource without reading it starts a new value; every later read extends that value's
 /// lifetime. Ops [0, <see cref="ForwardOpCount"/>) are the forward pass (through the loss), the rest the backward.
 /// </summary>
-public sealed class StepSchedule
+internal sealed class StepSchedule
 {
     internal StepSchedule(IReadOnlyList<PlanResource> resources, IReadOnlyList<StepOp> ops, int forwardOpCount, IReadOnlyDictionary<string, TensorRef> named)
     {

@@ -78,6 +78,10 @@ public sealed class KeelModel : IDisposable
             _operands = precision.HasOperandCopy ? Own(owned, device.Allocate(precision.Operand, shape)) : null;
             // One allocation for every activation; its size is a multiple of the plan's alignment, so of 4 bytes.
             _arena = Own(owned, device.Allocate(DType.Float32, new TensorShape(Math.Max(1, Plan.Arena.Bytes / sizeof(float)))));
+            // The kernels' scratch the plan counted, which the device keeps: reserved now, so that no op allocates and a
+            // CUDA graph captured later keeps valid addresses.
+            foreach (var workspace in Plan.Inventory.Workspaces)
+                if (workspace.Scratch is { } scratch) device.ReserveScratch(scratch, workspace.Bytes);
         }
         catch
         {

@@ -8,10 +8,19 @@ namespace Keel.Native.Model;
 /// The shape and kind of a Keel Transformer (or one of its baselines). Each value is range-checked when set
 /// (also through <c>with</c> and JSON); <see cref="Validate"/> checks the values against each other and is
 /// called before anything is allocated. Every failure is an <see cref="ArgumentException"/> naming the field.
-/// The defaults are the small model <c>keel train</c> uses on a CPU.
+/// The defaults are those of <c>keel train</c>: the small model it trains on a CPU, and the feed-forward width
+/// 3 × <see cref="Hidden"/> unless <see cref="FeedForwardSize"/> is set.
 /// </summary>
+/// <example>
+/// <code>
+/// var config = new ModelConfig { VocabularySize = 50257, Hidden = 256, Heads = 8, KvHeads = 4, SubLayers = 64 }.Validate();
+/// // FeedForwardSize is 768 (3 × Hidden); alpha is L = 64 (config.ResidualScale).
+/// </code>
+/// </example>
 public sealed record ModelConfig
 {
+    private readonly int? _feedForwardSize;
+
     /// <summary>Number of token ids (256 for the byte tokenizer, 50257 for GPT-2 BPE).</summary>
     public int VocabularySize { get; init => field = Positive(value, nameof(VocabularySize)); } = 256;
 
@@ -24,8 +33,16 @@ public sealed record ModelConfig
     /// <summary>Key/value heads (grouped-query attention); must divide <see cref="Heads"/>.</summary>
     public int KvHeads { get; init => field = Positive(value, nameof(KvHeads)); } = 2;
 
-    /// <summary>Intermediate width of the feed-forward branch.</summary>
-    public int FeedForwardSize { get; init => field = Positive(value, nameof(FeedForwardSize)); } = 192;
+    /// <summary>
+    /// Intermediate width of the feed-forward branch: unless set, <see cref="DefaultFeedForwardSize"/> of <see cref="Hidden"/>
+    /// (3 × Hidden; it follows Hidden, also through <c>with</c>). In JSON, <c>feed_forward_size</c> is null when not set.
+    /// </summary>
+    [JsonIgnore]
+    public int FeedForwardSize
+    {
+        get => _feedForwardSize ?? DefaultFeedForwardSize(Hidden);
+        init => _feedForwardSize = Positive(value, nameof(FeedForwardSize));
+    }
 
     /// <summary>SwiGLU (default) or GELU.</summary>
     public FeedForwardKind FeedForward { get; init => field = Defined(value, nameof(FeedForward)); } = FeedForwardKind.SwiGlu;
@@ -40,8 +57,9 @@ public sealed record ModelConfig
     public Architecture Architecture { get; init => field = Defined(value, nameof(Architecture)); } = Architecture.Keel;
 
     /// <summary>
-    /// Overrides the residual scale of the sub-layers that have one other than 1 (Keel's general sub-layers,
-    /// default L; DeepNorm's every sub-layer, default (2M)^(1/4)); null for the default. Positive and finite.
+    /// Overrides the residual scale alpha of an architecture that has one (<see cref="ArchitectureRules.HasResidualScale"/>:
+    /// Keel's sub-layers from the third on, default L; DeepNorm's every sub-layer, default (2M)^(1/4)); null for the default.
+    /// Positive and finite; <see cref="Validate"/> refuses it for Pre-LN and Post-LN, which add x_l unscaled.
     /// </summary>
     public float? Alpha { get; init => field = value is { } a ? PositiveFinite(a, nameof(Alpha)) : null; }
 
@@ -60,6 +78,17 @@ public sealed record ModelConfig
     /// <summary>Standard deviation of every matrix at initialization (0.02).</summary>
     public float InitStd { get; init => field = PositiveFinite(value, nameof(InitStd)); } = 0.02f;
 
+    /// <summary>The feed-forward width when none is set: 3 × <paramref name="hidden"/>.</summary>
+    public static int DefaultFeedForwardSize(int hidden) => 3 * hidden;
+
+    /// <summary><see cref="FeedForwardSize"/> as set (null: it follows Hidden); what JSON holds.</summary>
+    [JsonInclude, JsonPropertyName("feed_forward_size")]
+    private int? FeedForwardSizeSetting
+    {
+        get => _feedForwardSize;
+        init => _feedForwardSize = value is { } size ? Positive(size, nameof(FeedForwardSize)) : null;
+    }
+
     /// <summary>Width of one head: Hidden / Heads.</summary>
     [JsonIgnore]
     public int HeadDim => Hidden / Heads;
@@ -68,18 +97,13 @@ public sealed record ModelConfig
     [JsonIgnore]
     public int Blocks => SubLayers / 2;
 
-    /// <summary>The residual scale of the sub-layers that have one: <see cref="Alpha"/>, else L for Keel, (2M)^(1/4) for DeepNorm, 1 otherwise.</summary>
+    /// <summary>The rules of <see cref="Architecture"/>: which norms run, alpha, the first-layer rules, the initialization.</summary>
     [JsonIgnore]
-    public float ResidualScale => Alpha ?? Architecture switch
-    {
-        Architecture.Keel => SubLayers,
-        Architecture.DeepNorm => (float)Math.Pow(2.0 * Blocks, 0.25),
-        _ => 1f,
-    };
+    public ArchitectureRules Rules => ArchitectureRules.For(Architecture);
 
-    /// <summary>The factor on the init std of DeepNorm's FFN, V and O projections, (8M)^(-1/4); 1 for the other architectures.</summary>
+    /// <summary>alpha of the sub-layers that scale x_l: <see cref="Alpha"/>, else the architecture's default (Keel L, DeepNorm (2M)^(1/4)); 1 without a residual scale.</summary>
     [JsonIgnore]
-    public double DeepNormInitScale => Architecture == Architecture.DeepNorm ? Math.Pow(8.0 * Blocks, -0.25) : 1;
+    public float ResidualScale => Rules.ResidualScale(SubLayers, Alpha);
 
     /// <summary>Checks the fields against each other; returns this config for chaining.</summary>
     /// <exception cref="ArgumentException">A combination cannot work; the message and ParamName name the field.</exception>
@@ -93,6 +117,8 @@ public sealed record ModelConfig
             throw new ArgumentException($"KvHeads ({KvHeads}) does not divide Heads ({Heads}).", nameof(KvHeads));
         if (SubLayers < 2 || SubLayers % 2 != 0)
             throw new ArgumentException($"SubLayers ({SubLayers}) must be even and at least 2: attention and FFN sub-layers alternate.", nameof(SubLayers));
+        if (Alpha is { } alpha && !Rules.HasResidualScale)
+            throw new ArgumentException($"Alpha ({alpha}) does not apply to {Architecture}, whose sub-layers add x_l unscaled ({Rules.Equation}); only Keel and DeepNorm have a residual scale.", nameof(Alpha));
         return this;
     }
 

@@ -30,11 +30,9 @@ public readonly record struct NormParameterIndex(int Gain, int Bias);
 /// (256-byte aligned in fp32), except that each block's gate and up projections are adjacent, so the SwiGLU
 /// branch runs them as one [2F, H] GEMM.
 /// <para>
-/// Which norms exist follows the architecture (sub-layer l; block l/2): an input norm N_in before the branch
-/// (<c>input_layernorm</c> for attention, <c>post_attention_layernorm</c> for the FFN: the Llama places) for
-/// Keel and Pre-LN; an output norm N_out after the residual sum (<c>attention_output_norm</c>,
-/// <c>mlp_output_norm</c>) for Keel (all but the first attention sub-layer), Post-LN and DeepNorm; the final
-/// norm <c>model.norm</c> for Pre-LN only.
+/// Which norms exist follows the architecture's rules (<see cref="ArchitectureRules"/>; sub-layer l, block l/2): an input
+/// norm N_in is <c>input_layernorm</c> for attention and <c>post_attention_layernorm</c> for the FFN (the Llama places);
+/// an output norm N_out is <c>attention_output_norm</c> or <c>mlp_output_norm</c>; the final norm is <c>model.norm</c>.
 /// </para>
 /// </summary>
 public sealed class ParameterLayout
@@ -52,7 +50,8 @@ public sealed class ParameterLayout
         config.Validate();
         Config = config;
         int h = config.Hidden, d = config.HeadDim, f = config.FeedForwardSize, v = config.VocabularySize;
-        double std = config.InitStd, scaled = config.InitStd * config.DeepNormInitScale;
+        var rules = config.Rules;
+        double std = config.InitStd, scaled = config.InitStd * rules.InitScale(config.SubLayers);
 
         Embedding = AddMatrix("model.embed_tokens.weight", v, h, std);
         var q = new int[config.Blocks];
@@ -90,12 +89,12 @@ public sealed class ParameterLayout
         {
             var prefix = $"model.layers.{l / 2}.";
             var attention = l % 2 == 0;
-            if (HasInputNorms(config))
+            if (rules.HasInputNorm(l))
                 _inputNorms[l] = AddNorm(prefix + (attention ? "input_layernorm" : "post_attention_layernorm"));
-            if (HasOutputNorm(config, l))
+            if (rules.HasOutputNorm(l))
                 _outputNorms[l] = AddNorm(prefix + (attention ? "attention_output_norm" : "mlp_output_norm"));
         }
-        if (config.Architecture == Architecture.PreLN) FinalNorm = AddNorm("model.norm");
+        if (rules.FinalNorm) FinalNorm = AddNorm("model.norm");
         Length = Align(_next);
     }
 
@@ -138,7 +137,7 @@ public sealed class ParameterLayout
     /// <summary>Per block, the index of down_proj [H, F].</summary>
     public IReadOnlyList<int> DownProjections { get; }
 
-    /// <summary>Pre-LN's final norm, or null.</summary>
+    /// <summary>The final norm before the LM head (Pre-LN), or null.</summary>
     public NormParameterIndex? FinalNorm { get; }
 
     /// <summary>The input norm N_in of sub-layer <paramref name="subLayer"/>, or null when the architecture has none.</summary>
@@ -147,27 +146,28 @@ public sealed class ParameterLayout
     /// <summary>The output norm N_out of sub-layer <paramref name="subLayer"/>, or null when it has none.</summary>
     public NormParameterIndex? OutputNorm(int subLayer) => _outputNorms[subLayer];
 
+    /// <summary>
+    /// The norm the op ending sub-layer <paramref name="subLayer"/> (−1: the input stage) applies to form the next operand:
+    /// the input norm of the next sub-layer, or the final norm after the last; null when there is none.
+    /// </summary>
+    public NormParameterIndex? NextInputNorm(int subLayer) => subLayer + 1 < Config.SubLayers ? _inputNorms[subLayer + 1] : FinalNorm;
+
     /// <summary>The index of the tensor named <paramref name="name"/>, or −1.</summary>
     public int IndexOf(string name) => _byName.GetValueOrDefault(name, -1);
 
     /// <summary>
-    /// The fused residual norm that ends sub-layer <paramref name="subLayer"/>: s = alpha·x + f, y = N_out(s) (if
-    /// the sub-layer has an output norm), z = N_in(y) of the next sub-layer (or the final norm after the last).
-    /// With <paramref name="subLayer"/> = −1, the input stage that forms sub-layer 0's input z0 = N_in(x0) from
-    /// the embedding output (alpha 1, no output norm).
+    /// The fused residual norm that ends sub-layer <paramref name="subLayer"/>, as <see cref="ArchitectureRules"/> gives it:
+    /// s = alpha_l·x + f, y = N_out(s) (if the sub-layer has an output norm), z = N_in(y) of the next sub-layer (or the final
+    /// norm after the last; <see cref="NextInputNorm"/>). With <paramref name="subLayer"/> = −1, the input stage that forms
+    /// sub-layer 0's input z0 = N_in(x0) from the embedding output (alpha 1, no output norm).
     /// </summary>
     public ResidualNormOptions ResidualNorm(int subLayer)
     {
         var c = Config;
         if (subLayer < -1 || subLayer >= c.SubLayers) throw new ArgumentOutOfRangeException(nameof(subLayer), subLayer, $"Sub-layers are 0 to {c.SubLayers - 1}, or −1 for the input stage.");
-        var nextHasInputNorm = subLayer + 1 < c.SubLayers ? _inputNorms[subLayer + 1] is not null : FinalNorm is not null;
-        if (subLayer == -1) return new ResidualNormOptions(c.Norm, 1f, OutputNorm: false, InputNorm: nextHasInputNorm, c.NormEpsilon);
-        var alpha = c.Architecture switch
-        {
-            Architecture.Keel => subLayer < 2 ? 1f : c.ResidualScale,
-            _ => c.ResidualScale,
-        };
-        return new ResidualNormOptions(c.Norm, alpha, OutputNorm: _outputNorms[subLayer] is not null, InputNorm: nextHasInputNorm, c.NormEpsilon);
+        var rules = c.Rules;
+        return new ResidualNormOptions(c.Norm, rules.Alpha(subLayer, c.ResidualScale), OutputNorm: rules.HasOutputNorm(subLayer),
+                                       InputNorm: rules.HasNextInputNorm(subLayer, c.SubLayers), c.NormEpsilon);
     }
 
     /// <summary>The view of tensor <paramref name="index"/> in a flat buffer laid out by this layout.</summary>
@@ -180,15 +180,6 @@ public sealed class ParameterLayout
     /// <summary>The gain and bias views of a norm in a flat buffer, or <see cref="NormWeights.None"/>.</summary>
     public NormWeights View(Tensor flat, NormParameterIndex? norm) =>
         norm is { } n ? new NormWeights(View(flat, n.Gain), n.Bias >= 0 ? View(flat, n.Bias) : default) : NormWeights.None;
-
-    private static bool HasInputNorms(ModelConfig c) => c.Architecture is Architecture.Keel or Architecture.PreLN;
-
-    private static bool HasOutputNorm(ModelConfig c, int l) => c.Architecture switch
-    {
-        Architecture.Keel => l > 0,
-        Architecture.PostLN or Architecture.DeepNorm => true,
-        _ => false,
-    };
 
     private int AddMatrix(string name, int rows, int columns, double std, bool adjacent = false) =>
         Add(name, new TensorShape(rows, columns), decayed: true, std, adjacent);

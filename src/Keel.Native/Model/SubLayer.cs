@@ -5,8 +5,8 @@ namespace Keel.Native.Model;
 
 /// <summary>
 /// One sub-layer l of the chain: its branch F_l followed by the fused residual norm that forms
-/// x_{l+1} = N_out(alpha·x_l + F_l(z_l)) and the next sub-layer's input z_{l+1} = N_in(x_{l+1}) (DESIGN.md
-/// section 1; the norms and alpha per architecture come from <see cref="ParameterLayout.ResidualNorm"/>).
+/// x_{l+1} = N_out(alpha·x_l + F_l(z_l)) and the next sub-layer's input z_{l+1} = N_in(x_{l+1}) (which norms run and
+/// alpha, per architecture: <see cref="ArchitectureRules"/>, through <see cref="ParameterLayout.ResidualNorm"/>).
 /// <para>
 /// A sub-layer owns no memory: each forward writes the tensors of <see cref="Saved"/> wherever the model's memory plan
 /// puts them for that run (its tape, or workspaces when nothing is kept), and its backward reads them from where the plan
@@ -28,7 +28,7 @@ public abstract class SubLayer
         Kind = kind;
         var layout = context.Layout;
         Residual = layout.ResidualNorm(index);
-        var nextInNorm = index + 1 < context.Config.SubLayers ? layout.InputNorm(index + 1) : layout.FinalNorm;
+        var nextInNorm = layout.NextInputNorm(index);
         _outNorm = layout.View(context.Parameters, layout.OutputNorm(index));
         _nextInNorm = layout.View(context.Parameters, nextInNorm);
         _outNormGradients = layout.View(context.Gradients, layout.OutputNorm(index));

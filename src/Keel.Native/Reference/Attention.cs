@@ -38,6 +38,9 @@ public sealed record AttentionOptions(int Batch, int Sequence, int QueryHeads, i
     /// <summary>The scale in use: <see cref="Scale"/>, or 1/sqrt(HeadDim) computed in fp64.</summary>
     public double EffectiveScale => Scale ?? 1 / Math.Sqrt(HeadDim);
 
+    /// <summary>The forward's FLOPs as FlashAttention counts them: 4 S² D Hq B, halved under the causal mask (the backward does 2.5 times as many).</summary>
+    public double ForwardFlops => 4.0 * Sequence * (double)Sequence * HeadDim * QueryHeads * Batch / (Causal ? 2 : 1);
+
     private static int CheckPositive(int value, string name)
     {
         Guard.Positive(value, name);

@@ -51,18 +51,9 @@ public sealed record ResidualNormOptions(NormKind Kind, float Alpha, bool Output
 /// z = InputNorm  ? N_in(y)  : y        (the next sub-layer's input; not stored without InputNorm)
 /// </code>
 /// with N an RMSNorm or a LayerNorm (<see cref="NormKind"/>). Forward saves, per row, rstd_out (and mean_out for
-/// LayerNorm) of s and rstd_in (and mean_in) of y. The variants it expresses (L = number of sub-layers, M = L/2):
-/// <list type="bullet">
-/// <item>Keel, general sub-layer: Alpha = L, OutputNorm, InputNorm.</item>
-/// <item>Keel, first attention sub-layer (x1 = x0 + Attn(N(x0))): Alpha = 1, no OutputNorm, InputNorm.</item>
-/// <item>Keel, first FFN (x2 = N(x1 + FFN(N(x1)))): Alpha = 1, OutputNorm, InputNorm.</item>
-/// <item>Keel, last sub-layer: OutputNorm, no InputNorm (the LM head reads y).</item>
-/// <item>Pre-LN, x + F(N(x)): Alpha = 1, no OutputNorm, InputNorm (the final norm is a standalone norm).</item>
-/// <item>Post-LN, N(x + F(x)): Alpha = 1, OutputNorm, no InputNorm.</item>
-/// <item>DeepNorm, N(a·x + F(x)): Alpha = (2M)^(1/4), OutputNorm, no InputNorm.</item>
-/// <item>A standalone norm (for example of the embedding output): f empty, Alpha = 1, no OutputNorm, InputNorm:
-/// y = x and z = N(x).</item>
-/// </list>
+/// LayerNorm) of s and rstd_in (and mean_in) of y. Which variant ends each sub-layer of each architecture (Alpha,
+/// OutputNorm, InputNorm) is written in <see cref="Model.ArchitectureRules"/>; with f empty, Alpha = 1 and no OutputNorm
+/// it is a standalone norm: y = x and z = N(x) (the model's input stage).
 /// Math in fp64, stored as T. Backward overwrites dx and df and accumulates (+=) the gain and bias gradients.
 /// </summary>
 public static class ResidualNorm

@@ -52,6 +52,10 @@ public sealed class AdamWOptimizer : IDisposable
     /// applies one update at <paramref name="learningRate"/>. Returns the norm (before clipping) and whether the
     /// update was applied.
     /// </summary>
+    /// <remarks>
+    /// Reading the norm back waits for the device once per step (after the norm's two kernels), so on a GPU the AdamW
+    /// launches reach an idle device: the cost of deciding the skip, and reporting the norm, on the host.
+    /// </remarks>
     public (double GradientNorm, bool Applied) Step(double learningRate, bool lossIsFinite)
     {
         var device = _model.Device;

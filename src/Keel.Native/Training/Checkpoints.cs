@@ -31,6 +31,14 @@ public sealed record TrainerState(int Step, int UpdateCount, int ConsecutiveBadS
 /// files from different checkpoints put together by hand are reported, not used.
 /// </para>
 /// </summary>
+/// <example>
+/// <code>
+/// Checkpoints.Save(trainer, "runs/demo/checkpoint");
+/// // later, with the same data:
+/// using var resumed = Checkpoints.Resume("runs/demo", device, data);
+/// while (resumed.CompletedSteps &lt; resumed.Options.Steps) resumed.Step();
+/// </code>
+/// </example>
 public static class Checkpoints
 {
     /// <summary>The weights' file name.</summary>
@@ -74,7 +82,7 @@ public static class Checkpoints
         WriteTensors(Path.Combine(partial, OptimizerFile), model.Device, model.Layout,
                      [("exp_avg.", trainer.Optimizer.FirstMoment), ("exp_avg_sq.", trainer.Optimizer.SecondMoment)], metadata);
         AtomicFile.WriteText(Path.Combine(partial, ConfigFile), model.Config.ToJson());
-        var state = new TrainerState(trainer.CompletedSteps, trainer.Optimizer.UpdateCount, trainer.ConsecutiveBadSteps, trainer.Tokenizer, trainer.Data.Source, trainer.Options);
+        var state = new TrainerState(trainer.CompletedSteps, trainer.Optimizer.UpdateCount, trainer.ConsecutiveBadSteps, trainer.Data.Tokenizer.Kind, trainer.Data.Source, trainer.Options);
         AtomicFile.WriteText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(state, ModelConfig.JsonOptions));
 
         var previous = final + PreviousSuffix;
@@ -161,24 +169,29 @@ public static class Checkpoints
     /// </summary>
     /// <param name="directory">The checkpoint, or the run folder holding it.</param>
     /// <param name="device">Where to train.</param>
-    /// <param name="data">The run's data, tokenized as the state says.</param>
+    /// <param name="data">The run's data, tokenized as the state says (<see cref="TrainerState.Tokenizer"/>).</param>
     /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
     /// <param name="options">
     /// The saved options with another memory policy, budget or CUDA graphs setting (none of which changes the results);
     /// null for the saved options.
     /// </param>
-    /// <exception cref="ArgumentException"><paramref name="options"/> differs from the saved options in anything else.</exception>
+    /// <exception cref="ArgumentException">
+    /// <paramref name="options"/> differs from the saved options in anything else, or <paramref name="data"/> was made by another tokenizer.
+    /// </exception>
     public static Trainer Resume(string directory, IDevice device, TokenDataset data, ModelPrecision? precision = null, TrainingOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(data);
         var folder = Locate(directory);
         var (config, state) = ReadConfig(folder);
         if (options is not null && options with { Memory = state.Options.Memory, MemoryBudget = state.Options.MemoryBudget, CudaGraphs = state.Options.CudaGraphs } != state.Options)
             throw new ArgumentException("A resumed run keeps its training options; only the memory policy, the budget and CUDA graphs may change.", nameof(options));
         options ??= state.Options;
+        if (data.Tokenizer.Kind != state.Tokenizer)
+            throw new ArgumentException($"The run was trained on {state.Tokenizer} tokens; this data was made by the {data.Tokenizer.Kind} tokenizer.", nameof(data));
         var optimizerPath = Path.Combine(folder, OptimizerFile);
         string[] moments = ["exp_avg.", "exp_avg_sq."];
         CheckTensors(optimizerPath, new ParameterLayout(config), state.Step, moments);
-        var trainer = new Trainer(device, config, options, data, state.Tokenizer, precision);
+        var trainer = new Trainer(device, config, options, data, precision);
         try
         {
             LoadWeights(trainer.Model, folder, state.Step);

@@ -4,19 +4,30 @@ namespace Keel.Native.Training;
 
 /// <summary>
 /// A tokenized text split into a training part and a held-out validation part (the last
-/// <c>validationFraction</c> of the tokens), kept in host memory.
+/// <c>validationFraction</c> of the tokens), kept in host memory, with the tokenizer that made it (which a
+/// <see cref="Trainer"/> checks the model's vocabulary against and checkpoints record).
 /// </summary>
+/// <example>
+/// <code>
+/// var data = TokenDataset.FromFile("tinyshakespeare.txt", new ByteTokenizer(), validationFraction: 0.1);
+/// Console.WriteLine($"{data.Train.Length} training tokens, vocabulary {data.Tokenizer.VocabularySize}");
+/// </code>
+/// </example>
 public sealed class TokenDataset
 {
-    private TokenDataset(string source, int[] train, int[] validation)
+    private TokenDataset(string source, ITextTokenizer tokenizer, int[] train, int[] validation)
     {
         Source = source;
+        Tokenizer = tokenizer;
         Train = train;
         Validation = validation;
     }
 
     /// <summary>Where the text came from (a path, or a description).</summary>
     public string Source { get; }
+
+    /// <summary>The tokenizer that made the tokens.</summary>
+    public ITextTokenizer Tokenizer { get; }
 
     /// <summary>The training tokens.</summary>
     public int[] Train { get; }
@@ -60,7 +71,7 @@ public sealed class TokenDataset
             throw new ArgumentOutOfRangeException(nameof(validationFraction), validationFraction, "validationFraction must be in (0, 1).");
         var tokens = tokenizer.Encode(text);
         var validation = (int)Math.Round(tokens.Length * validationFraction);
-        return new TokenDataset(source, tokens[..^validation], tokens[^validation..]);
+        return new TokenDataset(source, tokenizer, tokens[..^validation], tokens[^validation..]);
     }
 
     /// <summary>Checks that both parts hold at least one window of <paramref name="sequenceLength"/> + 1 tokens.</summary>

@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using Keel.Cuda.Driver;
 using Keel.Native.Devices;
-using Keel.Native.Devices.Cuda;
 using Keel.Native.Memory;
 using Keel.Native.Model;
 
@@ -34,49 +32,56 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// and <see cref="Checkpoints"/> resumes it exactly.
 /// <para>
 /// The model runs the memory plan of <see cref="TrainingOptions.Memory"/> (auto: the least recompute that fits the
-/// budget). On a GPU with <see cref="TrainingOptions.CudaGraphs"/>, the first step runs op by op (it compiles kernels and
-/// lets launchers size their scratch); the second captures one micro-batch's forward and backward into a CUDA graph, and
-/// every micro-batch from then on uploads its batch into the model's fixed buffers and replays that graph. The optimizer
-/// (whose learning rate and step number change) runs outside the graph.
+/// budget). On a device with <see cref="IDevice.GraphCapture"/> (a GPU) and <see cref="TrainingOptions.CudaGraphs"/>, the
+/// first step runs op by op (it compiles kernels and builds the RoPE table; the kernels' scratch was reserved from the
+/// plan with the model); the second captures one micro-batch's forward and backward into a CUDA graph, and every micro-batch from then on uploads its batch into the
+/// model's fixed buffers and replays that graph. The optimizer (whose learning rate and step number change) runs outside
+/// the graph.
 /// </para>
 /// </summary>
+/// <example>
+/// <code>
+/// var data = TokenDataset.FromFile("input.txt", new ByteTokenizer(), validationFraction: 0.1);
+/// using var trainer = new Trainer(device, new ModelConfig { SubLayers = 8 }, new TrainingOptions { Steps = 100 }, data);
+/// trainer.Initialize();
+/// while (trainer.CompletedSteps &lt; trainer.Options.Steps) Console.WriteLine(trainer.Step().Loss);
+/// </code>
+/// </example>
 public sealed class Trainer : IDisposable
 {
     private readonly int[] _tokens, _targets;
-    private readonly CudaDevice? _graphDevice;
+    private readonly IGraphCapture? _graphs;
     private readonly Action _forwardBackward;
     private readonly float _lossGradientScale;
-    private CudaGraphExec? _stepGraph;
+    private IDeviceGraph? _stepGraph;
 
     /// <summary>Builds the model and optimizer; checks everything before allocating.</summary>
     /// <param name="device">Where to train.</param>
     /// <param name="config">The model (validated here).</param>
     /// <param name="options">How to train.</param>
-    /// <param name="data">Tokenized training and validation text.</param>
-    /// <param name="tokenizer">The tokenizer that made <paramref name="data"/> (recorded in checkpoints).</param>
+    /// <param name="data">Tokenized training and validation text, with its tokenizer (recorded in checkpoints).</param>
     /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
     /// <exception cref="ArgumentException">
     /// The config cannot work, its vocabulary is smaller than the tokenizer's, the data is shorter than one sequence, or
     /// the memory plan does not fit the budget (<see cref="MemoryBudgetException"/>, saying what would).
     /// </exception>
-    public Trainer(IDevice device, ModelConfig config, TrainingOptions options, TokenDataset data, TokenizerKind tokenizer, ModelPrecision? precision = null)
+    public Trainer(IDevice device, ModelConfig config, TrainingOptions options, TokenDataset data, ModelPrecision? precision = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(data);
         config.Validate();
-        var vocabulary = TextTokenizers.VocabularySize(tokenizer);
-        if (config.VocabularySize < vocabulary)
-            throw new ArgumentException($"VocabularySize ({config.VocabularySize}) is smaller than the {tokenizer} tokenizer's {vocabulary}.", nameof(ModelConfig.VocabularySize));
+        var tokenizer = data.Tokenizer;
+        if (config.VocabularySize < tokenizer.VocabularySize)
+            throw new ArgumentException($"VocabularySize ({config.VocabularySize}) is smaller than the {tokenizer.Kind} tokenizer's {tokenizer.VocabularySize}.", nameof(ModelConfig.VocabularySize));
         data.RequireWindows(config.SequenceLength);
         Options = options;
         Data = data;
-        Tokenizer = tokenizer;
         precision ??= ModelPrecision.For(device);
         var plan = PlanMemory(device, config, precision, options);
         Model = new KeelModel(device, config, precision, options.BatchSize, plan);
-        if (options.CudaGraphs && device is CudaDevice cuda) _graphDevice = cuda;
+        if (options.CudaGraphs) _graphs = device.GraphCapture;
         try
         {
             Optimizer = new AdamWOptimizer(Model, options);
@@ -102,11 +107,8 @@ public sealed class Trainer : IDisposable
     /// <summary>The run's options.</summary>
     public TrainingOptions Options { get; }
 
-    /// <summary>The data.</summary>
+    /// <summary>The data, with its tokenizer.</summary>
     public TokenDataset Data { get; }
-
-    /// <summary>The tokenizer of the data.</summary>
-    public TokenizerKind Tokenizer { get; }
 
     /// <summary>Steps done so far (skipped ones included).</summary>
     public int CompletedSteps { get; internal set; }
@@ -120,8 +122,11 @@ public sealed class Trainer : IDisposable
     /// <summary>Bytes the model and the optimizer allocated on the device.</summary>
     public long AllocatedBytes => Model.AllocatedBytes + Optimizer.AllocatedBytes;
 
-    /// <summary>True when steps after the first replay a CUDA graph (a GPU, <see cref="TrainingOptions.CudaGraphs"/>, no profiler in between).</summary>
-    public bool UsesCudaGraphs => _graphDevice is not null;
+    /// <summary>
+    /// True when steps after the first replay a CUDA graph: <see cref="TrainingOptions.CudaGraphs"/> on a device with
+    /// <see cref="IDevice.GraphCapture"/> (a GPU; not a <see cref="ProfiledDevice"/>, which times every op on its own).
+    /// </summary>
+    public bool UsesCudaGraphs => _graphs is not null;
 
     /// <summary>The plan for <paramref name="options"/>' memory policy and budget (auto's default budget: the device's memory).</summary>
     /// <exception cref="MemoryBudgetException">Auto found nothing that fits, or the chosen policy needs more than the budget.</exception>
@@ -129,7 +134,7 @@ public sealed class Trainer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
-        var inventory = new MemoryInventory(config, precision, options.BatchSize, MemoryTarget.For(device is ProfiledDevice profiled ? profiled.Inner : device));
+        var inventory = new MemoryInventory(config, precision, options.BatchSize, MemoryTarget.For(device));
         var budget = options.MemoryBudget ?? (options.Memory.Kind == MemoryPolicyKind.Auto ? TrainingDevices.MemoryBytes(device) : null);
         var plan = MemoryPlanner.Plan(inventory, options.Memory, budget);
         if (budget is { } b && !plan.Fits(b))
@@ -165,10 +170,10 @@ public sealed class Trainer : IDisposable
             Batches.FillTraining(Data.Train, Options.Seed, step, micro, Options.BatchSize, Model.Config.SequenceLength, _tokens, _targets);
             Model.SetBatch(_tokens, _targets);
             var start = Stopwatch.GetTimestamp();
-            if (_graphDevice is not null && CompletedSteps > 0)
+            if (_graphs is not null && CompletedSteps > 0)
             {
-                _stepGraph ??= _graphDevice.Capture(_forwardBackward);
-                _graphDevice.Replay(_stepGraph);
+                _stepGraph ??= _graphs.Capture(_forwardBackward);
+                _stepGraph.Replay();
             }
             else
             {

@@ -9,13 +9,17 @@ namespace Keel.Native.Training;
 /// <param name="RunDirectory">The run's folder.</param>
 /// <param name="Checkpoint">The last checkpoint's folder.</param>
 /// <param name="Metrics">The metrics JSONL file.</param>
-/// <param name="Plot">The loss-curve PNG.</param>
 /// <param name="FirstLoss">Training loss of the run's first step (of this invocation).</param>
 /// <param name="LastLoss">Training loss of its last step.</param>
 /// <param name="ValidationLoss">The final validation loss.</param>
 /// <param name="TokensPerSecond">Mean training throughput of this invocation.</param>
-public sealed record RunSummary(string RunDirectory, string Checkpoint, string Metrics, string Plot, double FirstLoss, double LastLoss,
+public sealed record RunSummary(string RunDirectory, string Checkpoint, string Metrics, double FirstLoss, double LastLoss,
                                 double ValidationLoss, double TokensPerSecond);
+
+/// <summary>The loss curves of a run: every step's training loss and the validation losses, in step order.</summary>
+/// <param name="Training">(step, mean token loss) of every step, NaN or infinite for a skipped one.</param>
+/// <param name="Validation">(step, validation loss) of every evaluation.</param>
+public sealed record LossHistory(IReadOnlyList<(int Step, double Loss)> Training, IReadOnlyList<(int Step, double Loss)> Validation);
 
 /// <summary>
 /// Runs a <see cref="Trainer"/> to its last step with the files a person wants from a run: a live progress line
@@ -23,15 +27,20 @@ public sealed record RunSummary(string RunDirectory, string Checkpoint, string M
 /// tokens_per_s, issue_ms (host time issuing the passes: launch overhead on a GPU), memory_bytes (allocated by the model
 /// and optimizer), planned_bytes (the memory plan's peak), device_used_bytes (on a GPU, in use as the driver reports it),
 /// process_bytes (the process's working set), skipped, and val_loss on evaluation steps), the validation loss every
-/// <see cref="TrainingOptions.EvalInterval"/> steps, checkpoints, and <c>loss.png</c> at the end.
+/// <see cref="TrainingOptions.EvalInterval"/> steps, checkpoints, and the loss curves in <see cref="History"/> (which
+/// <c>keel train</c> plots; the library draws nothing).
 /// </summary>
+/// <example>
+/// <code>
+/// var loop = new TrainingLoop(trainer, "runs/demo", Console.Out, interactive: false);
+/// var summary = loop.Run();
+/// Console.WriteLine($"{summary.FirstLoss:0.000} -> {summary.LastLoss:0.000}, {loop.History.Validation.Count} evaluations");
+/// </code>
+/// </example>
 public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWriter output, bool interactive)
 {
     /// <summary>The metrics file's name.</summary>
     public const string MetricsFile = "metrics.jsonl";
-
-    /// <summary>The plot's name.</summary>
-    public const string PlotFile = "loss.png";
 
     /// <summary>The checkpoint folder's name inside the run folder.</summary>
     public const string CheckpointFolder = "checkpoint";
@@ -46,11 +55,17 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
     public Action<StepResult>? AfterStep { get; init; }
 
     /// <summary>
-    /// Trains until <see cref="TrainingOptions.Steps"/> (or until <paramref name="cancellation"/> is signalled, after the
-    /// step in progress), writes the last checkpoint and the plot, and returns where the results are. When a step
-    /// fails, the metrics so far are kept and the last checkpoint written before stays the one to resume from.
+    /// The run's loss curves, earlier invocations of a resumed run included (read back from its metrics file), as far as
+    /// <see cref="Run"/> got: complete when it returns or stops with <see cref="TrainingDivergedException"/>. Empty before.
     /// </summary>
-    /// <exception cref="TrainingDivergedException">Too many bad steps in a row (the metrics and the plot are still written).</exception>
+    public LossHistory History { get; private set; } = new([], []);
+
+    /// <summary>
+    /// Trains until <see cref="TrainingOptions.Steps"/> (or until <paramref name="cancellation"/> is signalled, after the
+    /// step in progress), writes the last checkpoint, and returns where the results are. When a step fails, the metrics
+    /// so far are kept and the last checkpoint written before stays the one to resume from.
+    /// </summary>
+    /// <exception cref="TrainingDivergedException">Too many bad steps in a row (the metrics are still written, and <see cref="History"/> holds the curves).</exception>
     public RunSummary Run(CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(trainer);
@@ -59,13 +74,14 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
         var metricsPath = Path.Combine(runDirectory, MetricsFile);
         var checkpoint = Path.Combine(runDirectory, CheckpointFolder);
         var (train, validation) = ReadHistory(metricsPath, trainer.CompletedSteps);
+        History = new LossHistory(train, validation);
         using var metrics = new StreamWriter(metricsPath, append: true);
         var run = Stopwatch.StartNew();
         long tokens = 0;
         double first = double.NaN, last = double.NaN, lastValidation = double.NaN;
         var lastPrint = TimeSpan.Zero;
         var startStep = trainer.CompletedSteps;
-        bool completed = false, diverged = false;
+        var completed = false;
         try
         {
             while (trainer.CompletedSteps < options.Steps && !cancellation.IsCancellationRequested)
@@ -90,7 +106,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                     ["process_bytes"] = Environment.WorkingSet,
                     ["skipped"] = result.Skipped,
                 };
-                if (TrainingDevices.UsedBytes(trainer.Model.Device) is { } used) line["device_used_bytes"] = used;
+                if (trainer.Model.Device.QueryMemory() is { } memory) line["device_used_bytes"] = memory.UsedBytes;
                 if (result.Skipped)
                     output.WriteLine($"{(interactive ? "\n" : "")}step {result.Step}: loss {result.Loss} / gradient norm {result.GradientNorm} not finite; step skipped ({trainer.ConsecutiveBadSteps} in a row, stop at {options.MaxConsecutiveBadSteps})");
                 var final = result.Step == options.Steps;
@@ -128,7 +144,6 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
         }
         catch (TrainingDivergedException)
         {
-            diverged = true;
             output.WriteLine();
             throw;
         }
@@ -138,14 +153,8 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
             // After any other failure the step may have stopped half way (or the device may be unusable): the last
             // checkpoint written stays the one to resume from, and nothing here may hide the original exception.
             if (completed && trainer.CompletedSteps > startStep) Checkpoints.Save(trainer, checkpoint);
-            if (completed || diverged)
-            {
-                var config = trainer.Model.Config;
-                LossPlot.Save(Path.Combine(runDirectory, PlotFile), $"keel train: {config.Architecture}, L = {config.SubLayers}, hidden {config.Hidden}, {Path.GetFileName(trainer.Data.Source)}", train, validation);
-            }
         }
-        return new RunSummary(runDirectory, checkpoint, metricsPath, Path.Combine(runDirectory, PlotFile), first, last, lastValidation,
-                              tokens / run.Elapsed.TotalSeconds);
+        return new RunSummary(runDirectory, checkpoint, metricsPath, first, last, lastValidation, tokens / run.Elapsed.TotalSeconds);
     }
 
     /// <summary>m:ss, or h:mm:ss from an hour on.</summary>

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using Keel.Native.Memory;
 
 namespace Keel.Native.Training;
@@ -5,11 +6,22 @@ namespace Keel.Native.Training;
 /// <summary>
 /// How a run trains. Each value is range-checked when set (also through <c>with</c> and JSON); an invalid one is
 /// an <see cref="ArgumentException"/> naming it. The defaults are those of the paper where it gives one (AdamW
-/// 0.9/0.95, weight decay 0.01, clipping at 1.0, warm-up then cosine to 1e-7) and those of the built-in CPU demo
-/// otherwise.
+/// 0.9/0.95, weight decay 0.01, clipping at 1.0, warm-up then cosine to 1e-7) and those of <c>keel train</c>'s
+/// built-in CPU demo otherwise; the warm-up, unless set, is relative to <see cref="Steps"/>.
 /// </summary>
+/// <example>
+/// <code>
+/// var options = new TrainingOptions { Steps = 200, BatchSize = 8, LearningRate = 1e-3 };
+/// // WarmupSteps is 20 (a tenth of 200); the learning rate then decays along a cosine to 1e-7 at step 200.
+/// </code>
+/// </example>
 public sealed record TrainingOptions
 {
+    /// <summary>The warm-up of a long run when none is set: 50 steps.</summary>
+    public const int LongRunWarmupSteps = 50;
+
+    private readonly int? _warmupSteps;
+
     /// <summary>Optimizer steps of the whole run (the cosine schedule ends here).</summary>
     public int Steps { get; init => field = Positive(value, nameof(Steps)); } = 600;
 
@@ -25,8 +37,31 @@ public sealed record TrainingOptions
     /// <summary>Learning rate at the end of the cosine decay (1e-7).</summary>
     public double MinLearningRate { get; init => field = NotNegative(value, nameof(MinLearningRate)); } = 1e-7;
 
-    /// <summary>Steps of linear warm-up from 0 to <see cref="LearningRate"/>; may be 0.</summary>
-    public int WarmupSteps { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(WarmupSteps), value, "WarmupSteps must not be negative."); } = 50;
+    /// <summary>
+    /// Steps of linear warm-up from 0 to <see cref="LearningRate"/>; may be 0. Unless set, <see cref="DefaultWarmupSteps"/>
+    /// of <see cref="Steps"/> (50, or a tenth of the steps when that is fewer; it follows Steps, also through <c>with</c>).
+    /// In JSON, <c>warmup_steps</c> is null when not set.
+    /// </summary>
+    [JsonIgnore]
+    public int WarmupSteps
+    {
+        get => _warmupSteps ?? DefaultWarmupSteps(Steps);
+        init => _warmupSteps = NotNegative(value, nameof(WarmupSteps));
+    }
+
+    /// <summary>
+    /// The warm-up when none is set: <see cref="LongRunWarmupSteps"/>, or a tenth of <paramref name="steps"/> (at least 1)
+    /// when that is fewer, so a short run's learning rate still reaches its peak and decays.
+    /// </summary>
+    public static int DefaultWarmupSteps(int steps) => Math.Min(LongRunWarmupSteps, Math.Max(1, steps / 10));
+
+    /// <summary><see cref="WarmupSteps"/> as set (null: it follows Steps); what JSON holds.</summary>
+    [JsonInclude, JsonPropertyName("warmup_steps")]
+    private int? WarmupStepsSetting
+    {
+        get => _warmupSteps;
+        init => _warmupSteps = value is { } steps ? NotNegative(steps, nameof(WarmupSteps)) : null;
+    }
 
     /// <summary>AdamW's decoupled weight decay, applied to the matrices (embedding and LM head included), not to norm gains and biases.</summary>
     public double WeightDecay { get; init => field = NotNegative(value, nameof(WeightDecay)); } = 0.01;
@@ -47,7 +82,7 @@ public sealed record TrainingOptions
     public ulong Seed { get; init; } = 1;
 
     /// <summary>Validation loss every this many steps (and at the end); 0 only at the end.</summary>
-    public int EvalInterval { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(EvalInterval), value, "EvalInterval must not be negative."); } = 50;
+    public int EvalInterval { get; init => field = NotNegative(value, nameof(EvalInterval)); } = 50;
 
     /// <summary>Batches of validation windows per evaluation (at most; fewer if the validation text is short).</summary>
     public int EvalBatches { get; init => field = Positive(value, nameof(EvalBatches)); } = 4;
@@ -56,7 +91,7 @@ public sealed record TrainingOptions
     public double ValidationFraction { get; init => field = value is > 0 and < 1 ? value : throw new ArgumentOutOfRangeException(nameof(ValidationFraction), value, "ValidationFraction must be in (0, 1)."); } = 0.1;
 
     /// <summary>Write a checkpoint every this many steps (and at the end); 0 only at the end.</summary>
-    public int CheckpointInterval { get; init => field = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(CheckpointInterval), value, "CheckpointInterval must not be negative."); }
+    public int CheckpointInterval { get; init => field = NotNegative(value, nameof(CheckpointInterval)); }
 
     /// <summary>Stop after this many consecutive steps whose loss or gradients were NaN or infinite (each is skipped).</summary>
     public int MaxConsecutiveBadSteps { get; init => field = Positive(value, nameof(MaxConsecutiveBadSteps)); } = 5;
@@ -90,6 +125,9 @@ public sealed record TrainingOptions
 
     private static int Positive(int value, string name) =>
         value > 0 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");
+
+    private static int NotNegative(int value, string name) =>
+        value >= 0 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must not be negative.");
 
     private static double PositiveFinite(double value, string name) =>
         value > 0 && double.IsFinite(value) ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive and finite.");

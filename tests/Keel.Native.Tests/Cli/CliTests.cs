@@ -1,5 +1,6 @@
 using Keel.Cli;
 using Keel.Cli.Commands.Bench;
+using Keel.Cuda.Interop;
 using Keel.Native.Kernels;
 using Keel.Native.Tests.Support;
 
@@ -40,6 +41,8 @@ public class CliTests
         var (code, output, _) = Run("info");
         Assert.Equal(0, code);
         foreach (var library in new[] { "Driver", "Nvrtc", "Cublas", "CublasLt" }) Assert.Contains(library, output);
+        // Which versions the driver allows, and why: its CUDA version, or that there is none.
+        Assert.Contains("  versions: " + CudaLibraries.DriverSupport.Basis, output);
     }
 
     [Fact]

@@ -12,7 +12,7 @@ namespace Keel.Native.Tests.Devices;
 /// runs it without complaint, the mode reports it with a message that names the kernel and the cause, and the correct
 /// twin passes under every mode.
 /// </summary>
-public unsafe class EmulatorCheckTests
+public class EmulatorCheckTests
 {
     private static readonly string Source = Path.Combine(AppContext.BaseDirectory, "Devices", "emulator_checks.cu");
 
@@ -40,7 +40,7 @@ public unsafe class EmulatorCheckTests
             var input = Enumerable.Range(0, 2 * n).Select(i => (float)i).ToArray();
             using var inBuffer = DeviceData.Upload(device, input, DType.Float32, new TensorShape(2 * n));
             using var outBuffer = DeviceData.Poisoned(device, DType.Float32, new TensorShape(2 * n));
-            var error = Launch(device, "keel_check_shift", new LaunchShape(new Dim3(2), new Dim3(n)), inBuffer.Tensor.Address, outBuffer.Tensor.Address, synchronized);
+            var error = Launch(device, "keel_check_shift", new LaunchShape(new Dim3(2), new Dim3(n)), inBuffer.Tensor, outBuffer.Tensor, synchronized);
             if (error is null)
                 Assert.Equal(input.Select((_, i) => i % n == 0 ? 0f : i - 1), DeviceData.Download(device, outBuffer));
             return error;
@@ -55,7 +55,7 @@ public unsafe class EmulatorCheckTests
         {
             using var inBuffer = DeviceData.Upload(device, input, DType.Float32, new TensorShape(512));
             using var outBuffer = DeviceData.Poisoned(device, DType.Float32, new TensorShape(128));
-            error = Launch(device, "keel_check_copy_rows", new LaunchShape(new Dim3(1), new Dim3(128)), inBuffer.Tensor.Address, outBuffer.Tensor.Address, early);
+            error = Launch(device, "keel_check_copy_rows", new LaunchShape(new Dim3(1), new Dim3(128)), inBuffer.Tensor, outBuffer.Tensor, early);
             return DeviceData.Download(device, outBuffer);
         }
 
@@ -85,14 +85,14 @@ public unsafe class EmulatorCheckTests
         using var output = device.Allocate(DType.Float32, new TensorShape(n));
         Assert.All(DeviceData.Download(device, output), v => Assert.True(float.IsNaN(v)));  // fresh memory is not zero here
 
-        var error = Launch(device, "keel_check_accumulate", new LaunchShape(new Dim3(3), new Dim3(128)), input.Tensor.Address, output.Tensor.Address, n);
+        var error = Launch(device, "keel_check_accumulate", new LaunchShape(new Dim3(3), new Dim3(128)), input.Tensor, output.Tensor, n);
         Assert.NotNull(error);
         Assert.Contains("KEEL_EMU_ERROR_UNINITIALIZED", error.Message);
         Assert.Contains("was never written", error.Message);
         Assert.Contains("emulator_checks.cu:31", error.Message);
 
         device.Clear(output);  // written by the host: now it may be read
-        Assert.Null(Launch(device, "keel_check_accumulate", new LaunchShape(new Dim3(3), new Dim3(128)), input.Tensor.Address, output.Tensor.Address, n));
+        Assert.Null(Launch(device, "keel_check_accumulate", new LaunchShape(new Dim3(3), new Dim3(128)), input.Tensor, output.Tensor, n));
         Assert.All(DeviceData.Download(device, output), v => Assert.Equal(2f, v));
     }
 
@@ -105,7 +105,7 @@ public unsafe class EmulatorCheckTests
             using var flags = device.Allocate(DType.Int32, new TensorShape(blocks));
             using var output = DeviceData.Poisoned(device, DType.Float32, new TensorShape(blocks));
             device.Clear(flags);
-            return Launch(device, "keel_check_chain", new LaunchShape(new Dim3(blocks), new Dim3(32)), flags.Tensor.Address, output.Tensor.Address);
+            return Launch(device, "keel_check_chain", new LaunchShape(new Dim3(blocks), new Dim3(32)), flags.Tensor, output.Tensor);
         }
 
         using (var inIndexOrder = Open(EmulatorChecks.Spin, workers: 1))
@@ -130,7 +130,7 @@ public unsafe class EmulatorCheckTests
         {
             using var device = Open(EmulatorChecks.Limits, architecture: architecture);
             using var output = device.Allocate(DType.Float32, new TensorShape(256));
-            return Launch(device, "keel_check_big_shared", new LaunchShape(new Dim3(1), new Dim3(256), 64 << 10), allowShared: 64 << 10, output.Tensor.Address);
+            return Launch(device, "keel_check_big_shared", new LaunchShape(new Dim3(1), new Dim3(256), 64 << 10), allowShared: 64 << 10, output.Tensor);
         }
 
         Assert.Null(BigShared("sm_90"));
@@ -141,15 +141,13 @@ public unsafe class EmulatorCheckTests
         Assert.Contains("99 KiB", error.Message);
 
         using var ampere = Open(EmulatorChecks.Limits, architecture: "sm_80");
-        var function = ampere.Runtime is EmulatedKernelRuntime runtime ? runtime.LoadSource(Source, "keel_check_many_registers") : null!;
+        var function = ((EmulatedKernelRuntime)ampere.Runtime).LoadSource(Source, "keel_check_many_registers");
         using var input = DeviceData.Upload(ampere, Enumerable.Range(0, 4096).Select(i => i / 4096f).ToArray(), DType.Float32, new TensorShape(4096));
         using var sums = ampere.Allocate(DType.Float32, new TensorShape(1024));
-        ulong inputAddress = input.Tensor.Address, sumsAddress = sums.Tensor.Address;
-        void** args = stackalloc void*[] { &inputAddress, &sumsAddress };
-        var tooMany = Assert.Throws<KernelLaunchException>(() => function.Launch(new LaunchShape(new Dim3(1), new Dim3(1024)), args));
+        var tooMany = Assert.Throws<KernelLaunchException>(() => function.Launch(new LaunchShape(new Dim3(1), new Dim3(1024)), [input.Tensor, sums.Tensor]));
         Assert.Contains("registers", tooMany.Message);
         Assert.Contains("CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", tooMany.Message);
-        function.Launch(new LaunchShape(new Dim3(4), new Dim3(256)), args);  // the same kernel in smaller blocks fits
+        function.Launch(new LaunchShape(new Dim3(4), new Dim3(256)), [input.Tensor, sums.Tensor]);  // the same kernel in smaller blocks fits
     }
 
     [Fact]
@@ -158,11 +156,11 @@ public unsafe class EmulatorCheckTests
         using var device = Open(EmulatorChecks.None);
         using var input = DeviceData.Upload(device, new float[256], DType.Float32, new TensorShape(256));
         using var output = device.Allocate(DType.Float32, new TensorShape(32));
-        var error = Launch(device, "keel_check_vector_load", new LaunchShape(new Dim3(1), new Dim3(32)), input.Tensor.Address, output.Tensor.Address, 2);
+        var error = Launch(device, "keel_check_vector_load", new LaunchShape(new Dim3(1), new Dim3(32)), input.Tensor, output.Tensor, 2);
         Assert.NotNull(error);
         Assert.Contains("KEEL_EMU_ERROR_MISALIGNED", error.Message);
         Assert.Contains("16-byte vector access at address 0x", error.Message);
-        Assert.Null(Launch(device, "keel_check_vector_load", new LaunchShape(new Dim3(1), new Dim3(32)), input.Tensor.Address, output.Tensor.Address, 4));
+        Assert.Null(Launch(device, "keel_check_vector_load", new LaunchShape(new Dim3(1), new Dim3(32)), input.Tensor, output.Tensor, 4));
     }
 
     [Fact]
@@ -180,29 +178,16 @@ public unsafe class EmulatorCheckTests
     private static EmulatedDevice Open(EmulatorChecks checks, int workers = 2, string architecture = "sm_90") =>
         TestDevices.OpenEmulated(new EmulatorOptions(WorkerThreads: workers) { Checks = checks, Seed = 7, Architecture = architecture });
 
-    private static KernelLaunchException? Launch(EmulatedDevice device, string kernel, LaunchShape shape, ulong a, ulong b, int n = 0)
-    {
-        var function = ((EmulatedKernelRuntime)device.Runtime).LoadSource(Source, kernel);
-        void** args = stackalloc void*[] { &a, &b, &n };
-        try
-        {
-            function.Launch(shape, args);
-            return null;
-        }
-        catch (KernelLaunchException e)
-        {
-            return e;
-        }
-    }
+    private static KernelLaunchException? Launch(EmulatedDevice device, string kernel, LaunchShape shape, params KernelArgument[] arguments) =>
+        Launch(device, kernel, shape, allowShared: 0, arguments);
 
-    private static KernelLaunchException? Launch(EmulatedDevice device, string kernel, LaunchShape shape, int allowShared, ulong output)
+    private static KernelLaunchException? Launch(EmulatedDevice device, string kernel, LaunchShape shape, int allowShared, params KernelArgument[] arguments)
     {
         var function = ((EmulatedKernelRuntime)device.Runtime).LoadSource(Source, kernel);
-        function.AllowDynamicSharedMemory(allowShared);
-        void** args = stackalloc void*[] { &output };
+        if (allowShared > 0) function.AllowDynamicSharedMemory(allowShared);
         try
         {
-            function.Launch(shape, args);
+            function.Launch(shape, arguments);
             return null;
         }
         catch (KernelLaunchException e)

@@ -11,7 +11,7 @@ namespace Keel.Native.Tests.Devices;
 /// Faults planted in kernels (Devices/emulator_faults.cu) are caught by the emulated device with a message
 /// that names the kernel and the threads, the host process survives, and the next launch works.
 /// </summary>
-public unsafe class EmulatorFaultTests
+public class EmulatorFaultTests
 {
     private static readonly string Source = Path.Combine(AppContext.BaseDirectory, "Devices", "emulator_faults.cu");
 
@@ -59,26 +59,28 @@ public unsafe class EmulatorFaultTests
         var function = ((EmulatedKernelRuntime)device.Runtime).LoadSource(Source, "keel_fault_none");
         var n = 300;
         using var buffer = DeviceData.Poisoned(device, DType.Float32, new TensorShape(n));
-        var address = buffer.Tensor.Address;
-        void** args = stackalloc void*[] { &address, &n };
         var shape = new LaunchShape(new Dim3(3), new Dim3(128), 64 << 10);
 
-        var error = Assert.Throws<KernelLaunchException>(() => function.Launch(shape, args));
+        var error = Assert.Throws<KernelLaunchException>(() => function.Launch(shape, [buffer.Tensor, n]));
         Assert.Contains("AllowDynamicSharedMemory", error.Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => function.AllowDynamicSharedMemory(228 << 10));
         function.AllowDynamicSharedMemory(64 << 10);
-        function.Launch(shape, args);
+        function.Launch(shape, [buffer.Tensor, n]);
         Assert.Equal(Enumerable.Range(0, n).Select(i => (float)i), DeviceData.Download(device, buffer));
     }
 
-    private static KernelLaunchException Launch(string kernel, int grid, int block, int n = 0)
+    /// <summary>Launches <paramref name="kernel"/> on a buffer, and <paramref name="n"/> when the kernel takes it.</summary>
+    private static KernelLaunchException Launch(string kernel, int grid, int block, int? n = null)
     {
         var device = (EmulatedDevice)TestDevices.Get(DeviceKind.Emulated);
         var function = ((EmulatedKernelRuntime)device.Runtime).LoadSource(Source, kernel);
-        using var buffer = device.Allocate(DType.Float32, new TensorShape(Math.Max(n, block * grid)));
-        var address = buffer.Tensor.Address;
-        void** args = stackalloc void*[] { &address, &n };
-        return Assert.Throws<KernelLaunchException>(() => function.Launch(new LaunchShape(new Dim3(grid), new Dim3(block)), args));
+        using var buffer = device.Allocate(DType.Float32, new TensorShape(Math.Max(n ?? 0, block * grid)));
+        var shape = new LaunchShape(new Dim3(grid), new Dim3(block));
+        return Assert.Throws<KernelLaunchException>(() =>
+        {
+            if (n is { } value) function.Launch(shape, [buffer.Tensor, value]);
+            else function.Launch(shape, [buffer.Tensor]);
+        });
     }
 
     private static void LaunchStillWorks()
@@ -87,9 +89,7 @@ public unsafe class EmulatorFaultTests
         var function = ((EmulatedKernelRuntime)device.Runtime).LoadSource(Source, "keel_fault_none");
         var n = 300;
         using var buffer = DeviceData.Poisoned(device, DType.Float32, new TensorShape(n));
-        var address = buffer.Tensor.Address;
-        void** args = stackalloc void*[] { &address, &n };
-        function.Launch(new LaunchShape(new Dim3(3), new Dim3(128)), args);
+        function.Launch(new LaunchShape(new Dim3(3), new Dim3(128)), [buffer.Tensor, n]);
         Assert.Equal(Enumerable.Range(0, n).Select(i => (float)i), DeviceData.Download(device, buffer));
     }
 }

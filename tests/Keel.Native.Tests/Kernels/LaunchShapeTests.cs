@@ -4,6 +4,7 @@ using Keel.Native.Kernels;
 using Keel.Native.Kernels.Launchers;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
+using Keel.Native.Tests.Support;
 
 namespace Keel.Native.Tests.Kernels;
 
@@ -21,12 +22,12 @@ public sealed class LaunchShapeTests
     [Fact]
     public void ElementwiseAndOptimizerLaunchesCoverBuffersPast2To31Elements()
     {
-        var runtime = new RecordingRuntime();
+        var runtime = new RecordingKernelRuntime(Multiprocessors);
         var views = new Views();
         const long n = 3_000_000_007;
         new CastKernels(runtime).Convert(views.Of(DType.Float32, n), views.Of(DType.BFloat16, n));
-        var optimizer = new OptimizerKernels(runtime);
-        optimizer.GradientNorm(views.Of(DType.Float32, n), 1f, views.Of(DType.Float32, OptimizerKernels.MaxPartials), views.Of(DType.Float32, 2));
+        var optimizer = new OptimizerKernels(runtime, views.Workspace());
+        optimizer.GradientNorm(views.Of(DType.Float32, n), 1f, views.Of(DType.Float32, 2));
         optimizer.AdamW(new AdamWOptions(), 3, 1e-4f, views.Of(DType.Float32, n), views.Of(DType.Float32, n), views.Of(DType.Float32, n),
                         views.Of(DType.Float32, n), views.Of(DType.BFloat16, n), views.Of(DType.Float32, 2));
         var activations = new ActivationKernels(runtime);
@@ -41,15 +42,15 @@ public sealed class LaunchShapeTests
     [Fact]
     public void AttentionGridsAtLongSequencesAndTheirLimits()
     {
-        var runtime = new RecordingRuntime();
+        var runtime = new RecordingKernelRuntime(Multiprocessors);
         var views = new Views();
-        var attention = new AttentionKernels(runtime);
+        var attention = new AttentionKernels(runtime, views.Workspace());
         foreach (var headDim in AttentionKernels.HeadDims)
         {
             var options = new AttentionOptions(Batch: 2, Sequence: 131_072, QueryHeads: 32, KvHeads: 8, HeadDim: headDim);
             var (q, k, v, o, lse, dO, dq, dk, dv) = Tensors(views, options);
             attention.Forward(options, q, k, v, o, lse);
-            attention.Backward(options, q, k, v, o, lse, dO, dq, dk, dv, elements => views.Of(DType.Float32, elements));
+            attention.Backward(options, q, k, v, o, lse, dO, dq, dk, dv);
         }
         var forward = runtime.Launches.First(l => l.Name == "keel_attention_forward").Shape;
         Assert.Equal(new Dim3(131_072 / 128, 32, 2), forward.Grid);
@@ -64,7 +65,7 @@ public sealed class LaunchShapeTests
         var tooLong = new AttentionOptions(Batch: 1, Sequence: 65_536 * 128 + 1, QueryHeads: 1, KvHeads: 1, HeadDim: 16);
         t = Tensors(views, tooLong);
         Assert.Throws<ArgumentException>("options", () =>
-            attention.Backward(tooLong, t.Q, t.K, t.V, t.O, t.Lse, t.DO, t.Dq, t.Dk, t.Dv, elements => views.Of(DType.Float32, elements)));
+            attention.Backward(tooLong, t.Q, t.K, t.V, t.O, t.Lse, t.DO, t.Dq, t.Dk, t.Dv));
     }
 
     [Fact]
@@ -77,49 +78,37 @@ public sealed class LaunchShapeTests
         var t = Tensors(views, options);
         foreach (var (limit, keyBlock, forwardShared) in new[] { (99 << 10, 64, 69_632), (163 << 10, 128, 104_448), (227 << 10, 128, 104_448) })
         {
-            var runtime = new RecordingRuntime { MaxSharedMemoryPerBlockOptInBytes = limit };
-            var attention = new AttentionKernels(runtime);
+            var runtime = new RecordingKernelRuntime(Multiprocessors) { MaxSharedMemoryPerBlockOptInBytes = limit };
+            var workspace = views.Workspace();
+            var attention = new AttentionKernels(runtime, workspace);
             attention.Forward(options, t.Q, t.K, t.V, t.O, t.Lse);
-            attention.Backward(options, t.Q, t.K, t.V, t.O, t.Lse, t.DO, t.Dq, t.Dk, t.Dv, elements => views.Of(DType.Float32, elements));
+            attention.Backward(options, t.Q, t.K, t.V, t.O, t.Lse, t.DO, t.Dq, t.Dk, t.Dv);
             runtime.AssertWithinLimits();
             Assert.Equal(forwardShared, runtime.Launches.Single(l => l.Name == "keel_attention_forward").Shape.SharedMemoryBytes);
             var backward = runtime.Launches.Single(l => l.Name == "keel_attention_backward").Shape;
             Assert.Equal(new Dim3(2 * 8, 4096 / keyBlock), backward.Grid);
             Assert.InRange(backward.SharedMemoryBytes, 48 << 10, limit);
-            // The workspace the memory planner reserves covers whichever tiles a device gets.
-            Assert.True(AttentionKernels.BackwardWorkspaceElements(options) >= WorkspaceAsked(runtime, options, t, views));
+            // What the memory planner reserves covers whichever tiles a device gets.
+            Assert.InRange(workspace.Bytes(KernelScratch.AttentionBackward), 1, 4 * AttentionKernels.BackwardWorkspaceElements(options));
         }
 
         // A device whose blocks cannot hold the smallest tiles is refused by name before anything is launched.
-        var small = new RecordingRuntime { MaxSharedMemoryPerBlockOptInBytes = 48 << 10 };
-        var error = Assert.Throws<ArgumentException>(() => new AttentionKernels(small).Forward(options, t.Q, t.K, t.V, t.O, t.Lse));
+        var small = new RecordingKernelRuntime(Multiprocessors) { MaxSharedMemoryPerBlockOptInBytes = 48 << 10 };
+        var error = Assert.Throws<ArgumentException>(() => new AttentionKernels(small, views.Workspace()).Forward(options, t.Q, t.K, t.V, t.O, t.Lse));
         Assert.Contains("needs at least", error.Message);
         Assert.Contains("this device allows 49152", error.Message);
         Assert.Empty(small.Launches);
     }
 
-    private static long WorkspaceAsked(RecordingRuntime runtime, AttentionOptions options,
-        (Tensor Q, Tensor K, Tensor V, Tensor O, Tensor Lse, Tensor DO, Tensor Dq, Tensor Dk, Tensor Dv) t, Views views)
-    {
-        long asked = 0;
-        new AttentionKernels(runtime).Backward(options, t.Q, t.K, t.V, t.O, t.Lse, t.DO, t.Dq, t.Dk, t.Dv, elements =>
-        {
-            asked = elements;
-            return views.Of(DType.Float32, elements);
-        });
-        return asked;
-    }
-
     [Fact]
     public void RowKernelsTakeMillionsOfRows()
     {
-        var runtime = new RecordingRuntime();
+        var runtime = new RecordingKernelRuntime(Multiprocessors);
         var views = new Views();
-        using var host = new Keel.Native.Devices.Cpu.CpuDevice();
         const int rows = 1 << 22;
         foreach (var hidden in new[] { 128, 1024, ResidualNormKernels.MaxHidden })
         {
-            var norm = new ResidualNormKernels(runtime, host);
+            var norm = new ResidualNormKernels(runtime, views.Workspace());
             var options = new ResidualNormOptions(NormKind.Layer, 1024f, OutputNorm: true, InputNorm: true);
             Tensor Stream() => views.Of(DType.Float32, new TensorShape(rows, hidden));
             Tensor Operand() => views.Of(DType.BFloat16, new TensorShape(rows, hidden));
@@ -128,14 +117,59 @@ public sealed class LaunchShapeTests
             var (x, f, y, outNorm, inNorm) = (Stream(), Operand(), Stream(), Weights(), Weights());
             norm.Forward(options, x, f, outNorm, inNorm, y, Operand(), statistics);
             norm.Backward(options, x, f, y, outNorm, inNorm, statistics, Stream(), Operand(), Stream(), Operand(), Weights(), Weights());
-            norm.Dispose();
         }
         new CrossEntropyKernels(runtime).Forward(views.Of(DType.Float32, new TensorShape(rows, 50_257)), views.Of(DType.Int32, rows),
                                                  views.Of(DType.Float32, rows), views.Of(DType.Float32, new TensorShape(rows, 50_257)), 1f / rows);
-        var rope = new RopeKernels(runtime);
+        var rope = new RopeKernels(runtime, views.Workspace());
         var qk = views.Of(DType.BFloat16, new TensorShape(8, 131_072, 32, 128));
-        rope.Rotate(qk, qk, views.Of(DType.Float32, RopeKernels.TableElements(131_072, 128)), inverse: false);
+        rope.Rotate(qk, qk, 10_000f, inverse: false);
         runtime.AssertWithinLimits();
+    }
+
+    [Fact]
+    public void ResidualNormLaunchesReportTheFlopsTheKernelHeaderCounts()
+    {
+        // kernels/residual_norm.cu: per element, forward 2 + 4 per RMSNorm or 8 per LayerNorm; backward 1 + N_in's 10 or 14
+        // + N_out's 12 or 16 (+ 1 for dz without N_in). Keel's general sub-layer: 10 forward, 23 backward.
+        Assert.Contains("Keel's general sub-layer (RMSNorm, both norms): 10 forward, 23 backward", KernelSources.Read("residual_norm.cu"));
+        const int rows = 64, hidden = 128;
+        foreach (var (kind, outputNorm, inputNorm, forward, backward) in new[]
+        {
+            (NormKind.Rms, true, true, 10, 23), (NormKind.Layer, true, true, 18, 31),
+            (NormKind.Rms, false, true, 6, 11), (NormKind.Layer, true, false, 10, 18), (NormKind.Rms, false, false, 2, 2),
+        })
+        {
+            var runtime = new RecordingKernelRuntime(Multiprocessors) { Profiler = new CostRecorder() };
+            var views = new Views();
+            var norm = new ResidualNormKernels(runtime, views.Workspace());
+            var options = new ResidualNormOptions(kind, 4f, outputNorm, inputNorm);
+            Tensor Stream() => views.Of(DType.Float32, new TensorShape(rows, hidden));
+            Tensor Operand() => views.Of(DType.BFloat16, new TensorShape(rows, hidden));
+            Tensor Vector(bool present, int length) => present ? views.Of(DType.Float32, length) : default;
+            NormWeights Weights(bool present) => new(Vector(present, hidden), Vector(present && kind == NormKind.Layer, hidden));
+            var statistics = new NormStatistics(Vector(outputNorm && kind == NormKind.Layer, rows), Vector(outputNorm, rows),
+                                                Vector(inputNorm && kind == NormKind.Layer, rows), Vector(inputNorm, rows));
+            var (x, f, y, outNorm, inNorm) = (Stream(), Operand(), Stream(), Weights(outputNorm), Weights(inputNorm));
+            norm.Forward(options, x, f, outNorm, inNorm, y, Operand(), statistics);
+            norm.Backward(options, x, f, y, outNorm, inNorm, statistics, Stream(), Operand(), Stream(), Operand(), Weights(outputNorm), Weights(inputNorm));
+            var costs = ((CostRecorder)runtime.Profiler).Costs;
+            Assert.Equal(((double)rows * hidden * forward), costs.Single(c => c.Name == "keel_residual_norm_forward").Cost.Flops);
+            Assert.Equal(((double)rows * hidden * backward), costs.Single(c => c.Name == "keel_residual_norm_backward").Cost.Flops);
+        }
+    }
+
+    /// <summary>Keeps each launch's cost instead of timing it.</summary>
+    private sealed class CostRecorder : KernelProfiler
+    {
+        public List<(string Name, KernelCost Cost)> Costs { get; } = [];
+
+        public override int Begin() => 0;
+
+        public override void End(int token, string name, in KernelCost cost) => Costs.Add((name, cost));
+
+        public override void Flush()
+        {
+        }
     }
 
     private static (Tensor Q, Tensor K, Tensor V, Tensor O, Tensor Lse, Tensor DO, Tensor Dq, Tensor Dk, Tensor Dv) Tensors(Views views, AttentionOptions o)
@@ -159,47 +193,21 @@ public sealed class LaunchShapeTests
             _next += ((ulong)tensor.ByteLength + 255) / 256 * 256 + 256;
             return tensor;
         }
-    }
 
-    private sealed class RecordingRuntime : IKernelRuntime
-    {
-        public List<(string Name, LaunchShape Shape, int DynamicSharedLimit)> Launches { get; } = [];
+        /// <summary>A launcher workspace whose buffers are views like these.</summary>
+        public KernelWorkspace Workspace() => new(Buffer, _ => { }, () => { });
 
-        public int MultiprocessorCount => Multiprocessors;
-
-        /// <summary>sm_90's by default.</summary>
-        public int MaxSharedMemoryPerBlockOptInBytes { get; init; } = 227 << 10;
-
-        public KernelProfiler? Profiler { get; set; }
-
-        public KernelFunction Load(KernelSpec spec, string entryPoint)
+        private DeviceBuffer Buffer(long bytes)
         {
-            Assert.Contains(entryPoint, KernelSources.EntryPoints(spec.File));
-            return new Recorded(spec, entryPoint, this);
+            var shape = new TensorShape((bytes + 3) / 4);
+            return new DeviceBuffer(TestDevices.Reference, new Unbacked(Of(DType.Int32, shape)), DType.Int32, shape);
         }
 
-        public void AssertWithinLimits()
+        private sealed class Unbacked(Tensor view) : DeviceAllocation(view.Address, view.ByteLength)
         {
-            Assert.NotEmpty(Launches);
-            foreach (var (name, shape, limit) in Launches)
+            protected override void Release()
             {
-                Assert.True(shape.SharedMemoryBytes <= limit, $"{name} asks for {shape.SharedMemoryBytes} bytes of dynamic shared memory; its limit is {limit}.");
-                Assert.True(shape.Block.Count <= LaunchShape.MaxThreadsPerBlock && shape.Block.Count % 32 == 0, $"{name}: a block of {shape.Block.Count} threads.");
             }
-        }
-
-        private sealed unsafe class Recorded(KernelSpec spec, string name, RecordingRuntime runtime) : KernelFunction(spec, name, runtime)
-        {
-            private int _limit = 48 << 10;
-
-            public override void AllowDynamicSharedMemory(int bytes)
-            {
-                base.AllowDynamicSharedMemory(bytes);
-                Assert.InRange(bytes, 0, runtime.MaxSharedMemoryPerBlockOptInBytes);
-                _limit = bytes;
-            }
-
-            protected override void LaunchCore(in LaunchShape shape, void** args) => runtime.Launches.Add((Name, shape, _limit));
         }
     }
 }

@@ -4,7 +4,7 @@ using Keel.Native.Reference;
 
 namespace Keel.Native.Tests.Model;
 
-/// <summary>Initialization as DESIGN.md section 1 states it: every matrix N(0, 0.02²), DeepNorm's FFN, V and O scaled by (8M)^(-1/4), gains 1, biases 0.</summary>
+/// <summary>Initialization as docs/model.md states it: every matrix N(0, 0.02²), DeepNorm's FFN, V and O scaled by (8M)^(-1/4), gains 1, biases 0.</summary>
 public sealed class InitializationTests
 {
     [Theory]

@@ -5,7 +5,7 @@ using Keel.Native.Reference;
 namespace Keel.Native.Tests.Model;
 
 /// <summary>
-/// Each architecture's forward pass against a computation written out by hand here from DESIGN.md section 1
+/// Each architecture's forward pass against a computation written out by hand here from docs/model.md
 /// (plain loops over doubles, no device and no reference op), on one tiny example: the logits and token losses
 /// must agree to fp64 rounding.
 /// </summary>

@@ -1,6 +1,5 @@
 using Keel.Native.Devices.Cpu;
 using Keel.Native.Model;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Model;
 
@@ -50,27 +49,6 @@ public sealed class SubLayerContractTests
         using var model = new KeelModel(device, config, ModelPrecision.Float32, batchSize: 3);
         Assert.Equal(SubLayer.ActivationSpecs(SubLayerKind.FeedForward, config, ModelPrecision.Float32, 3, layout.ResidualNorm(1)), model.SubLayers[1].Saved);
         Assert.Equal(model.SubLayers[1].Saved.Sum(a => a.ByteLength), model.SubLayers[1].SavedBytes);
-    }
-
-    [Fact]
-    public void TheProfiledDeviceTimesEveryOpAndCountsGemmFlops()
-    {
-        using var device = ProfiledDevice.Wrap(new CpuDevice(), profile: true);
-        var config = TinyModels.Config(Architecture.Keel);
-        using var model = new KeelModel(device, config, ModelPrecision.Float32, batchSize: 2);
-        model.Initialize(1);
-        var (tokens, targets) = TinyModels.Batch(new Random(1), model.Tokens, config.VocabularySize);
-        model.SetBatch(tokens, targets);
-        model.ZeroGradients();
-        model.Forward(lossGradientScale: 0.1f);
-        model.Backward();
-        var table = new StringWriter();
-        ((ProfiledDevice)device).Profile.Write(table, 1000);
-        var text = table.ToString();
-        foreach (var op in new[] { "gemm NT f32->f32", "attention forward", "attention backward", "residual_norm forward", "swiglu backward", "cross_entropy", "embedding backward" })
-            Assert.Contains(op, text);
-        // Two attention sub-layers, one forward each.
-        Assert.Matches(@"attention forward\s+2\s", text);
     }
 
     private static float[][] Snapshot(CpuDevice device, KeelModel model, int l) =>

@@ -3,7 +3,7 @@ using Keel.Native.Numerics;
 
 namespace Keel.Native.Tests.Support;
 
-/// <summary>Moving test data to and from devices, and comparing results the way DESIGN.md's testing tiers ask.</summary>
+/// <summary>Moving test data to and from devices, and comparing results the way docs/testing.md asks.</summary>
 internal static class DeviceData
 {
     /// <summary>Normal(0, scale²) floats from a seeded generator: never zeros, different every call.</summary>

@@ -1,5 +1,6 @@
 using Keel.Native.Devices;
 using Keel.Native.Devices.Cpu;
+using Keel.Native.Kernels;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
 
@@ -12,6 +13,10 @@ internal class ForwardingDevice : IDevice
 
     public DeviceKind Kind => Inner.Kind;
     public string Name => "forwarding " + Inner.Name;
+    public virtual IKernelRuntime? Kernels => Inner.Kernels;
+    public virtual DeviceMemoryInfo? QueryMemory() => Inner.QueryMemory();
+    public virtual IGraphCapture? GraphCapture => Inner.GraphCapture;
+    public virtual KernelProfiler CreateProfiler() => Inner.CreateProfiler();
     public virtual DeviceBuffer Allocate(DType dtype, TensorShape shape) => Inner.Allocate(dtype, shape);
     public virtual void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged => Inner.CopyFromHost(source, destination);
     public virtual void CopyToHost<T>(Tensor source, Span<T> destination) where T : unmanaged => Inner.CopyToHost(source, destination);
@@ -49,5 +54,5 @@ internal class ForwardingDevice : IDevice
     public virtual void AdamW(AdamWOptions options, int step, float learningRate, Tensor parameters, Tensor gradients, Tensor firstMoment, Tensor secondMoment, Tensor parametersBf16, Tensor clip) =>
         Inner.AdamW(options, step, learningRate, parameters, gradients, firstMoment, secondMoment, parametersBf16, clip);
 
-    public void Dispose() => Inner.Dispose();
+    public virtual void Dispose() => Inner.Dispose();
 }

@@ -38,7 +38,7 @@ public sealed class BadInputTests
     public void SequenceLongerThanTheDataFailsBeforeAllocationNamingTheField()
     {
         var data = TokenDataset.FromText("a short text of a few dozen bytes, not enough", new ByteTokenizer(), 0.5, "short.txt");
-        var e = Assert.ThrowsAny<ArgumentException>(() => new Trainer(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { SequenceLength = 32 }, TrainingFixtures.TinyOptions, data, TokenizerKind.Byte));
+        var e = Assert.ThrowsAny<ArgumentException>(() => new Trainer(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { SequenceLength = 32 }, TrainingFixtures.TinyOptions, data));
         Assert.Equal("SequenceLength", e.ParamName);
         Assert.Contains("short.txt", e.Message);
     }
@@ -46,7 +46,7 @@ public sealed class BadInputTests
     [Fact]
     public void VocabularySmallerThanTheTokenizerFailsNamingTheField()
     {
-        var e = Assert.ThrowsAny<ArgumentException>(() => new Trainer(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { VocabularySize = 100 }, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte));
+        var e = Assert.ThrowsAny<ArgumentException>(() => new Trainer(UntouchableDevice.Create(), TrainingFixtures.TinyConfig with { VocabularySize = 100 }, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask()));
         Assert.Equal("VocabularySize", e.ParamName);
     }
 
@@ -74,7 +74,7 @@ public sealed class BadInputTests
 
         var first = Path.Combine(folder.Path, "a");
         var second = Path.Combine(folder.Path, "b");
-        using (var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, data, TokenizerKind.Byte))
+        using (var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, data))
         {
             trainer.Initialize();
             trainer.Step();
@@ -82,6 +82,12 @@ public sealed class BadInputTests
             trainer.Step();
             Checkpoints.Save(trainer, second);
         }
+
+        // Data from another tokenizer than the run's.
+        var gpt2 = TokenDataset.FromText(SyntheticTask.Generate(3, 2_000), new Gpt2Tokenizer(), 0.1, "copy task");
+        var otherTokens = Assert.Throws<ArgumentException>(() => Checkpoints.Resume(first, device, gpt2));
+        Assert.Equal("data", otherTokens.ParamName);
+        Assert.Contains("trained on Byte tokens", otherTokens.Message);
 
         // The weights of step 2 beside the state of step 1: files of two checkpoints put together.
         File.Copy(Path.Combine(second, Checkpoints.ModelFile), Path.Combine(first, Checkpoints.ModelFile), overwrite: true);

@@ -49,7 +49,7 @@ public sealed class CheckpointAtomicityTests
         public RunSavedAtStepOne()
         {
             Checkpoint = Path.Combine(Folder.Path, TrainingLoop.CheckpointFolder);
-            Trainer = new Trainer(Device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, _data, TokenizerKind.Byte);
+            Trainer = new Trainer(Device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, _data);
             Trainer.Initialize();
             Trainer.Step();
             Checkpoints.Save(Trainer, Checkpoint);

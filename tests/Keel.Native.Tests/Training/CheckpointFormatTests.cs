@@ -17,7 +17,7 @@ public sealed class CheckpointFormatTests
         using var device = new CpuDevice();
         using var folder = new TempFolder();
         var config = TrainingFixtures.TinyConfig with { TiedEmbeddings = false, FeedForwardSize = 24 };
-        using var trainer = new Trainer(device, config, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, config, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask());
         trainer.Initialize();
         trainer.Step();
         Checkpoints.Save(trainer, folder.Path);
@@ -62,7 +62,7 @@ public sealed class CheckpointFormatTests
     {
         using var device = new CpuDevice();
         using var folder = new TempFolder();
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { Norm = Keel.Native.Reference.NormKind.Layer }, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { Norm = Keel.Native.Reference.NormKind.Layer }, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask());
         trainer.Initialize();
         Checkpoints.Save(trainer, folder.Path);
         foreach (var file in new[] { Checkpoints.ModelFile, Checkpoints.OptimizerFile })
@@ -85,7 +85,7 @@ public sealed class CheckpointFormatTests
     {
         using var device = new CpuDevice();
         using var folder = new TempFolder();
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask());
         trainer.Initialize();
         trainer.Step();
         Checkpoints.Save(trainer, folder.Path);

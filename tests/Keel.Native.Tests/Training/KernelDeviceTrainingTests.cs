@@ -74,7 +74,7 @@ public sealed class KernelDeviceTrainingTests
         var config = TrainingFixtures.TinyConfig with { Hidden = 64, Heads = 4, KvHeads = 2, FeedForwardSize = 128, SequenceLength = 32, SubLayers = 6 };
         var data = TrainingFixtures.CopyTask();
         var options = TrainingFixtures.TinyOptions with { Steps = 4, BatchSize = 2, AccumulationSteps = 2, Memory = Keel.Native.Memory.MemoryPolicy.Every(2) };
-        using (var trainer = new Trainer(device, config, options, data, TokenizerKind.Byte, ModelPrecision.Mixed))
+        using (var trainer = new Trainer(device, config, options, data, ModelPrecision.Mixed))
             Assert.True(trainer.UsesCudaGraphs);
         Assert.Equal(Losses(device, config, options with { CudaGraphs = false }, data, ModelPrecision.Mixed, dispose: false, steps: 4),
                      Losses(device, config, options, data, ModelPrecision.Mixed, dispose: false, steps: 4));
@@ -84,7 +84,7 @@ public sealed class KernelDeviceTrainingTests
     {
         try
         {
-            using var trainer = new Trainer(device, config, options, data, TokenizerKind.Byte, precision);
+            using var trainer = new Trainer(device, config, options, data, precision);
             trainer.Initialize();
             var losses = Enumerable.Range(0, steps).Select(_ => trainer.Step().Loss).ToArray();
             return [.. losses, .. TrainingFixtures.Parameters(trainer.Model).Select(v => (double)v)];

@@ -18,7 +18,7 @@ public sealed class MemoryPolicyTrainingTests
         var budget = inventory.StaticBytes + store.ArenaBytes / 2;
         var options = TrainingFixtures.TinyOptions with { Steps = 2, BatchSize = 1, Memory = MemoryPolicy.Auto, MemoryBudget = budget };
         using var device = new CpuDevice();
-        using var trainer = new Trainer(device, config, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, config, options, TrainingFixtures.CopyTask());
         var plan = trainer.Model.Plan;
         Assert.NotEqual(MemoryPolicyKind.Store, plan.Policy.Kind);
         Assert.True(plan.TotalBytes <= budget);
@@ -47,7 +47,7 @@ public sealed class MemoryPolicyTrainingTests
         var store = MemoryPlanner.Plan(new MemoryInventory(config, ModelPrecision.Float32, 4, MemoryTarget.Cpu), MemoryPolicy.Store);
         var options = TrainingFixtures.TinyOptions with { MemoryBudget = store.TotalBytes - 1 };
         using var device = new CpuDevice();
-        var e = Assert.Throws<MemoryBudgetException>(() => new Trainer(device, config, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte));
+        var e = Assert.Throws<MemoryBudgetException>(() => new Trainer(device, config, options, TrainingFixtures.CopyTask()));
         Assert.Contains("The store memory policy needs", e.Message);
         Assert.Contains("auto would choose", e.Message);
     }
@@ -64,7 +64,7 @@ public sealed class MemoryPolicyTrainingTests
     private static double[] Losses(ModelConfig config, MemoryPolicy policy)
     {
         using var device = new CpuDevice();
-        using var trainer = new Trainer(device, config, TrainingFixtures.TinyOptions with { Steps = 3, Memory = policy }, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, config, TrainingFixtures.TinyOptions with { Steps = 3, Memory = policy }, TrainingFixtures.CopyTask());
         trainer.Initialize();
         return [.. Enumerable.Range(0, 3).Select(_ => trainer.Step().Loss), .. TrainingFixtures.Parameters(trainer.Model).Select(v => (double)v)];
     }

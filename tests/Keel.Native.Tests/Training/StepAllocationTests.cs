@@ -22,7 +22,7 @@ public sealed class StepAllocationTests
     {
         using var device = new NoComputeDevice();
         var options = TrainingFixtures.TinyOptions with { Memory = MemoryPolicy.Parse(policy), AccumulationSteps = accumulation, Steps = 50 };
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { SubLayers = 6 }, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { SubLayers = 6 }, options, TrainingFixtures.CopyTask());
         trainer.Initialize();
         for (var i = 0; i < 3; i++) trainer.Step();
 

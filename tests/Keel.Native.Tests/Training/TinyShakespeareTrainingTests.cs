@@ -15,7 +15,7 @@ public sealed class TinyShakespeareTrainingTests
         var config = new ModelConfig { Hidden = 32, Heads = 2, KvHeads = 1, FeedForwardSize = 96, SubLayers = 4, SequenceLength = 32 };
         var options = new TrainingOptions { Steps = 300, BatchSize = 8, WarmupSteps = 20, LearningRate = 1e-2, EvalBatches = 4, Seed = 7 };
         using var device = new CpuDevice();
-        using var trainer = new Trainer(device, config, options, data, TokenizerKind.Byte);
+        using var trainer = new Trainer(device, config, options, data);
         trainer.Initialize();
         var before = trainer.EvaluateValidation();
         StepResult last = default;

@@ -23,7 +23,7 @@ public sealed class TrainCliTests
         Assert.Equal([1, 2, 3, 4, 5, 6], lines.Select(l => l["step"]!.GetValue<int>()));
         foreach (var key in new[] { "loss", "lr", "grad_norm", "tokens_per_s", "memory_bytes", "skipped" }) Assert.True(lines[0].ContainsKey(key), key);
         Assert.True(lines[2].ContainsKey("val_loss") && lines[5].ContainsKey("val_loss") && !lines[3].ContainsKey("val_loss"));
-        var png = File.ReadAllBytes(Path.Combine(run, TrainingLoop.PlotFile));
+        var png = File.ReadAllBytes(Path.Combine(run, Keel.Cli.Plots.LossPlot.FileName));
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
 
         var data = Path.Combine(folder.Path, "text.txt");
@@ -63,6 +63,7 @@ public sealed class TrainCliTests
     [Theory]
     [InlineData("--steps|-1", "--steps: Steps must be positive (got -1).")]
     [InlineData("--layers|3", "--layers: SubLayers (3) must be even")]
+    [InlineData("--arch|postln|--alpha|2", "--alpha: Alpha (2) does not apply to PostLN")]
     [InlineData("--lr|nan", "--lr: LearningRate must be positive and finite (got NaN).")]
     [InlineData("--memory|every:0", "--memory: Unknown memory policy 'every:0'")]
     [InlineData("--budget|12XB", "--budget: '12XB' is not a size")]

@@ -28,7 +28,7 @@ public sealed class TrainerTests
 
         double[] uninterrupted;
         float[] finalParameters;
-        using (var trainer = new Trainer(device, TrainingFixtures.TinyConfig, options, data, TokenizerKind.Byte))
+        using (var trainer = new Trainer(device, TrainingFixtures.TinyConfig, options, data))
         {
             trainer.Initialize();
             uninterrupted = Enumerable.Range(0, options.Steps).Select(_ => trainer.Step().Loss).ToArray();
@@ -36,7 +36,7 @@ public sealed class TrainerTests
         }
 
         var resumed = new List<double>();
-        using (var first = new Trainer(device, TrainingFixtures.TinyConfig, options, data, TokenizerKind.Byte))
+        using (var first = new Trainer(device, TrainingFixtures.TinyConfig, options, data))
         {
             first.Initialize();
             for (var i = 0; i < 3; i++) resumed.Add(first.Step().Loss);
@@ -56,7 +56,7 @@ public sealed class TrainerTests
     public void ABadStepIsSkippedWithoutAnUpdateAndTrainingGoesOn()
     {
         using var device = new CpuDevice();
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, TrainingFixtures.TinyOptions, TrainingFixtures.CopyTask());
         trainer.Initialize();
         var good = TrainingFixtures.Parameters(trainer.Model);
         var poisoned = (float[])good.Clone();
@@ -83,7 +83,7 @@ public sealed class TrainerTests
     {
         using var device = new CpuDevice();
         var options = TrainingFixtures.TinyOptions with { MaxConsecutiveBadSteps = 3 };
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask());
         trainer.Initialize();
         var poisoned = TrainingFixtures.Parameters(trainer.Model);
         poisoned[0] = float.PositiveInfinity;
@@ -142,7 +142,7 @@ public sealed class TrainerTests
     private static double[] Losses(TrainingOptions options, int steps)
     {
         using var device = new CpuDevice();
-        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask(), TokenizerKind.Byte);
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig, options, TrainingFixtures.CopyTask());
         trainer.Initialize();
         return Enumerable.Range(0, steps).Select(_ => trainer.Step().Loss).ToArray();
     }

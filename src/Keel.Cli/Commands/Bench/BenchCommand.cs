@@ -34,7 +34,7 @@ internal sealed class BenchOptions
     public string Python { get; init; } = "python3";
 }
 
-/// <summary><c>keel bench</c>: GPU measurements as DESIGN.md §5 describes them.</summary>
+/// <summary><c>keel bench</c>: GPU measurements as docs/measuring.md describes them.</summary>
 internal static class BenchCommand
 {
     /// <summary>Every target, by name.</summary>

@@ -6,7 +6,7 @@ using Keel.Native.Numerics;
 namespace Keel.Cli.Commands.Bench;
 
 /// <summary>
-/// What a benchmark suite measures with: the GPU, the timing discipline of DESIGN.md §5 (CUDA events around
+/// What a benchmark suite measures with: the GPU, the timing discipline of docs/measuring.md (CUDA events around
 /// the work, warm-up first, median of many runs) and the device's two measured ceilings, each measured once.
 /// </summary>
 internal sealed class BenchContext(CudaDevice device, BenchOptions options, TextWriter log)

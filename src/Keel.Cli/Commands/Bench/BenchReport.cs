@@ -23,7 +23,7 @@ internal sealed record BenchResult(string Case, string Pass, double Microseconds
 
 /// <summary>
 /// The results of one <c>keel bench</c> run: printed as a table, and written as JSON and markdown under the
-/// output folder with the device, driver, date and commit, as DESIGN.md §5 asks.
+/// output folder with the device, driver, date and commit, as docs/measuring.md asks.
 /// </summary>
 internal sealed class BenchReport(string suite, string device, string driver, string commit, DateTimeOffset date)
 {

@@ -38,7 +38,7 @@ internal sealed class TrainSuite : IBenchmarkSuite
             var (config, batch, memory, graphs) = Parse(text);
             var options = new TrainingOptions { BatchSize = batch, Steps = int.MaxValue / 2, WarmupSteps = 10, EvalInterval = 0, Memory = memory, CudaGraphs = graphs };
             var data = TokenDataset.FromText(SyntheticTask.Generate(1, 20 * (config.SequenceLength + 1) * batch), new ByteTokenizer(), 0.05, "bench");
-            using var trainer = new Trainer(context.Device, config, options, data, TokenizerKind.Byte);
+            using var trainer = new Trainer(context.Device, config, options, data);
             trainer.Initialize();
             var issue = new List<double>();
             var microseconds = context.MedianMicroseconds(_ => issue.Add(trainer.Step().IssueSeconds));
@@ -47,7 +47,7 @@ internal sealed class TrainSuite : IBenchmarkSuite
             issue.Sort();
             var issueMicroseconds = issue[issue.Count / 2] * 1e6;
             var plan = trainer.Model.Plan;
-            var used = TrainingDevices.UsedBytes(context.Device) is { } bytes ? string.Create(CultureInfo.InvariantCulture, $", device memory in use {bytes / 1e9:0.00} GB ({100.0 * bytes / plan.TotalBytes:0.0}% of the plan)") : "";
+            var used = context.Device.QueryMemory()?.UsedBytes is { } bytes ? string.Create(CultureInfo.InvariantCulture, $", device memory in use {bytes / 1e9:0.00} GB ({100.0 * bytes / plan.TotalBytes:0.0}% of the plan)") : "";
             context.Log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{text}: {trainer.TokensPerStep / (microseconds * 1e-6):N0} tokens/s, {flops / (microseconds * 1e-6) / 1e12:0.0} model TFLOP/s, {trainer.AllocatedBytes / 1e9:0.00} GB allocated; ") +
                 string.Create(CultureInfo.InvariantCulture,

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
+using Keel.Native.Kernels;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
 
@@ -17,6 +18,22 @@ public sealed class CpuDevice : IDevice
 
     /// <inheritdoc />
     public string Name => $"cpu ({Environment.ProcessorCount} cores, {RuntimeInformation.ProcessArchitecture})";
+
+    /// <inheritdoc />
+    /// <remarks>None: the ops are the C# reference, not kernels.</remarks>
+    public IKernelRuntime? Kernels => null;
+
+    /// <inheritdoc />
+    /// <remarks>Null: tensors live in host memory.</remarks>
+    public DeviceMemoryInfo? QueryMemory() => null;
+
+    /// <inheritdoc />
+    /// <remarks>None: every op runs when it is called.</remarks>
+    public IGraphCapture? GraphCapture => null;
+
+    /// <inheritdoc />
+    /// <remarks>The host clock: every op has finished when it returns.</remarks>
+    public KernelProfiler CreateProfiler() => KernelProfiler.WallClock();
 
     /// <inheritdoc />
     public DeviceBuffer Allocate(DType dtype, TensorShape shape) =>

@@ -11,7 +11,7 @@ namespace Keel.Native.Devices.Cuda;
 /// the device's exact architecture. Calls may come from any thread (the context is made current on the
 /// calling thread when needed), but not from two at once.
 /// </summary>
-public sealed class CudaDevice : KernelDevice
+public sealed class CudaDevice : KernelDevice, IGraphCapture
 {
     /// <summary>The cuBLAS workspace every GEMM may use: 32 MiB, what cuBLAS asks for on Hopper to reach its fastest kernels (smaller GPUs need 4 MiB).</summary>
     public const long CublasWorkspaceBytes = 32L << 20;
@@ -84,21 +84,41 @@ public sealed class CudaDevice : KernelDevice
         return CudaEvent.Create(_context, timing);
     }
 
+    /// <inheritdoc />
+    public override IGraphCapture? GraphCapture => this;
+
+    /// <inheritdoc />
+    /// <remarks>Events on <see cref="Stream"/>.</remarks>
+    public override KernelProfiler CreateProfiler() => KernelProfiler.CudaEvents(_stream);
+
+    /// <inheritdoc />
+    public override DeviceMemoryInfo? QueryMemory()
+    {
+        Bind();
+        var info = _context.MemoryInfo;
+        return new DeviceMemoryInfo(info.TotalBytes, info.FreeBytes);
+    }
+
     /// <summary>
     /// Records the work <paramref name="work"/> queues on <see cref="Stream"/> into an executable CUDA graph; nothing runs
     /// while it records. The work must queue only device work: no allocation (the capture is thread-local, so one fails
     /// with a <see cref="Keel.Cuda.CudaException"/> naming the call), no copy to the host and no synchronization. Kernel
     /// arguments, including every tensor address, are frozen into the graph: replay it only while they stay valid, with
-    /// whatever changes between replays uploaded into the same buffers first. The caller owns the result.
+    /// whatever changes between replays uploaded into the same buffers first. The kernels' scratch
+    /// (<see cref="KernelDevice.Workspace"/>) stays where it is until the graph is disposed: an op that would need more than
+    /// was reserved throws <see cref="InvalidOperationException"/> rather than free memory the graph uses. The caller owns
+    /// the result.
     /// </summary>
-    public CudaGraphExec Capture(Action work)
+    public IDeviceGraph Capture(Action work) => new Graph(this, CaptureGraph(work));
+
+    private CudaGraphExec CaptureGraph(Action work)
     {
         ArgumentNullException.ThrowIfNull(work);
         Bind();
         CudaGraph.BeginCapture(_stream, StreamCaptureMode.ThreadLocal);
         try
         {
-            work();
+            Workspace.RunFrozen(work);
         }
         catch
         {
@@ -114,27 +134,23 @@ public sealed class CudaDevice : KernelDevice
             throw;
         }
         using var graph = CudaGraph.EndCapture(_stream);
-        return graph.Instantiate();
+        var executable = graph.Instantiate();
+        Workspace.FreezeWhileOpen(executable);
+        return executable;
     }
 
-    /// <summary>Queues one replay of <paramref name="graph"/> (from <see cref="Capture"/>) on <see cref="Stream"/>.</summary>
-    public void Replay(CudaGraphExec graph)
+    /// <summary>A captured graph and the device whose stream replays it.</summary>
+    private sealed class Graph(CudaDevice device, CudaGraphExec graph) : IDeviceGraph
     {
-        ArgumentNullException.ThrowIfNull(graph);
-        Bind();
-        graph.Launch(_stream);
-        // The replayed kernels may record errors (token ids) like their eager launches; check at the next synchronization.
-        ExpectDeferredChecks();
-    }
-
-    /// <summary>Free and total device memory, as the driver reports them now.</summary>
-    public CudaMemoryInfo MemoryInfo
-    {
-        get
+        public void Replay()
         {
-            Bind();
-            return _context.MemoryInfo;
+            device.Bind();
+            graph.Launch(device._stream);
+            // The replayed kernels may record errors (token ids) like their eager launches; check at the next synchronization.
+            device.ExpectDeferredChecks();
         }
+
+        public void Dispose() => graph.Dispose();
     }
 
     /// <inheritdoc />

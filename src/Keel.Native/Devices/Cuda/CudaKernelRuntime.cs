@@ -56,10 +56,12 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
         }
 
         // cuLaunchKernel runs in the calling thread's current context: an op may be the first call a thread makes.
-        protected override void LaunchCore(in LaunchShape shape, void** args)
+        // The driver takes the values as they are: the emulator, which knows each parameter's type, checks the
+        // arguments on every CI run (a GPU offers no such check before CUDA 12.4's cuFuncGetParamInfo).
+        protected override void LaunchCore(in LaunchShape shape, ReadOnlySpan<KernelArgument> arguments, void** values)
         {
             CudaDevice.BindContext(context);
-            function.Launch(shape, stream, args);
+            function.Launch(shape, stream, values);
         }
     }
 }

@@ -51,9 +51,8 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
         if (!KernelSources.EntryPoints(spec.File).Contains(entryPoint))
             throw new ArgumentException($"{spec.File} has no entry point '{entryPoint}'.", nameof(entryPoint));
         var library = _libraries.GetOrAdd(spec, s => NativeLibrary.Load(_toolchain.KernelLibrary(s, _options.BoundsChecking, Instrumented)));
-        var entry = NativeLibrary.GetExport(library, "keel_emu_entry_" + entryPoint);
         var resources = Resources(spec, entryPoint, () => _nvrtc.Value.Compile(spec, Architecture.Name).Image);
-        return new EmulatedKernelFunction(spec, entryPoint, entry, resources, this);
+        return new EmulatedKernelFunction(spec, entryPoint, library, resources, this);
     }
 
     /// <summary>Loads an entry point of a CUDA source outside the library (test kernels that plant faults).</summary>
@@ -64,13 +63,12 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
         var spec = new KernelSpec(Path.GetFileName(sourcePath));
         var path = _toolchain.KernelLibrary(Path.GetFileNameWithoutExtension(sourcePath), sourcePath, entries, [], _options.BoundsChecking, Instrumented,
             log => new KernelCompileException(spec, "emulation", log));
-        var entry = NativeLibrary.GetExport(NativeLibrary.Load(path), "keel_emu_entry_" + entryPoint);
         var resources = Resources(spec, entryPoint, () =>
         {
             var result = NvrtcCompiler.Compile(text, spec.File, KernelSources.Headers, NvrtcKernelCompiler.OptionsFor(spec, Architecture.Name), NvrtcOutput.Cubin);
             return result.Succeeded ? result.Image : throw new KernelCompileException(spec, Architecture.Name, result.Log);
         });
-        return new EmulatedKernelFunction(spec, entryPoint, entry, resources, this);
+        return new EmulatedKernelFunction(spec, entryPoint, NativeLibrary.Load(path), resources, this);
     }
 
     /// <summary>Under <see cref="EmulatorChecks.Limits"/>, what ptxas gave the entry point for <see cref="Architecture"/>; else null.</summary>
@@ -93,6 +91,20 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
                ?? throw new InvalidOperationException($"NVRTC's image of {spec} for {Architecture.Name} has no entry point '{entryPoint}'.");
     }
 
+    /// <summary>
+    /// A kernel's parameters as the compiler saw them (<c>keel_emu_signature</c> of <c>kernels/emu/keel_emu_api.h</c>),
+    /// read when the entry point is loaded.
+    /// </summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct NativeSignature
+    {
+        public uint ParameterCount;
+        public uint Reserved;
+        public uint* ParameterSizes;
+        public uint* ParameterAlignments;
+        public uint* ParameterKinds;
+    }
+
     private sealed unsafe class EmulatedKernelFunction : KernelFunction
     {
         // A GPU launches with at most 48 KiB of dynamic shared memory until cuFuncSetAttribute raises the function's
@@ -104,13 +116,18 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
         private readonly KernelResourceUsage? _resources;
         private readonly byte* _name;
         private readonly EmulatorLibrary.Options _options;
+        private readonly (int Size, KernelParameterKind Kind)[] _parameters;
         private readonly ulong _seed;
         private int _dynamicSharedLimit = DefaultDynamicSharedBytes;
 
-        public EmulatedKernelFunction(KernelSpec spec, string name, IntPtr entry, KernelResourceUsage? resources, EmulatedKernelRuntime runtime)
+        public EmulatedKernelFunction(KernelSpec spec, string name, IntPtr library, KernelResourceUsage? resources, EmulatedKernelRuntime runtime)
             : base(spec, name, runtime)
         {
-            _entry = entry;
+            _entry = NativeLibrary.GetExport(library, "keel_emu_entry_" + name);
+            var signature = ((delegate* unmanaged<NativeSignature*>)NativeLibrary.GetExport(library, "keel_emu_signature_" + name))();
+            _parameters = new (int, KernelParameterKind)[signature->ParameterCount];
+            for (var i = 0; i < _parameters.Length; i++)
+                _parameters[i] = ((int)signature->ParameterSizes[i], (KernelParameterKind)signature->ParameterKinds[i]);
             _runtime = runtime;
             _resources = resources;
             // Launchers live as long as their device; the name is allocated once, not per launch.
@@ -137,8 +154,9 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
             _dynamicSharedLimit = bytes;
         }
 
-        protected override void LaunchCore(in LaunchShape shape, void** args)
+        protected override void LaunchCore(in LaunchShape shape, ReadOnlySpan<KernelArgument> arguments, void** values)
         {
+            CheckArguments(arguments);
             if (shape.SharedMemoryBytes > _dynamicSharedLimit)
                 throw new KernelLaunchException(Spec, Name,
                     $"the launch asks for {shape.SharedMemoryBytes} bytes of dynamic shared memory, above the {_dynamicSharedLimit} this function allows; " +
@@ -149,7 +167,7 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
             var options = _options;
             // The schedule follows from the seed, the kernel and the shape alone, so a failure repeats with the same seed.
             options.Seed = Mix(_seed ^ Mix((uint)shape.Grid.X | (ulong)(uint)shape.Grid.Y << 32) ^ (ulong)(uint)shape.Grid.Z << 40 ^ (ulong)shape.Block.Count << 16);
-            var error = _runtime.Library.Launch(_name, _entry, args,
+            var error = _runtime.Library.Launch(_name, _entry, values,
                 new((uint)shape.Grid.X, (uint)shape.Grid.Y, (uint)shape.Grid.Z),
                 new((uint)shape.Block.X, (uint)shape.Block.Y, (uint)shape.Block.Z), shape.SharedMemoryBytes, options);
             if (error is not null)
@@ -176,5 +194,25 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
             foreach (var c in text) hash = (hash ^ c) * 1099511628211UL;
             return hash;
         }
+
+        // The trampoline reads each parameter's bytes through its pointer whatever was put there: an int where the
+        // kernel takes an i64 reads four bytes past the value, a pointer for a float reinterprets an address. On a GPU
+        // the same launch runs and computes garbage, so the check runs here, where CI sees every launcher's launches.
+        private void CheckArguments(ReadOnlySpan<KernelArgument> arguments)
+        {
+            if (arguments.Length != _parameters.Length)
+                throw new KernelLaunchException(Spec, Name,
+                    $"the launch passes {arguments.Length} arguments and the kernel takes {_parameters.Length} parameters: {Parameters()}. Nothing ran.");
+            for (var i = 0; i < arguments.Length; i++)
+            {
+                var (size, kind) = _parameters[i];
+                if (arguments[i].Size != size || arguments[i].Kind != kind)
+                    throw new KernelLaunchException(Spec, Name,
+                        $"argument {i} ({arguments[i]}) does not match the kernel's parameter {i} ({KernelArgument.Describe(size, kind)}); " +
+                        $"the parameters are: {Parameters()}. Nothing ran.");
+            }
+        }
+
+        private string Parameters() => string.Join(", ", _parameters.Select(p => KernelArgument.Describe(p.Size, p.Kind)));
     }
 }

@@ -9,7 +9,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// BFloat16 tensors (the GEMM operands of a GPU training step) or Float32 tensors, with fp32 math. Each
 /// element type is its own specialization, compiled the first time a tensor of that type comes by.
 /// </summary>
-public sealed unsafe class ActivationKernels
+internal sealed class ActivationKernels
 {
     /// <summary>The specialization for BFloat16 tensors.</summary>
     public static KernelSpec BFloat16Spec { get; } = SpecFor(DType.BFloat16);
@@ -44,11 +44,9 @@ public sealed unsafe class ActivationKernels
         CheckLike(h, gateUp.DType, rows * ffn);
         Overlap.RequireDisjoint(h, gateUp);
         if (rows == 0) return;
-        ulong g = gateUp.Address, o = h.Address;
         var blocks = Blocks(rows * ffn, gateUp.DType);
-        void** args = stackalloc void*[] { &g, &o, &rows, &ffn };
         // Reads gate and up, writes h: 3 elements per element of h.
-        For(gateUp.DType).SwiGluForward.Launch(LaunchShapes.Blocks(blocks, Threads), args,
+        For(gateUp.DType).SwiGluForward.Launch(LaunchShapes.Blocks(blocks, Threads), [gateUp, h, rows, ffn],
             new KernelCost(3.0 * rows * ffn * gateUp.DType.SizeOf(), 0));
     }
 
@@ -62,11 +60,9 @@ public sealed unsafe class ActivationKernels
         Overlap.RequireDisjoint(dGateUp, gateUp);
         Overlap.RequireDisjoint(dGateUp, dh);
         if (rows == 0) return;
-        ulong g = gateUp.Address, d = dh.Address, o = dGateUp.Address;
         var blocks = Blocks(rows * ffn, gateUp.DType);
-        void** args = stackalloc void*[] { &g, &d, &o, &rows, &ffn };
         // Reads gate, up and dh, writes dgate and dup.
-        For(gateUp.DType).SwiGluBackward.Launch(LaunchShapes.Blocks(blocks, Threads), args,
+        For(gateUp.DType).SwiGluBackward.Launch(LaunchShapes.Blocks(blocks, Threads), [gateUp, dh, dGateUp, rows, ffn],
             new KernelCost(5.0 * rows * ffn * gateUp.DType.SizeOf(), 0));
     }
 
@@ -80,10 +76,8 @@ public sealed unsafe class ActivationKernels
         Overlap.RequireSameOrDisjoint(y, x);
         long n = x.Length;
         if (n == 0) return;
-        ulong input = x.Address, output = y.Address;
         var blocks = Blocks(n, x.DType);
-        void** args = stackalloc void*[] { &input, &output, &n };
-        For(x.DType).GeluForward.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(2.0 * n * x.DType.SizeOf(), 0));
+        For(x.DType).GeluForward.Launch(LaunchShapes.Blocks(blocks, Threads), [x, y, n], new KernelCost(2.0 * n * x.DType.SizeOf(), 0));
     }
 
     /// <summary>dx = dy · GELU′(x) (overwritten); dx may be dy itself but must not overlap x.</summary>
@@ -98,10 +92,8 @@ public sealed unsafe class ActivationKernels
         Overlap.RequireDisjoint(dx, x);
         long n = x.Length;
         if (n == 0) return;
-        ulong input = x.Address, gradient = dy.Address, output = dx.Address;
         var blocks = Blocks(n, x.DType);
-        void** args = stackalloc void*[] { &input, &gradient, &output, &n };
-        For(x.DType).GeluBackward.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(3.0 * n * x.DType.SizeOf(), 0));
+        For(x.DType).GeluBackward.Launch(LaunchShapes.Blocks(blocks, Threads), [x, dy, dx, n], new KernelCost(3.0 * n * x.DType.SizeOf(), 0));
     }
 
     private static KernelSpec SpecFor(DType dtype) => new("activations.cu", new KeyValuePair<string, string>("ELEMENT", dtype.KernelTypeName()));

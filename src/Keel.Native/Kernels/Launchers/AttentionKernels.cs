@@ -9,9 +9,10 @@ namespace Keel.Native.Kernels.Launchers;
 /// Launches <c>kernels/attention.cu</c>: flash attention forward and backward on tensor cores, one specialization
 /// per head dimension (<see cref="HeadDims"/>) and mask (causal or not), each with the tile sizes
 /// <see cref="AttentionTiles.For"/> chooses for the runtime's shared-memory limit. A specialization is compiled and
-/// loaded the first time a call needs it.
+/// loaded the first time a call needs it. The backward's scratch lives in the device's <see cref="KernelWorkspace"/>
+/// (<see cref="KernelScratch.AttentionBackward"/>, sized by <see cref="BackwardWorkspaceElements"/>).
 /// </summary>
-public sealed unsafe class AttentionKernels
+internal sealed class AttentionKernels
 {
     /// <summary>The head dimensions the kernels are specialized for.</summary>
     public static IReadOnlyList<int> HeadDims => AttentionTiles.HeadDims;
@@ -22,10 +23,18 @@ public sealed unsafe class AttentionKernels
 
     private const int PrepareThreads = 256;
     private readonly IKernelRuntime _runtime;
+    private readonly KernelWorkspace _workspace;
     private readonly Variant?[] _variants = new Variant?[HeadDims.Count * 2];
+    private readonly AttentionTiles?[] _tiles = new AttentionTiles?[HeadDims.Count];
 
-    /// <summary>Launches on <paramref name="runtime"/>; nothing is compiled until the first call.</summary>
-    public AttentionKernels(IKernelRuntime runtime) => _runtime = runtime;
+    /// <summary>Launches on <paramref name="runtime"/>, with the backward's scratch in <paramref name="workspace"/>; nothing is compiled until the first call.</summary>
+    public AttentionKernels(IKernelRuntime runtime, KernelWorkspace workspace)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        ArgumentNullException.ThrowIfNull(workspace);
+        _runtime = runtime;
+        _workspace = workspace;
+    }
 
     /// <summary>The specialization for <paramref name="tiles"/> and the mask.</summary>
     public static KernelSpec Spec(AttentionTiles tiles, bool causal)
@@ -40,9 +49,9 @@ public sealed unsafe class AttentionKernels
     }
 
     /// <summary>
-    /// Float32 elements of the scratch <see cref="Backward"/> needs: dq partial sums in fp32, the rows' (lse, dO·o) pairs,
-    /// the dq order counters and key-block tickets; the most any target architecture's tiles need (they differ only in
-    /// the number of counters).
+    /// Float32 elements of <see cref="KernelScratch.AttentionBackward"/> <see cref="Backward"/> uses (a memory planner
+    /// counts it): dq partial sums in fp32, the rows' (lse, dO·o) pairs, the dq order counters and key-block tickets; the
+    /// most any target architecture's tiles need (they differ only in the number of counters).
     /// </summary>
     public static long BackwardWorkspaceElements(AttentionOptions options)
     {
@@ -72,26 +81,22 @@ public sealed unsafe class AttentionKernels
 
         var kernels = Load(options);
         var tiles = kernels.Tiles;
-        ulong qa = q.Address, ka = k.Address, va = v.Address, oa = output.Address, la = logSumExp.Address;
         int seq = options.Sequence, heads = options.QueryHeads, kvHeads = options.KvHeads;
         var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
-        void** args = stackalloc void*[] { &qa, &ka, &va, &oa, &la, &seq, &heads, &kvHeads, &scaleLog2 };
         var blocks = (seq + tiles.ForwardBlockM - 1) / tiles.ForwardBlockM;
-        var cost = new KernelCost(2.0 * (2 * q.Length + k.Length + v.Length) + 4.0 * logSumExp.Length, ForwardFlops(options));
-        kernels.Forward.Launch(new LaunchShape(new Dim3(blocks, heads, options.Batch), new Dim3(tiles.ForwardThreads), tiles.ForwardSharedBytes), args, cost);
+        var cost = new KernelCost(2.0 * (2 * q.Length + k.Length + v.Length) + 4.0 * logSumExp.Length, options.ForwardFlops);
+        kernels.Forward.Launch(new LaunchShape(new Dim3(blocks, heads, options.Batch), new Dim3(tiles.ForwardThreads), tiles.ForwardSharedBytes),
+                               [q, k, v, output, logSumExp, seq, heads, kvHeads, scaleLog2], cost);
     }
 
     /// <summary>
     /// dq, dk, dv (overwritten; dk and dv summed over the query heads that share them) from the forward's tensors and
-    /// dOutput, as <see cref="Attention.Backward{T}"/>; deterministic. <paramref name="workspace"/> is called once,
-    /// after every argument is checked, with the Float32 element count of scratch it must return (see
-    /// <see cref="BackwardWorkspaceElements"/>), so a caller can grow a buffer it keeps.
+    /// dOutput, as <see cref="Attention.Backward{T}"/>; deterministic.
     /// </summary>
-    /// <exception cref="ArgumentException">A type, shape, head dimension or alignment is not supported, or the workspace is too small.</exception>
+    /// <exception cref="ArgumentException">A type, shape, head dimension or alignment is not supported.</exception>
     public void Backward(AttentionOptions options, Tensor q, Tensor k, Tensor v, Tensor output, Tensor logSumExp, Tensor dOutput,
-                         Tensor dq, Tensor dk, Tensor dv, Func<long, Tensor> workspace)
+                         Tensor dq, Tensor dk, Tensor dv)
     {
-        ArgumentNullException.ThrowIfNull(workspace);
         CheckInputs(options, q, k, v);
         CheckQueryShaped(options, output);
         CheckQueryShaped(options, dOutput);
@@ -109,59 +114,59 @@ public sealed unsafe class AttentionKernels
         Overlap.RequireDisjoint(dk, dq);
         Overlap.RequireDisjoint(dv, dq);
         Overlap.RequireDisjoint(dv, dk);
-        var tiles = TilesFor(options.HeadDim);
+        var tiles = Tiles(options.HeadDim);
         var keyBlocks = (options.Sequence + tiles.BackwardBlockN - 1) / tiles.BackwardBlockN;
         if (keyBlocks > LaunchShape.MaxGridYZ || (long)options.Batch * options.KvHeads > int.MaxValue)
             throw new ArgumentException($"Sequence {options.Sequence} or batch x kv heads is beyond the backward grid's limits.", nameof(options));
 
         var layout = new WorkspaceLayout(options, tiles);
-        var scratch = workspace(layout.Total);
-        Require.DType(scratch, DType.Float32);
-        Require.AtLeast(scratch, layout.Total);
-        Require.Aligned(scratch, 16);
+        var scratch = _workspace.Get(KernelScratch.AttentionBackward, DType.Float32, layout.Total);
 
         var kernels = Load(options);
-        ulong qa = q.Address, ka = k.Address, va = v.Address, oa = output.Address, la = logSumExp.Address, doa = dOutput.Address;
-        ulong dqa = dq.Address, dka = dk.Address, dva = dv.Address;
-        ulong accum = scratch.Address, stats = accum + (ulong)layout.StatsOffset * 4, order = accum + (ulong)layout.OrderOffset * 4;
+        var stats = KernelArgument.Pointer(scratch.Address + (ulong)layout.StatsOffset * 4);
+        var order = KernelArgument.Pointer(scratch.Address + (ulong)layout.OrderOffset * 4);
         int seq = options.Sequence, heads = options.QueryHeads, kvHeads = options.KvHeads, orderCount = (int)layout.OrderCount;
         var scale = (float)options.EffectiveScale;
         var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
         long rows = (long)options.Batch * seq * heads;
 
-        void** prepareArgs = stackalloc void*[] { &oa, &doa, &la, &stats, &order, &rows, &seq, &heads, &orderCount };
         // One thread per 8 elements of o; that is more threads than counters and tickets to clear (D / 8 >= 2 per row).
         var prepareThreads = rows * (options.HeadDim / 8);
-        kernels.Prepare.Launch(LaunchShapes.Blocks((prepareThreads + PrepareThreads - 1) / PrepareThreads, PrepareThreads), prepareArgs,
+        kernels.Prepare.Launch(LaunchShapes.Blocks((prepareThreads + PrepareThreads - 1) / PrepareThreads, PrepareThreads),
+            [output, dOutput, logSumExp, stats, order, rows, seq, heads, orderCount],
             new KernelCost(4.0 * q.Length + 12.0 * rows + 4.0 * orderCount, 2.0 * q.Length));
 
-        void** mainArgs = stackalloc void*[] { &qa, &ka, &va, &doa, &stats, &accum, &order, &dqa, &dka, &dva, &seq, &heads, &kvHeads, &scale, &scaleLog2 };
-        var cost = new KernelCost(2.0 * (3 * q.Length + 2 * (k.Length + v.Length)) + 8.0 * rows, 2.5 * ForwardFlops(options));
-        kernels.Backward.Launch(new LaunchShape(new Dim3(options.Batch * kvHeads, keyBlocks), new Dim3(tiles.BackwardThreads), tiles.BackwardSharedBytes), mainArgs, cost);
-    }
-
-    /// <summary>The forward's FLOPs as FlashAttention counts them: 4 S² D Hq B, halved under the causal mask (the backward does 2.5 times as many).</summary>
-    public static double ForwardFlops(AttentionOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        return 4.0 * options.Sequence * (double)options.Sequence * options.HeadDim * options.QueryHeads * options.Batch / (options.Causal ? 2 : 1);
+        var cost = new KernelCost(2.0 * (3 * q.Length + 2 * (k.Length + v.Length)) + 8.0 * rows, 2.5 * options.ForwardFlops);
+        kernels.Backward.Launch(new LaunchShape(new Dim3(options.Batch * kvHeads, keyBlocks), new Dim3(tiles.BackwardThreads), tiles.BackwardSharedBytes),
+            [q, k, v, dOutput, stats, scratch, order, dq, dk, dv, seq, heads, kvHeads, scale, scaleLog2], cost);
     }
 
     private Variant Load(AttentionOptions options)
     {
-        var index = HeadDims.ToList().IndexOf(options.HeadDim) * 2 + (options.Causal ? 1 : 0);
-        return _variants[index] ??= new Variant(_runtime, TilesFor(options.HeadDim), options.Causal);
+        var index = HeadDimIndex(options.HeadDim) * 2 + (options.Causal ? 1 : 0);
+        return _variants[index] ??= new Variant(_runtime, Tiles(options.HeadDim), options.Causal);
     }
 
-    /// <summary>The tiles for this runtime's device; refuses, naming the limit, a device whose blocks cannot hold any.</summary>
-    private AttentionTiles TilesFor(int headDim) => AttentionTiles.For(headDim, _runtime.MaxSharedMemoryPerBlockOptInBytes);
+    /// <summary>
+    /// The tiles of a checked head dimension for this runtime's shared-memory limit, made once (a launch allocates
+    /// nothing); a device whose blocks cannot hold any is refused, naming the bytes.
+    /// </summary>
+    private AttentionTiles Tiles(int headDim) =>
+        _tiles[HeadDimIndex(headDim)] ??= AttentionTiles.For(headDim, _runtime.MaxSharedMemoryPerBlockOptInBytes);
+
+    private static int HeadDimIndex(int headDim)
+    {
+        for (var i = 0; i < HeadDims.Count; i++)
+            if (HeadDims[i] == headDim) return i;
+        return -1;
+    }
 
     private static void CheckInputs(AttentionOptions options, Tensor q, Tensor k, Tensor v)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.QueryHeads % options.KvHeads != 0)
             throw new ArgumentException($"QueryHeads ({options.QueryHeads}) must be a multiple of KvHeads ({options.KvHeads}).", nameof(options));
-        if (!HeadDims.Contains(options.HeadDim))
+        if (HeadDimIndex(options.HeadDim) < 0)
             throw new ArgumentException($"HeadDim {options.HeadDim} has no attention kernel; supported: {string.Join(", ", HeadDims)}.", nameof(options));
         CheckQueryShaped(options, q);
         CheckKvShaped(options, k);

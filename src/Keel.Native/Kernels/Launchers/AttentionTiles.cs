@@ -12,7 +12,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// <param name="ForwardBlockN">Keys per forward key tile (a multiple of 16).</param>
 /// <param name="BackwardWarps">Warps of a backward block, each owning 16 keys.</param>
 /// <param name="BackwardBlockM">Queries per backward step (a multiple of 16).</param>
-public sealed record AttentionTiles(int HeadDim, int ForwardWarps, int ForwardRowTiles, int ForwardBlockN, int BackwardWarps, int BackwardBlockM)
+internal sealed record AttentionTiles(int HeadDim, int ForwardWarps, int ForwardRowTiles, int ForwardBlockN, int BackwardWarps, int BackwardBlockM)
 {
     // In order of preference. Forward: FlashAttention-2's shape, 4 warps of 32 query rows (128 per block) against 64-key
     // tiles, q reread from smem each tile (no spills at 255 registers for D = 128), two blocks per SM where 227 KiB or

@@ -5,7 +5,7 @@ using Keel.Native.Numerics;
 namespace Keel.Native.Kernels.Launchers;
 
 /// <summary>Launches <c>kernels/cast.cu</c>: fp32 ↔ bf16 conversion.</summary>
-public sealed unsafe class CastKernels
+internal sealed class CastKernels
 {
     /// <summary>The one specialization of cast.cu.</summary>
     public static KernelSpec Spec { get; } = new("cast.cu");
@@ -38,9 +38,7 @@ public sealed unsafe class CastKernels
         Require.Aligned(destination, 16);
         long n = source.Length;
         if (n == 0) return;
-        ulong s = source.Address, d = destination.Address;
         var blocks = Math.Clamp((n / ElementsPerThread + Threads - 1) / Threads, 1, _maxBlocks);
-        void** args = stackalloc void*[] { &s, &d, &n };
-        kernel.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(n * (source.DType.SizeOf() + destination.DType.SizeOf()), 0));
+        kernel.Launch(LaunchShapes.Blocks(blocks, Threads), [source, destination, n], new KernelCost(n * (source.DType.SizeOf() + destination.DType.SizeOf()), 0));
     }
 }

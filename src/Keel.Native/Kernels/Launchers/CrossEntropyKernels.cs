@@ -7,7 +7,7 @@ namespace Keel.Native.Kernels.Launchers;
 /// Launches <c>kernels/cross_entropy.cu</c>: fused softmax cross-entropy over Float32 logits [T, vocab] with
 /// Int32 targets, each row's loss and, optionally, its gradient (in place over the logits if wished).
 /// </summary>
-public sealed unsafe class CrossEntropyKernels
+internal sealed class CrossEntropyKernels
 {
     /// <summary>The one specialization of cross_entropy.cu.</summary>
     public static KernelSpec Spec { get; } = new("cross_entropy.cu");
@@ -55,12 +55,10 @@ public sealed unsafe class CrossEntropyKernels
         }
         if (rows == 0) return;
 
-        ulong x = logits.Address, y = targets.Address, l = losses.Address, d = dLogits.IsEmpty ? 0 : dLogits.Address;
         // About 16 elements per thread: a warp for a 256-token vocabulary, 1024 threads from 16k up.
         var threads = (int)Math.Clamp((vocab / 16 + 31) / 32 * 32, 32, 1024);
-        void** args = stackalloc void*[] { &x, &y, &l, &d, &vocab, &lossScale };
         // The logits are read once for the row's max and sum; with a gradient, read again and written.
         var bytes = 4.0 * rows * vocab * (dLogits.IsEmpty ? 1 : 3) + 12.0 * rows;
-        _kernel.Value.Launch(LaunchShapes.Blocks(rows, threads), args, new KernelCost(bytes, 0));
+        _kernel.Value.Launch(LaunchShapes.Blocks(rows, threads), [logits, targets, losses, dLogits, vocab, lossScale], new KernelCost(bytes, 0));
     }
 }

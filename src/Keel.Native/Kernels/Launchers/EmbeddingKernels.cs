@@ -11,15 +11,15 @@ namespace Keel.Native.Kernels.Launchers;
 /// <para>
 /// Token ids are checked on the device, never trusted as addresses: an id outside [0, vocab) gives a NaN
 /// output row forward and is skipped backward (dTable receives nothing for it), and is counted in a small
-/// error word in device memory. Reading that word back would make the host wait for the device after every
-/// call and keep the ops out of CUDA graphs, so the check is deferred: <see cref="ThrowIfTokensWereOutOfRange"/>,
-/// which the device calls whenever it synchronizes anyway, reads the word once after any number of launches
-/// and throws <see cref="ArgumentOutOfRangeException"/> naming <c>tokens</c>, the first bad position and its id.
+/// error word in device memory (<see cref="KernelScratch.TokenErrors"/>). Reading that word back would make the
+/// host wait for the device after every call and keep the ops out of CUDA graphs, so the check is deferred: the
+/// device reads the word whenever it synchronizes anyway, after any number of launches, and
+/// <see cref="OutOfRange"/> turns it into an <see cref="ArgumentOutOfRangeException"/> naming <c>tokens</c>, the
+/// first bad position and its id.
 /// </para>
-/// Owns its scratch (the error word, the sort keys and the tile partial sums), allocated on the device on
-/// first use and grown when a larger batch comes by, so steady-state calls allocate nothing.
+/// The error word and the backward's sort keys and tile partial sums live in the device's <see cref="KernelWorkspace"/>.
 /// </summary>
-public sealed unsafe class EmbeddingKernels : IDisposable
+internal sealed class EmbeddingKernels
 {
     /// <summary>The one specialization of embedding.cu.</summary>
     public static KernelSpec Spec { get; } = new("embedding.cu");
@@ -30,19 +30,20 @@ public sealed unsafe class EmbeddingKernels : IDisposable
     /// <summary>Keys one block sorts in shared memory (kernels/embedding.cu's SORT_CHUNK).</summary>
     public const int SortChunk = 4096;
 
-    private const int Threads = 256, SortThreads = 1024, AccumulateThreads = 128, ErrorWords = 4;
-    private readonly IDevice _device;
+    /// <summary>Int32 words of the error word (<see cref="KernelScratch.TokenErrors"/>).</summary>
+    public const int ErrorWords = 4;
+
+    private const int Threads = 256, SortThreads = 1024, AccumulateThreads = 128;
+    private readonly KernelWorkspace _workspace;
     private readonly Lazy<Functions> _functions;
     private readonly int _maxBlocks;
-    private DeviceBuffer? _errors, _keys, _partials;
-    private bool _checkPending;
 
-    /// <summary>Prepares to launch on <paramref name="runtime"/>, with scratch memory from <paramref name="device"/> (the device the runtime runs).</summary>
-    public EmbeddingKernels(IKernelRuntime runtime, IDevice device)
+    /// <summary>Prepares to launch on <paramref name="runtime"/>, with the error word and scratch in <paramref name="workspace"/>.</summary>
+    public EmbeddingKernels(IKernelRuntime runtime, KernelWorkspace workspace)
     {
         ArgumentNullException.ThrowIfNull(runtime);
-        ArgumentNullException.ThrowIfNull(device);
-        _device = device;
+        ArgumentNullException.ThrowIfNull(workspace);
+        _workspace = workspace;
         _functions = new(() => new Functions(runtime));
         _maxBlocks = runtime.MultiprocessorCount * 8;
     }
@@ -64,13 +65,11 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         if (count == 0) return;
 
         var functions = _functions.Value;
-        ulong t = tokens.Address, w = table.Address, o = output.Address, e = Errors().Address;
         var vectors = count * dim / (16 / table.DType.SizeOf());
         var blocks = Math.Clamp((vectors + Threads - 1) / Threads, 1, _maxBlocks);
-        void** args = stackalloc void*[] { &t, &w, &o, &count, &vocab, &dim, &e };
-        (table.DType == DType.Float32 ? functions.ForwardF32 : functions.ForwardBf16).Launch(LaunchShapes.Blocks(blocks, Threads), args,
+        (table.DType == DType.Float32 ? functions.ForwardF32 : functions.ForwardBf16).Launch(LaunchShapes.Blocks(blocks, Threads),
+            [tokens, table, output, count, vocab, dim, Errors()],
             new KernelCost((double)count * dim * (table.DType.SizeOf() + 4) + 4.0 * count, 0));
-        _checkPending = true;
     }
 
     /// <summary>
@@ -93,64 +92,43 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         if (count == 0) return;
 
         var functions = _functions.Value;
-        var n = SortLength(count);
-        var tiles = (count + TileSize - 1) / TileSize;
-        var keys = Scratch(ref _keys, DType.Int32, 2 * n);
-        var partials = Scratch(ref _partials, DType.Float32, tiles * 2 * dim);
-        ulong t = tokens.Address, k = keys.Address, p = partials.Address, d = dOutput.Address, table = dTable.Address, e = Errors().Address;
+        var errors = Errors();
+        var layout = new SortLayout(count, dim);
+        var scratch = _workspace.Get(KernelScratch.EmbeddingSort, DType.Int32, layout.Bytes / sizeof(int));
+        var keys = KernelArgument.Pointer(scratch.Address);
+        var partials = KernelArgument.Pointer(scratch.Address + (ulong)layout.PartialsOffset);
+        var n = layout.Keys;
 
         // The sort: chunks in shared memory, then each larger merge's long strides globally, its short ones per chunk.
         var chunk = (int)Math.Min(n, SortChunk);
-        void** sortArgs = stackalloc void*[] { &t, &count, &vocab, &k, &n, &e };
-        functions.SortKeys.Launch(LaunchShapes.Blocks(n / chunk, Math.Min(SortThreads, chunk / 2)), sortArgs);
-        _checkPending = true;
+        functions.SortKeys.Launch(LaunchShapes.Blocks(n / chunk, Math.Min(SortThreads, chunk / 2)), [tokens, count, vocab, keys, n, errors]);
         var mergeBlocks = Math.Clamp((n / 2 + Threads - 1) / Threads, 1, _maxBlocks);
-        long size = 2L * chunk;
-        int logStride;
-        void** mergeArgs = stackalloc void*[] { &k, &n, &size, &logStride };
-        void** chunkArgs = stackalloc void*[] { &k, &n, &size };
-        for (; size <= n; size *= 2)
+        for (var size = 2L * chunk; size <= n; size *= 2)
         {
-            for (logStride = Log2(size / 2); logStride >= Log2(chunk); logStride--)
-                functions.SortMerge.Launch(LaunchShapes.Blocks(mergeBlocks, Threads), mergeArgs);
-            functions.SortMergeChunk.Launch(LaunchShapes.Blocks(n / SortChunk, SortThreads), chunkArgs);
+            for (var logStride = Log2(size / 2); logStride >= Log2(chunk); logStride--)
+                functions.SortMerge.Launch(LaunchShapes.Blocks(mergeBlocks, Threads), [keys, n, size, logStride]);
+            functions.SortMergeChunk.Launch(LaunchShapes.Blocks(n / SortChunk, SortThreads), [keys, n, size]);
         }
 
         var threads = (int)Math.Min(AccumulateThreads, (dim / 4 + 31) / 32 * 32);
         var slices = (dim / 4 + threads - 1) / threads;
-        var shape = new LaunchShape(new Dim3(checked((int)tiles), slices), new Dim3(threads));
-        void** tileArgs = stackalloc void*[] { &k, &count, &d, &table, &p, &dim };
-        functions.Tiles.Launch(shape, tileArgs);
-        void** spanArgs = stackalloc void*[] { &k, &count, &p, &table, &dim };
-        functions.Spans.Launch(shape, spanArgs);
+        var shape = new LaunchShape(new Dim3(checked((int)layout.Tiles), slices), new Dim3(threads));
+        functions.Tiles.Launch(shape, [keys, count, dOutput, dTable, partials, dim]);
+        functions.Spans.Launch(shape, [keys, count, partials, dTable, dim]);
     }
 
     /// <summary>The number of sort keys for <paramref name="count"/> tokens: the next power of two, at least 64.</summary>
     public static long SortLength(long count) => Math.Max(64, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)count));
 
     /// <summary>
-    /// Bytes of scratch this launcher holds once it has run forward and backward on <paramref name="count"/> tokens of
-    /// width <paramref name="dim"/>: the error word, the sort keys and the tile partial sums, each as <see cref="Scratch"/>
-    /// sizes it (a memory planner counts these).
+    /// Bytes of <see cref="KernelScratch.EmbeddingSort"/> a backward over <paramref name="count"/> tokens of width
+    /// <paramref name="dim"/> uses: the sort keys, then the tiles' partial sums (a memory planner counts it).
     /// </summary>
-    public static long ScratchBytes(long count, int dim)
+    public static long SortScratchBytes(long count, int dim)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
-        var tiles = (count + TileSize - 1) / TileSize;
-        long keys = ScratchLength(2 * SortLength(count)) * sizeof(int);
-        long partials = count == 0 ? 0 : ScratchLength(tiles * 2 * dim) * sizeof(float);
-        return ErrorWords * sizeof(int) + keys + partials;
-    }
-
-    private static long ScratchLength(long length) => (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)length);
-
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        _errors?.Dispose();
-        _keys?.Dispose();
-        _partials?.Dispose();
+        return count == 0 ? 0 : new SortLayout(count, dim).Bytes;
     }
 
     private static long TokenCount(Tensor tokens)
@@ -172,49 +150,44 @@ public sealed unsafe class EmbeddingKernels : IDisposable
         return ((int)table.Shape[0], (int)table.Shape[1]);
     }
 
-    private Tensor Errors()
-    {
-        if (_errors is null)
-        {
-            _errors = _device.Allocate(DType.Int32, new TensorShape(ErrorWords));
-            ResetErrors();
-        }
-        return _errors;
-    }
-
-    // errors[0]: count; errors[2..3]: the smallest (position << 32 | id) as a little-endian u64, all ones when none.
-    private void ResetErrors() => _device.CopyFromHost<int>(stackalloc int[ErrorWords] { 0, 0, -1, -1 }, _errors!);
+    private Tensor Errors() => _workspace.Get(KernelScratch.TokenErrors, DType.Int32, ErrorWords);
 
     /// <summary>
-    /// Reads the device's error word if an embedding op ran since the last check, and throws for the first
-    /// out-of-range token id any of them met. The read waits for the device: call it where the host waits anyway.
+    /// The error the word read back from <see cref="KernelScratch.TokenErrors"/> reports, or null when it reports none
+    /// (all zeros, as a new or cleared word is). Clear the word after an error, so the next check starts afresh.
     /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">An embedding op since the last check met a token id outside [0, vocab).</exception>
-    public void ThrowIfTokensWereOutOfRange()
+    public static ArgumentOutOfRangeException? OutOfRange(ReadOnlySpan<int> word)
     {
-        if (!_checkPending) return;
-        // Cleared first: the read below synchronizes the device, which calls back here.
-        _checkPending = false;
-        Span<int> word = stackalloc int[ErrorWords];
-        _device.CopyToHost<int>(_errors!, word);
-        if (word[0] == 0) return;
-        ResetErrors();
-        throw new ArgumentOutOfRangeException("tokens", word[2],
-            $"tokens[{(uint)word[3]}] = {word[2]} is outside the vocabulary ({(uint)word[0]} token(s) out of range; an embedding op since the last synchronization met them).");
+        if (word.Length != ErrorWords) throw new ArgumentException($"The error word has {ErrorWords} elements, not {word.Length}.", nameof(word));
+        if (word[0] == 0) return null;
+        // words 2..3: the smallest (position << 32 | id) as a little-endian u64, complemented so that zero means none.
+        var key = ~((ulong)(uint)word[3] << 32 | (uint)word[2]);
+        int id = (int)(uint)key, position = (int)(key >> 32);
+        return new ArgumentOutOfRangeException("tokens", id,
+            $"tokens[{position}] = {id} is outside the vocabulary ({(uint)word[0]} token(s) out of range; an embedding op since the last synchronization met them).");
     }
 
-    /// <summary>Makes the next <see cref="ThrowIfTokensWereOutOfRange"/> read the error word: kernels ran that this launcher did not queue itself (a replayed graph).</summary>
-    internal void ExpectCheck() => _checkPending |= _errors is not null;
-
-    private Tensor Scratch(ref DeviceBuffer? buffer, DType dtype, long length)
+    /// <summary>Where the backward's keys and partial sums lie in its scratch.</summary>
+    private readonly struct SortLayout
     {
-        if (buffer is null || buffer.Tensor.Length < length)
+        public SortLayout(long count, int dim)
         {
-            buffer?.Dispose();
-            buffer = null;
-            buffer = _device.Allocate(dtype, new TensorShape(ScratchLength(length)));
+            Keys = SortLength(count);
+            Tiles = (count + TileSize - 1) / TileSize;
+            // 8-byte keys; n is a power of two of at least 64, so the partial sums start 16-byte aligned.
+            PartialsOffset = Keys * sizeof(ulong);
+            Bytes = PartialsOffset + Tiles * 2 * dim * sizeof(float);
         }
-        return buffer.Tensor.Slice(0, length);
+
+        /// <summary>Sort keys: a power of two, at least 64.</summary>
+        public long Keys { get; }
+
+        /// <summary>Accumulation tiles, each with two partial rows.</summary>
+        public long Tiles { get; }
+
+        public long PartialsOffset { get; }
+
+        public long Bytes { get; }
     }
 
     private static int Log2(long powerOfTwo) => System.Numerics.BitOperations.Log2((ulong)powerOfTwo);

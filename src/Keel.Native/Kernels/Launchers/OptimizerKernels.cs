@@ -6,21 +6,24 @@ using Keel.Native.Reference;
 namespace Keel.Native.Kernels.Launchers;
 
 /// <summary>Launches <c>kernels/optimizer.cu</c>: the global gradient norm with its clip factor, and fused AdamW.</summary>
-public sealed unsafe class OptimizerKernels
+internal sealed class OptimizerKernels
 {
     /// <summary>The one specialization of optimizer.cu.</summary>
     public static KernelSpec Spec { get; } = new("optimizer.cu");
 
-    /// <summary>The most partial sums the norm uses; the scratch tensor passed to <see cref="GradientNorm"/> needs this many.</summary>
+    /// <summary>The most partial sums the norm uses: its scratch (<see cref="KernelScratch.GradientNormPartials"/>) holds this many floats.</summary>
     public const int MaxPartials = 1024;
 
     private const int Threads = 256;
+    private readonly KernelWorkspace _workspace;
     private readonly KernelFunction _sumsqPartial, _clipFactor, _adamw;
     private readonly int _maxBlocks;
 
-    /// <summary>Loads the kernels on <paramref name="runtime"/>.</summary>
-    public OptimizerKernels(IKernelRuntime runtime)
+    /// <summary>Loads the kernels on <paramref name="runtime"/>; the norm's partial sums live in <paramref name="workspace"/>.</summary>
+    public OptimizerKernels(IKernelRuntime runtime, KernelWorkspace workspace)
     {
+        ArgumentNullException.ThrowIfNull(workspace);
+        _workspace = workspace;
         _sumsqPartial = runtime.Load(Spec, "keel_optimizer_sumsq_partial");
         _clipFactor = runtime.Load(Spec, "keel_optimizer_clip_factor");
         _adamw = runtime.Load(Spec, "keel_optimizer_adamw");
@@ -31,22 +34,18 @@ public sealed unsafe class OptimizerKernels
     /// result[0] = ‖gradients‖₂, result[1] = the clip factor min(1, maxNorm / (norm + 1e-6)) (1 when
     /// <paramref name="maxNorm"/> ≤ 0). Deterministic: the partial sums' layout depends only on the length.
     /// </summary>
-    public void GradientNorm(Tensor gradients, float maxNorm, Tensor partials, Tensor result)
+    public void GradientNorm(Tensor gradients, float maxNorm, Tensor result)
     {
         Require.DType(gradients, DType.Float32);
-        Require.DType(partials, DType.Float32);
         Require.DType(result, DType.Float32);
         Require.Positive(gradients.Length);
         Require.Aligned(gradients, 16);
-        Require.AtLeast(partials, MaxPartials);
         Require.Length(result, 2);
+        var partials = _workspace.Get(KernelScratch.GradientNormPartials, DType.Float32, MaxPartials);
         var n = gradients.Length;
         var blocks = (int)Math.Clamp((n / 4 + Threads - 1) / Threads, 1, MaxPartials);
-        ulong g = gradients.Address, p = partials.Address, r = result.Address;
-        void** partialArgs = stackalloc void*[] { &g, &n, &p };
-        _sumsqPartial.Launch(LaunchShapes.Blocks(blocks, Threads), partialArgs, new KernelCost(4.0 * n, 2.0 * n));
-        void** finalArgs = stackalloc void*[] { &p, &blocks, &maxNorm, &r };
-        _clipFactor.Launch(LaunchShapes.Blocks(1, Threads), finalArgs, new KernelCost(4.0 * blocks + 8, blocks));
+        _sumsqPartial.Launch(LaunchShapes.Blocks(blocks, Threads), [gradients, n, partials], new KernelCost(4.0 * n, 2.0 * n));
+        _clipFactor.Launch(LaunchShapes.Blocks(1, Threads), [partials, blocks, maxNorm, result], new KernelCost(4.0 * blocks + 8, blocks));
     }
 
     /// <summary>
@@ -76,15 +75,14 @@ public sealed unsafe class OptimizerKernels
         Require.DType(clip, DType.Float32);
         Require.Length(clip, 2);
 
-        ulong p = parameters.Address, g = gradients.Address, m = firstMoment.Address, v = secondMoment.Address;
-        ulong bf = parametersBf16.IsEmpty ? 0 : parametersBf16.Address, c = clip.Address;
         float lr = learningRate, beta1 = options.Beta1, beta2 = options.Beta2, eps = options.Epsilon, wd = options.WeightDecay;
         var c1 = (float)(1 - Math.Pow(beta1, step));
         var c2 = (float)(1 - Math.Pow(beta2, step));
         var blocks = Math.Clamp((n / 4 + Threads - 1) / Threads, 1, _maxBlocks);
-        void** args = stackalloc void*[] { &p, &g, &m, &v, &bf, &n, &lr, &beta1, &beta2, &c1, &c2, &eps, &wd, &c };
-        // Reads p, g, m, v and writes p, m, v (fp32), plus the bf16 copy when asked; about 12 FLOPs an element.
-        _adamw.Launch(LaunchShapes.Blocks(blocks, Threads), args, new KernelCost(n * (28.0 + (bf == 0 ? 0 : 2)), 12.0 * n));
+        // Reads p, g, m, v and writes p, m, v (fp32), plus the bf16 copy when asked; 17 FLOPs an element (kernels/optimizer.cu).
+        _adamw.Launch(LaunchShapes.Blocks(blocks, Threads),
+                      [parameters, gradients, firstMoment, secondMoment, parametersBf16, n, lr, beta1, beta2, c1, c2, eps, wd, clip],
+                      new KernelCost(n * (28.0 + (parametersBf16.IsEmpty ? 0 : 2)), 17.0 * n));
     }
 
     private static void CheckState(Tensor state, long n, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(state))] string? name = null)

@@ -15,10 +15,10 @@ namespace Keel.Native.Kernels.Launchers;
 /// BFloat16 (df has f's type); z and dz BFloat16. Every tensor 16-byte aligned, hidden a multiple of 8 from
 /// <see cref="MinHidden"/> to <see cref="MaxHidden"/>.
 /// </para>
-/// Owns the backward's scratch (the per-block gradient sums), allocated on the device on first use and grown
-/// when a larger shape comes by, so steady-state calls allocate nothing.
+/// The backward's per-block gradient sums live in the device's <see cref="KernelWorkspace"/>
+/// (<see cref="KernelScratch.ResidualNormPartials"/>, sized by <see cref="BackwardPartialsElements"/>).
 /// </summary>
-public sealed unsafe class ResidualNormKernels : IDisposable
+internal sealed class ResidualNormKernels
 {
     /// <summary>The smallest hidden size (one 8-element chunk per row).</summary>
     public const int MinHidden = 8;
@@ -32,20 +32,19 @@ public sealed unsafe class ResidualNormKernels : IDisposable
     // bound), so two blocks of 256 threads (or one of 512) fit. More would only queue and enlarge the partials.
     private const int BackwardThreadsPerMultiprocessor = 512;
 
-    private readonly IDevice _device;
+    private readonly KernelWorkspace _workspace;
     private readonly Lazy<Functions>[] _functions;
     private readonly int _multiprocessors;
-    private DeviceBuffer? _partials;
 
     /// <summary>
-    /// Prepares the launches on <paramref name="runtime"/>, with scratch memory from <paramref name="device"/> (the
-    /// device the runtime runs); each specialization is compiled when first used.
+    /// Prepares the launches on <paramref name="runtime"/>, with the backward's scratch in <paramref name="workspace"/>;
+    /// each specialization is compiled when first used.
     /// </summary>
-    public ResidualNormKernels(IKernelRuntime runtime, IDevice device)
+    public ResidualNormKernels(IKernelRuntime runtime, KernelWorkspace workspace)
     {
         ArgumentNullException.ThrowIfNull(runtime);
-        ArgumentNullException.ThrowIfNull(device);
-        _device = device;
+        ArgumentNullException.ThrowIfNull(workspace);
+        _workspace = workspace;
         _functions = new Lazy<Functions>[SpecTable.Length];
         for (var i = 0; i < SpecTable.Length; i++)
         {
@@ -75,25 +74,20 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         CheckBranch(f, x.Length);
         CheckStream(y, x.Length);
         if (options.InputNorm || !z.IsEmpty) CheckOperand(z, x.Length, options.InputNorm ? "with InputNorm" : null);
-        CheckWeights(outNorm, options.OutputNorm, options.Kind == NormKind.Layer, hidden, "OutputNorm");
-        CheckWeights(inNorm, options.InputNorm, options.Kind == NormKind.Layer, hidden, "InputNorm");
+        CheckWeights(outNorm, options.OutputNorm, options.Kind == NormKind.Layer, hidden, "OutputNorm is off");
+        CheckWeights(inNorm, options.InputNorm, options.Kind == NormKind.Layer, hidden, "InputNorm is off");
         CheckStatistics(statistics, options, rows);
         if (rows == 0) return;
 
         var kernel = _functions[SpecIndex(options, f.IsEmpty ? DType.BFloat16 : f.DType)].Value.Forward;
         var threadsPerRow = ThreadsPerRow(hidden, ForwardChunks);
         var (groups, blockThreads) = Block(threadsPerRow);
-        ulong px = x.Address, pf = f.IsEmpty ? 0 : f.Address, pgOut = outNorm.Gain.Address, pbOut = outNorm.Bias.Address;
-        ulong pgIn = inNorm.Gain.Address, pbIn = inNorm.Bias.Address, py = y.Address, pz = z.IsEmpty ? 0 : z.Address;
-        ulong pmOut = statistics.MeanOut.Address, prOut = statistics.RstdOut.Address;
-        ulong pmIn = statistics.MeanIn.Address, prIn = statistics.RstdIn.Address;
-        float alpha = options.Alpha, eps = options.Epsilon;
-        void** args = stackalloc void*[]
-        {
-            &px, &pf, &pgOut, &pbOut, &pgIn, &pbIn, &py, &pz, &pmOut, &prOut, &pmIn, &prIn,
-            &rows, &hidden, &threadsPerRow, &alpha, &eps,
-        };
-        kernel.Launch(LaunchShapes.Blocks(((long)rows + groups - 1) / groups, blockThreads), args, ForwardCost(options, rows, hidden, f, z));
+        kernel.Launch(LaunchShapes.Blocks(((long)rows + groups - 1) / groups, blockThreads),
+        [
+            x, f, outNorm.Gain, outNorm.Bias, inNorm.Gain, inNorm.Bias, y, z,
+            statistics.MeanOut, statistics.RstdOut, statistics.MeanIn, statistics.RstdIn,
+            rows, hidden, threadsPerRow, options.Alpha, options.Epsilon,
+        ], ForwardCost(options, rows, hidden, f, z));
     }
 
     /// <summary>
@@ -110,8 +104,8 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         bool layer = options.Kind == NormKind.Layer;
         CheckBranch(f, x.Length);
         CheckStream(y, x.Length);
-        CheckWeights(new NormWeights(outNorm.Gain, default), options.OutputNorm, layer: false, hidden, "OutputNorm", nameof(outNorm));
-        CheckWeights(new NormWeights(inNorm.Gain, default), options.InputNorm, layer: false, hidden, "InputNorm", nameof(inNorm));
+        CheckWeights(new NormWeights(outNorm.Gain, default), options.OutputNorm, layer: false, hidden, "OutputNorm is off", nameof(outNorm));
+        CheckWeights(new NormWeights(inNorm.Gain, default), options.InputNorm, layer: false, hidden, "InputNorm is off", nameof(inNorm));
         CheckStatistics(statistics, options, rows);
         if (!dy.IsEmpty) CheckStream(dy, x.Length);
         if (options.InputNorm || !dz.IsEmpty) CheckOperand(dz, x.Length, options.InputNorm ? "with InputNorm" : null);
@@ -124,8 +118,8 @@ public sealed unsafe class ResidualNormKernels : IDisposable
             Require.Length(df, x.Length);
             Require.Aligned(df, 16);
         }
-        CheckWeights(outNormGradients, options.OutputNorm, layer, hidden, "OutputNorm");
-        CheckWeights(inNormGradients, options.InputNorm, layer, hidden, "InputNorm");
+        CheckWeights(outNormGradients, options.OutputNorm, layer, hidden, "OutputNorm is off");
+        CheckWeights(inNormGradients, options.InputNorm, layer, hidden, "InputNorm is off");
         if (rows == 0) return;
 
         var functions = _functions[SpecIndex(options, f.IsEmpty ? DType.BFloat16 : f.DType)].Value;
@@ -133,48 +127,38 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         var (_, blockThreads) = Block(threadsPerRow);
         var blocks = BackwardBlocks(_multiprocessors, rows, hidden);
         var parameters = ParameterCount(options);
-        var scratch = parameters == 0 ? default : Partials((long)blocks * parameters * hidden);
+        var scratch = _workspace.Get(KernelScratch.ResidualNormPartials, DType.Float32, (long)blocks * parameters * hidden);
 
-        ulong px = x.Address, pf = f.IsEmpty ? 0 : f.Address, py = y.Address, pgOut = outNorm.Gain.Address, pgIn = inNorm.Gain.Address;
-        ulong pmOut = statistics.MeanOut.Address, prOut = statistics.RstdOut.Address;
-        ulong pmIn = statistics.MeanIn.Address, prIn = statistics.RstdIn.Address;
-        ulong pdy = dy.IsEmpty ? 0 : dy.Address, pdz = dz.IsEmpty ? 0 : dz.Address, pdx = dx.Address, pdf = df.IsEmpty ? 0 : df.Address;
-        ulong pp = scratch.Address;
-        var alpha = options.Alpha;
-        void** args = stackalloc void*[]
-        {
-            &px, &pf, &py, &pgOut, &pgIn, &pmOut, &prOut, &pmIn, &prIn, &pdy, &pdz, &pdx, &pdf, &pp,
-            &rows, &hidden, &threadsPerRow, &alpha,
-        };
-        functions.Backward.Launch(LaunchShapes.Blocks(blocks, blockThreads), args,
-                                  BackwardCost(options, rows, hidden, f, dy, dz, (long)blocks * parameters * hidden));
+        functions.Backward.Launch(LaunchShapes.Blocks(blocks, blockThreads),
+        [
+            x, f, y, outNorm.Gain, inNorm.Gain, statistics.MeanOut, statistics.RstdOut, statistics.MeanIn, statistics.RstdIn,
+            dy, dz, dx, df, scratch, rows, hidden, threadsPerRow, options.Alpha,
+        ], BackwardCost(options, rows, hidden, f, dy, dz, (long)blocks * parameters * hidden));
         if (parameters == 0) return;
 
-        // The gradients in partials order: N_out's gain (and bias), then N_in's.
-        Span<ulong> gradients = stackalloc ulong[4];
+        // The gradients in partials order: N_out's gain (and bias), then N_in's; the unused ones null.
+        Span<Tensor> gradients = [default, default, default, default];
         var count = 0;
         if (options.OutputNorm)
         {
-            gradients[count++] = outNormGradients.Gain.Address;
-            if (layer) gradients[count++] = outNormGradients.Bias.Address;
+            gradients[count++] = outNormGradients.Gain;
+            if (layer) gradients[count++] = outNormGradients.Bias;
         }
         if (options.InputNorm)
         {
-            gradients[count++] = inNormGradients.Gain.Address;
-            if (layer) gradients[count++] = inNormGradients.Bias.Address;
+            gradients[count++] = inNormGradients.Gain;
+            if (layer) gradients[count++] = inNormGradients.Bias;
         }
-        ulong g0 = gradients[0], g1 = gradients[1], g2 = gradients[2], g3 = gradients[3];
-        void** finalArgs = stackalloc void*[] { &pp, &blocks, &hidden, &g0, &g1, &g2, &g3 };
         var columnBlocks = ((long)parameters * hidden + FinalizeColumns - 1) / FinalizeColumns;
         double partialCount = (double)blocks * parameters * hidden;
-        functions.Finalize.Launch(LaunchShapes.Blocks(columnBlocks, FinalizeThreads), finalArgs,
+        functions.Finalize.Launch(LaunchShapes.Blocks(columnBlocks, FinalizeThreads),
+                                  [scratch, blocks, hidden, gradients[0], gradients[1], gradients[2], gradients[3]],
                                   new KernelCost(4 * partialCount + 8.0 * parameters * hidden, partialCount));
     }
 
     /// <summary>
-    /// Float32 elements of the gain-gradient partial sums a backward over <paramref name="rows"/> rows of
-    /// <paramref name="hidden"/> needs on a device of <paramref name="multiprocessors"/> SMs (this launcher keeps the
-    /// largest it has needed; a memory planner counts it).
+    /// Float32 elements of <see cref="KernelScratch.ResidualNormPartials"/> a backward over <paramref name="rows"/> rows of
+    /// <paramref name="hidden"/> uses on a device of <paramref name="multiprocessors"/> SMs (a memory planner counts it).
     /// </summary>
     public static long BackwardPartialsElements(ResidualNormOptions options, int multiprocessors, int rows, int hidden)
     {
@@ -188,29 +172,6 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         var (groups, blockThreads) = Block(ThreadsPerRow(hidden, BackwardChunks));
         var residentBlocks = (long)multiprocessors * Math.Max(1, BackwardThreadsPerMultiprocessor / blockThreads);
         return (int)Math.Min(((long)rows + groups - 1) / groups, residentBlocks);
-    }
-
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        _partials?.Dispose();
-        _partials = null;
-    }
-
-    /// <summary>The gradient sums' scratch, at least <paramref name="length"/> floats; a larger one replaces it after the queued work that may read it.</summary>
-    private Tensor Partials(long length)
-    {
-        if (_partials is null || _partials.Tensor.Length < length)
-        {
-            if (_partials is not null)
-            {
-                _device.Synchronize();
-                _partials.Dispose();
-                _partials = null;
-            }
-            _partials = _device.Allocate(DType.Float32, new TensorShape(length));
-        }
-        return _partials.Tensor;
     }
 
     /// <summary>
@@ -231,31 +192,55 @@ public sealed unsafe class ResidualNormKernels : IDisposable
     }
 
     /// <summary>
-    /// The forward's bytes (x, f, y, z per element; gains and biases; saved statistics) and FLOPs (the sum, then
-    /// about 7 per element per norm), as kernels/residual_norm.cu counts them.
+    /// FLOPs of a forward over <paramref name="rows"/> rows of <paramref name="hidden"/>, as kernels/residual_norm.cu's
+    /// header counts them per element: 2 for s = alpha·x + f, then 4 per RMSNorm (square and sum, scale, gain) or 8 per
+    /// LayerNorm (sum, subtract, square and sum, subtract, scale, gain, bias). The per-row square roots and divisions are
+    /// not counted. A memory planner counts what recomputing a norm costs with it.
     /// </summary>
+    public static double ForwardFlops(ResidualNormOptions options, long rows, long hidden)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var perNorm = options.Kind == NormKind.Layer ? 8 : 4;
+        return (double)rows * hidden * (2 + perNorm * Norms(options));
+    }
+
+    /// <summary>
+    /// FLOPs of a backward, as kernels/residual_norm.cu's header counts them per element: 1 for dx = alpha·ds; N_in's 10
+    /// (RMSNorm) or 14 (LayerNorm); N_out's 12 or 16 (2 more, recomputing s); 1 for adding dz into the gradient without
+    /// N_in. The finalize's additions are its own launch's.
+    /// </summary>
+    internal static double BackwardFlops(ResidualNormOptions options, long rows, long hidden, bool addsDz)
+    {
+        var layer = options.Kind == NormKind.Layer;
+        var perElement = 1 + (options.InputNorm ? (layer ? 14 : 10) : addsDz ? 1 : 0) + (options.OutputNorm ? (layer ? 16 : 12) : 0);
+        return (double)rows * hidden * perElement;
+    }
+
+    /// <summary>The forward's bytes (x, f, y, z per element; gains and biases; saved statistics) and FLOPs.</summary>
     private static KernelCost ForwardCost(ResidualNormOptions options, long rows, long hidden, Tensor f, Tensor z)
     {
-        var norms = (options.OutputNorm ? 1 : 0) + (options.InputNorm ? 1 : 0);
         var perElement = 4 + (f.IsEmpty ? 0 : f.DType.SizeOf()) + 4 + (z.IsEmpty ? 0 : z.DType.SizeOf());
-        var statistics = norms * (options.Kind == NormKind.Layer ? 2 : 1);
-        return new KernelCost((double)rows * hidden * perElement + 4.0 * statistics * (hidden + rows), (double)rows * hidden * (2 + 7 * norms));
+        var statistics = Norms(options) * (options.Kind == NormKind.Layer ? 2 : 1);
+        return new KernelCost((double)rows * hidden * perElement + 4.0 * statistics * (hidden + rows), ForwardFlops(options, rows, hidden));
     }
 
     /// <summary>
     /// The backward's bytes (dy, dz; y with N_in; x and f with N_out; dx and df; gains and statistics; the
-    /// partials it writes) and FLOPs (about 12 per element per norm, 1 for dx).
+    /// partials it writes) and FLOPs.
     /// </summary>
     private static KernelCost BackwardCost(ResidualNormOptions options, long rows, long hidden, Tensor f, Tensor dy, Tensor dz, long partials)
     {
-        var norms = (options.OutputNorm ? 1 : 0) + (options.InputNorm ? 1 : 0);
+        var norms = Norms(options);
         var fBytes = f.IsEmpty ? 0 : f.DType.SizeOf();
         var perElement = (dy.IsEmpty ? 0 : 4) + (dz.IsEmpty ? 0 : dz.DType.SizeOf()) + (options.InputNorm ? 4 : 0)
                          + (options.OutputNorm ? 4 + fBytes : 0) + 4 + fBytes;
         var statistics = norms * (options.Kind == NormKind.Layer ? 2 : 1);
         return new KernelCost((double)rows * hidden * perElement + 4.0 * (norms * hidden + statistics * rows + partials),
-                              (double)rows * hidden * (1 + 12 * norms));
+                              BackwardFlops(options, rows, hidden, addsDz: !dz.IsEmpty));
     }
+
+    /// <summary>How many of the two norms run.</summary>
+    private static int Norms(ResidualNormOptions options) => (options.OutputNorm ? 1 : 0) + (options.InputNorm ? 1 : 0);
 
     /// <summary>How many gain and bias gradient vectors the backward produces.</summary>
     private static int ParameterCount(ResidualNormOptions options)
@@ -342,12 +327,15 @@ public sealed unsafe class ResidualNormKernels : IDisposable
         Require.Aligned(tensor, 16, name);
     }
 
-    /// <summary>A gain (and, for LayerNorm, a bias) of [hidden] Float32 exactly when the norm runs; both empty otherwise.</summary>
-    private static void CheckWeights(NormWeights weights, bool runs, bool layer, int hidden, string flag,
+    /// <summary>
+    /// A gain (and, for LayerNorm, a bias) of [hidden] Float32 exactly when the norm runs; both empty otherwise, as
+    /// <paramref name="off"/> says ("OutputNorm is off": a constant, so that a call allocates nothing).
+    /// </summary>
+    private static void CheckWeights(NormWeights weights, bool runs, bool layer, int hidden, string off,
                                      [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(weights))] string? name = null)
     {
-        CheckVector(weights.Gain, runs, hidden, $"{flag} is off", name!, "Gain", aligned: true);
-        CheckVector(weights.Bias, runs && layer, hidden, runs ? "RMSNorm has no bias" : $"{flag} is off", name!, "Bias", aligned: true);
+        CheckVector(weights.Gain, runs, hidden, off, name!, "Gain", aligned: true);
+        CheckVector(weights.Bias, runs && layer, hidden, runs ? "RMSNorm has no bias" : off, name!, "Bias", aligned: true);
     }
 
     private static void CheckStatistics(NormStatistics statistics, ResidualNormOptions options, int rows)

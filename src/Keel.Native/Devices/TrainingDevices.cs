@@ -1,9 +1,8 @@
-using Keel.Native.Devices;
 using Keel.Native.Devices.Cpu;
 using Keel.Native.Devices.Cuda;
 using Keel.Native.Devices.Emulated;
 
-namespace Keel.Native.Training;
+namespace Keel.Native.Devices;
 
 /// <summary>Which device a run asks for.</summary>
 public enum DeviceChoice
@@ -22,6 +21,11 @@ public enum DeviceChoice
 }
 
 /// <summary>Opens the device a run asks for.</summary>
+/// <example>
+/// <code>
+/// using var device = TrainingDevices.Open(DeviceChoice.Auto, Console.Out);   // the GPU, or the CPU with a notice
+/// </code>
+/// </example>
 public static class TrainingDevices
 {
     /// <summary>
@@ -44,27 +48,10 @@ public static class TrainingDevices
         }
     }
 
-    /// <summary>The memory a run on <paramref name="device"/> may plan for: a GPU's total memory, else the memory available to this process.</summary>
+    /// <summary>The memory a run on <paramref name="device"/> may plan for: its own memory (a GPU's), else the memory available to this process.</summary>
     public static long MemoryBytes(IDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        return device switch
-        {
-            ProfiledDevice profiled => MemoryBytes(profiled.Inner),
-            CudaDevice cuda => cuda.MemoryInfo.TotalBytes,
-            _ => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
-        };
-    }
-
-    /// <summary>On a GPU, the device memory in use now (total less free, as the driver reports it, other processes included); null elsewhere.</summary>
-    public static long? UsedBytes(IDevice device)
-    {
-        ArgumentNullException.ThrowIfNull(device);
-        return device switch
-        {
-            ProfiledDevice profiled => UsedBytes(profiled.Inner),
-            CudaDevice cuda => cuda.MemoryInfo is var info ? info.TotalBytes - info.FreeBytes : null,
-            _ => null,
-        };
+        return device.QueryMemory()?.TotalBytes ?? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     }
 }

@@ -1,22 +1,26 @@
-namespace Keel.Native.Training;
+using Keel.Native.Training;
+
+namespace Keel.Cli.Plots;
 
 /// <summary>
-/// Draws the loss curves of a run to a PNG with ScottPlot. ScottPlot renders through SkiaSharp's self-contained
+/// Draws the loss curves of a run (<see cref="Keel.Native.Training.LossHistory"/>) to a PNG with ScottPlot. ScottPlot renders through SkiaSharp's self-contained
 /// native library, which finds no system fonts by itself, so a TrueType font is registered from the usual
 /// folders when one is there; without any, the curves are drawn without text.
 /// </summary>
-public static class LossPlot
+internal static class LossPlot
 {
+    /// <summary>The plot's name in a run folder.</summary>
+    public const string FileName = "loss.png";
+
     private const string FontName = "KeelPlotSans";
     private static readonly Lazy<bool> s_font = new(RegisterFont);
 
     /// <summary>Writes a <paramref name="width"/>×<paramref name="height"/> PNG of the training and validation losses against the step.</summary>
-    public static void Save(string path, string title, IReadOnlyList<(int Step, double Loss)> train, IReadOnlyList<(int Step, double Loss)> validation,
-                            int width = 900, int height = 540)
+    public static void Save(string path, string title, LossHistory history, int width = 900, int height = 540)
     {
         ArgumentNullException.ThrowIfNull(path);
-        ArgumentNullException.ThrowIfNull(train);
-        ArgumentNullException.ThrowIfNull(validation);
+        ArgumentNullException.ThrowIfNull(history);
+        var (train, validation) = (history.Training, history.Validation);
         var plot = new ScottPlot.Plot();
         if (s_font.Value) plot.Font.Set(FontName);
         var finiteTrain = train.Where(p => double.IsFinite(p.Loss)).ToArray();

@@ -1,10 +1,8 @@
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cuda;
 using Keel.Native.Kernels;
 using Keel.Native.Numerics;
 using Keel.Native.Reference;
 
-namespace Keel.Native.Training;
+namespace Keel.Native.Devices;
 
 /// <summary>
 /// A device that times every op of another one by name (CUDA events on the GPU, the host clock on the CPU and
@@ -12,30 +10,41 @@ namespace Keel.Native.Training;
 /// <c>keel train --profile</c>. Bytes are those of every tensor the op reads or writes; GEMM FLOPs are 2·m·n·k;
 /// causal attention counts as FlashAttention does (forward 2·B·S²·D·H, backward 2.5 times that).
 /// Memory operations and copies to and from the host are not timed, nor anything while <see cref="Paused"/>.
-/// On kernel devices it also installs <see cref="KernelLaunches"/> as the device runtime's profiler, so
+/// On devices that launch kernels it also installs <see cref="KernelLaunches"/> as the kernel runtime's profiler, so
 /// each kernel launch is timed too, with the bytes and FLOPs its launcher reports.
+/// <para>
+/// It answers for the device it wraps (<see cref="Kernels"/>, <see cref="QueryMemory"/>), except that it offers no graph
+/// capture, on purpose: a replayed graph runs the step's ops without calling this device, so they would go untimed. A
+/// profiled run therefore launches every op, and its step times are those of eager launches.
+/// </para>
 /// </summary>
+/// <example>
+/// <code>
+/// using var device = new ProfiledDevice(new CpuDevice());
+/// // ... train or run ops on device ...
+/// device.Profile.Write(Console.Out, totalMilliseconds: stepMilliseconds);
+/// </code>
+/// </example>
 public sealed class ProfiledDevice : IDevice
 {
     private readonly IDevice _inner;
     private readonly IKernelRuntime? _runtime;
 
-    private ProfiledDevice(IDevice inner)
+    /// <summary>Times the ops of <paramref name="inner"/>, which this device owns from now on.</summary>
+    public ProfiledDevice(IDevice inner)
     {
+        ArgumentNullException.ThrowIfNull(inner);
         _inner = inner;
-        Profile = Create(inner);
-        if (inner is KernelDevice kernels)
+        Profile = inner.CreateProfiler();
+        _runtime = inner.Kernels;
+        if (_runtime is not null)
         {
-            KernelLaunches = Create(inner);
-            _runtime = kernels.Runtime;
+            KernelLaunches = inner.CreateProfiler();
             _runtime.Profiler = KernelLaunches;
         }
     }
 
-    private static KernelProfiler Create(IDevice device) =>
-        device is CudaDevice cuda ? KernelProfiler.CudaEvents(cuda.Stream) : KernelProfiler.WallClock();
-
-    /// <summary>The kernel launches' timings on kernel devices; null on the CPU device.</summary>
+    /// <summary>The kernel launches' timings on devices that launch kernels; null on the CPU device.</summary>
     public KernelProfiler? KernelLaunches { get; }
 
     /// <summary>While true, ops run untimed (evaluation between steps, for example).</summary>
@@ -51,18 +60,8 @@ public sealed class ProfiledDevice : IDevice
 
     private bool _paused;
 
-    /// <summary><paramref name="device"/> itself, or, when <paramref name="profile"/>, a profiled device that owns it.</summary>
-    public static IDevice Wrap(IDevice device, bool profile)
-    {
-        ArgumentNullException.ThrowIfNull(device);
-        return profile ? new ProfiledDevice(device) : device;
-    }
-
     /// <summary>The timings so far.</summary>
     public KernelProfiler Profile { get; }
-
-    /// <summary>The device being timed.</summary>
-    public IDevice Inner => _inner;
 
     /// <inheritdoc />
     public DeviceKind Kind => _inner.Kind;
@@ -71,7 +70,23 @@ public sealed class ProfiledDevice : IDevice
     public string Name => _inner.Name + " (profiled)";
 
     /// <inheritdoc />
+    public IKernelRuntime? Kernels => _runtime;
+
+    /// <inheritdoc />
+    public DeviceMemoryInfo? QueryMemory() => _inner.QueryMemory();
+
+    /// <inheritdoc />
+    /// <remarks>None, whatever the inner device offers: a replayed graph would bypass the timing of each op.</remarks>
+    public IGraphCapture? GraphCapture => null;
+
+    /// <inheritdoc />
+    public KernelProfiler CreateProfiler() => _inner.CreateProfiler();
+
+    /// <inheritdoc />
     public DeviceBuffer Allocate(DType dtype, TensorShape shape) => _inner.Allocate(dtype, shape);
+
+    /// <inheritdoc />
+    public void ReserveScratch(KernelScratch scratch, long bytes) => _inner.ReserveScratch(scratch, bytes);
 
     /// <inheritdoc />
     public void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged => _inner.CopyFromHost(source, destination);
@@ -149,7 +164,7 @@ public sealed class ProfiledDevice : IDevice
     {
         var t = Begin();
         _inner.AttentionForward(options, q, k, v, output, logSumExp);
-        End(t, "attention forward", new KernelCost(Bytes(q, k, v, output, logSumExp).Bytes, AttentionFlops(options)));
+        End(t, "attention forward", new KernelCost(Bytes(q, k, v, output, logSumExp).Bytes, options.ForwardFlops));
     }
 
     /// <inheritdoc />
@@ -157,7 +172,7 @@ public sealed class ProfiledDevice : IDevice
     {
         var t = Begin();
         _inner.AttentionBackward(options, q, k, v, output, logSumExp, dOutput, dq, dk, dv);
-        End(t, "attention backward", new KernelCost(Bytes(q, k, v, output, logSumExp, dOutput, dq, dk, dv).Bytes, 2.5 * AttentionFlops(options)));
+        End(t, "attention backward", new KernelCost(Bytes(q, k, v, output, logSumExp, dOutput, dq, dk, dv).Bytes, 2.5 * options.ForwardFlops));
     }
 
     /// <inheritdoc />
@@ -254,9 +269,6 @@ public sealed class ProfiledDevice : IDevice
         foreach (var tensor in tensors) bytes += tensor.ByteLength;
         return new KernelCost(bytes, 0);
     }
-
-    private static double AttentionFlops(AttentionOptions o) =>
-        4.0 * o.Batch * o.Sequence * o.Sequence * o.HeadDim * o.QueryHeads * (o.Causal ? 0.5 : 1);
 }
 
 internal static class DTypeNames
