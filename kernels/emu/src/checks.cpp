@@ -631,26 +631,23 @@ KEEL_EMU_VOLATILE_READ_HOOKS(16)
     KEEL_EMU_ATOMIC_RMW(N, T, fetch_or)                                                                            \
     KEEL_EMU_ATOMIC_RMW(N, T, fetch_xor)                                                                           \
     KEEL_EMU_ATOMIC_RMW(N, T, fetch_nand)                                                                          \
-    KEEL_EMU_HOOK int __tsan_atomic##N##_compare_exchange_strong(volatile T* a, T* expected, T desired, int order, \
-                                                                int failure) {                                     \
-        on_access(const_cast<T*>(a), sizeof(T), kRead | kWrite | kAtomic, true, KEEL_EMU_PC);                      \
-        const bool done = __atomic_compare_exchange_n(a, expected, desired, false, order, failure);                \
-        if (!done) on_poll(const_cast<T*>(a), static_cast<uint64_t>(*expected), KEEL_EMU_PC);                      \
-        return done;                                                                                               \
-    }                                                                                                              \
-    KEEL_EMU_HOOK int __tsan_atomic##N##_compare_exchange_weak(volatile T* a, T* expected, T desired, int order,   \
-                                                              int failure) {                                       \
-        on_access(const_cast<T*>(a), sizeof(T), kRead | kWrite | kAtomic, true, KEEL_EMU_PC);                      \
-        const bool done = __atomic_compare_exchange_n(a, expected, desired, false, order, failure);                \
-        if (!done) on_poll(const_cast<T*>(a), static_cast<uint64_t>(*expected), KEEL_EMU_PC);                      \
-        return done;                                                                                               \
-    }                                                                                                              \
+    KEEL_EMU_ATOMIC_CAS(N, T, strong)                                                                              \
+    KEEL_EMU_ATOMIC_CAS(N, T, weak)                                                                                \
     KEEL_EMU_HOOK T __tsan_atomic##N##_compare_exchange_val(volatile T* a, T expected, T desired, int order,       \
                                                            int failure) {                                          \
         on_access(const_cast<T*>(a), sizeof(T), kRead | kWrite | kAtomic, true, KEEL_EMU_PC);                      \
         __atomic_compare_exchange_n(a, &expected, desired, false, order, failure);                                 \
         on_poll(const_cast<T*>(a), static_cast<uint64_t>(expected), KEEL_EMU_PC);                                  \
         return expected;                                                                                           \
+    }
+// A failed compare-and-swap read a value without changing it: a poll. (The weak form is run as the strong one.)
+#define KEEL_EMU_ATOMIC_CAS(N, T, STRENGTH)                                                                        \
+    KEEL_EMU_HOOK int __tsan_atomic##N##_compare_exchange_##STRENGTH(volatile T* a, T* expected, T desired,       \
+                                                                    int order, int failure) {                      \
+        on_access(const_cast<T*>(a), sizeof(T), kRead | kWrite | kAtomic, true, KEEL_EMU_PC);                      \
+        const bool done = __atomic_compare_exchange_n(a, expected, desired, false, order, failure);                \
+        if (!done) on_poll(const_cast<T*>(a), static_cast<uint64_t>(*expected), KEEL_EMU_PC);                      \
+        return done;                                                                                               \
     }
 // An atomic read-modify-write that leaves the value as it was (atomicAdd(p, 0), a failed CAS) is a poll too.
 #define KEEL_EMU_ATOMIC_RMW(N, T, OP)                                                                              \
@@ -665,6 +662,7 @@ KEEL_EMU_ATOMIC_HOOKS(16, uint16_t)
 KEEL_EMU_ATOMIC_HOOKS(32, uint32_t)
 KEEL_EMU_ATOMIC_HOOKS(64, uint64_t)
 #undef KEEL_EMU_ATOMIC_HOOKS
+#undef KEEL_EMU_ATOMIC_CAS
 #undef KEEL_EMU_ATOMIC_RMW
 
 KEEL_EMU_HOOK void __tsan_atomic_thread_fence(int order) { __atomic_thread_fence(order); }

@@ -895,7 +895,7 @@ void spin_on_block_order() {
         for (unsigned i = 0; i < blocks; ++i) flags[i] = 0;
         Result r = launch(k, "keel_test_chain_by_index", {blocks, 1, 1}, {64, 1, 1}, 0,
                           checked(KEEL_EMU_CHECK_SPIN | KEEL_EMU_CHECK_ORDER, workers, 5), flags.data, out.data);
-        expect_error(r, KEEL_EMU_ERROR_SPIN, {"keel_test_chain_by_index", "spins at checks.cu:69", "reading global memory",
+        expect_error(r, KEEL_EMU_ERROR_SPIN, {"keel_test_chain_by_index", "spins at checks.cu:68", "reading global memory",
                                               "which stays 0x0", "atomic ticket"});
     }
     // Ordered by a ticket, it completes under any order.
@@ -926,7 +926,7 @@ void misaligned_access() {
     Buffer<unsigned> words(32);
     r = launch(k, "keel_test_misaligned_word", {1, 1, 1}, {32, 1, 1}, 0, checked(KEEL_EMU_CHECK_RACE), halves.data,
                words.data, 1);
-    expect_error(r, KEEL_EMU_ERROR_MISALIGNED, {"4-byte access at address", "checks.cu:139", "not 4-byte aligned"});
+    expect_error(r, KEEL_EMU_ERROR_MISALIGNED, {"4-byte access at address", "checks.cu:132", "not 4-byte aligned"});
     launch_ok(k, "keel_test_misaligned_word", {1, 1, 1}, {32, 1, 1}, 0, checked(KEEL_EMU_CHECK_RACE), halves.data,
               words.data, 2);
 }

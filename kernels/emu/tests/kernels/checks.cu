@@ -61,34 +61,27 @@ extern "C" __global__ void keel_test_accumulate(const float* in, float* out) {
     out[i] += in[i];
 }
 
-// Block b waits for block b - 1 to publish, assuming blocks start in index order: hangs when they do not.
-extern "C" __global__ void keel_test_chain_by_index(int* flags, int* out) {
-    const int b = (int)blockIdx.x;
-    if (threadIdx.x == 0) {
-        if (b > 0)
-            while (*reinterpret_cast<volatile int*>(&flags[b - 1]) == 0) {
-            }
-        out[b] = b;
-        __threadfence();
-        atomicExch(&flags[b], 1);
-    }
+// Link b of a chain: waits for link b - 1 to publish, writes out[b] = b, publishes.
+__device__ void chain_link(int b, int* flags, int* out) {
+    if (threadIdx.x != 0) return;
+    if (b > 0)
+        while (*reinterpret_cast<volatile int*>(&flags[b - 1]) == 0) {
+        }
+    out[b] = b;
+    __threadfence();
+    atomicExch(&flags[b], 1);
 }
 
-// The same chain ordered by an atomic ticket taken at block start: a block waits only for blocks that started
-// before it, so it never hangs, whatever the order. out[ticket] = ticket.
+// Block b is link b, assuming blocks start in index order: hangs when they do not.
+extern "C" __global__ void keel_test_chain_by_index(int* flags, int* out) { chain_link((int)blockIdx.x, flags, out); }
+
+// The link is an atomic ticket taken at block start: a block waits only for blocks that started before it, so it
+// never hangs, whatever the order.
 extern "C" __global__ void keel_test_chain_by_ticket(int* flags, int* ticket, int* out) {
     __shared__ int mine;
     if (threadIdx.x == 0) mine = atomicAdd(ticket, 1);
     __syncthreads();
-    const int b = mine;
-    if (threadIdx.x == 0) {
-        if (b > 0)
-            while (*reinterpret_cast<volatile int*>(&flags[b - 1]) == 0) {
-            }
-        out[b] = b;
-        __threadfence();
-        atomicExch(&flags[b], 1);
-    }
+    chain_link(mine, flags, out);
 }
 
 // Records the order in which blocks start: out[blockIdx] = position.
