@@ -1,6 +1,7 @@
 using CommandLine;
 using Keel.Cli.Commands;
 using Keel.Cli.Commands.Bench;
+using Keel.Cli.Commands.Study;
 using Keel.Cuda;
 using Keel.Cuda.Interop;
 using Keel.Native.Kernels;
@@ -19,7 +20,7 @@ public static class KeelCli
             settings.CaseInsensitiveEnumValues = true;
             settings.AutoVersion = true;
         });
-        var parsed = parser.ParseArguments<TrainOptions, EvalOptions, SampleOptions, PlanOptions, BenchOptions, InfoOptions, CompileOptions>(args);
+        var parsed = parser.ParseArguments<TrainOptions, EvalOptions, SampleOptions, PlanOptions, BenchOptions, InfoOptions, CompileOptions, StudyOptions>(args);
         try
         {
             return parsed.MapResult(
@@ -30,6 +31,7 @@ public static class KeelCli
                 (InfoOptions o) => InfoCommand.Run(o, output),
                 (CompileOptions o) => CompileCommand.Run(o, output, error),
                 (BenchOptions o) => BenchCommand.Run(o, output, error),
+                (StudyOptions o) => StudyCommand.Run(o, args, output, error),
                 _ => 2);
         }
         catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException or KernelCompileException

@@ -9,11 +9,10 @@ using Keel.Native.Training;
 namespace Keel.Cli.Commands;
 
 /// <summary>
-/// The model, device and budget options <c>train</c> and <c>plan</c> share. Properties are named as the
-/// <see cref="Keel.Native.Model.ModelConfig"/> and <see cref="TrainingOptions"/> fields they set, so that an error
-/// naming a field names its option (<see cref="OptionNames"/>); null means not given.
+/// The model, device and budget options <c>train</c> and <c>plan</c> share: the architecture and depth, and the rest of
+/// the model (<see cref="ModelShapeOptions"/>).
 /// </summary>
-internal abstract class ModelOptions
+internal abstract class ModelOptions : ModelShapeOptions
 {
     [Option("arch", HelpText = nameof(HelpTexts.Architecture), ResourceType = typeof(HelpTexts))]
     public Architecture? Architecture { get; init; }
@@ -21,6 +20,18 @@ internal abstract class ModelOptions
     [Option("layers", HelpText = nameof(HelpTexts.SubLayers), ResourceType = typeof(HelpTexts))]
     public int? SubLayers { get; init; }
 
+    /// <summary>The config these options describe (validated), the library's defaults where none is given, for a vocabulary of <paramref name="vocabulary"/>.</summary>
+    public ModelConfig ModelConfig(int vocabulary) => ModelConfig(vocabulary, Architecture, SubLayers);
+}
+
+/// <summary>
+/// The model options other than the architecture and the depth, with the device and the budget: what <c>train</c>,
+/// <c>plan</c> and <c>study</c> (which takes lists of architectures and depths) share. Properties are named as the
+/// <see cref="Keel.Native.Model.ModelConfig"/> and <see cref="TrainingOptions"/> fields they set, so that an error
+/// naming a field names its option (<see cref="OptionNames"/>); null means not given.
+/// </summary>
+internal abstract class ModelShapeOptions
+{
     [Option("hidden", HelpText = nameof(HelpTexts.Hidden), ResourceType = typeof(HelpTexts))]
     public int? Hidden { get; init; }
 
@@ -57,8 +68,11 @@ internal abstract class ModelOptions
     [Option("budget", HelpText = "Device memory the step may use, like 80GiB, 141GB or 512MiB (GB = 10^9 bytes, GiB = 2^30). Default: the GPU's memory.")]
     public string? MemoryBudget { get; init; }
 
-    /// <summary>The config these options describe (validated), the library's defaults where none is given, for a vocabulary of <paramref name="vocabulary"/>.</summary>
-    public ModelConfig ModelConfig(int vocabulary)
+    /// <summary>
+    /// The config these options describe with <paramref name="architecture"/> and <paramref name="subLayers"/> (validated),
+    /// the library's defaults where none is given, for a vocabulary of <paramref name="vocabulary"/>.
+    /// </summary>
+    public ModelConfig ModelConfig(int vocabulary, Architecture? architecture, int? subLayers)
     {
         var d = new ModelConfig();
         var config = d with
@@ -68,9 +82,9 @@ internal abstract class ModelOptions
             Heads = Heads ?? d.Heads,
             KvHeads = KvHeads ?? d.KvHeads,
             FeedForward = FeedForward ?? d.FeedForward,
-            SubLayers = SubLayers ?? d.SubLayers,
+            SubLayers = subLayers ?? d.SubLayers,
             Norm = Norm ?? d.Norm,
-            Architecture = Architecture ?? d.Architecture,
+            Architecture = architecture ?? d.Architecture,
             Alpha = Alpha,
             SequenceLength = SequenceLength ?? d.SequenceLength,
             TiedEmbeddings = !Untied,

@@ -48,9 +48,13 @@ public sealed record AdamWOptions(float Beta1 = 0.9f, float Beta2 = 0.95f, float
 /// p -= lr·(m̂ / (sqrt(v̂) + eps) + wd·p)
 /// </code>
 /// Optionally also writes a bf16 copy of the updated parameters (the GEMM operands), as the fused GPU kernel does.
+/// Elements are independent; large updates run in blocks on every core.
 /// </summary>
 public static class AdamW
 {
+    /// <summary>Elements per block of the parallel update.</summary>
+    private const int Block = 4096;
+
     /// <summary>Updates <paramref name="parameters"/>, <paramref name="m"/> and <paramref name="v"/> in place.</summary>
     /// <param name="options">β1, β2, eps, weight decay.</param>
     /// <param name="step">The step number t, from 1 (for the bias corrections).</param>
@@ -62,7 +66,7 @@ public static class AdamW
     /// <param name="v">Second moments, same length, updated.</param>
     /// <param name="parametersBf16">Empty, or the same length: receives the updated parameters rounded to bf16 (via fp32).</param>
     /// <exception cref="ArgumentException">A scalar is out of range, or a span's length differs.</exception>
-    public static void Step<T>(AdamWOptions options, int step, float learningRate, float gradScale,
+    public static unsafe void Step<T>(AdamWOptions options, int step, float learningRate, float gradScale,
                                Span<T> parameters, ReadOnlySpan<T> gradients, Span<T> m, Span<T> v,
                                Span<BFloat16> parametersBf16 = default)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -80,17 +84,29 @@ public static class AdamW
 
         double beta1 = options.Beta1, beta2 = options.Beta2, eps = options.Epsilon, decay = options.WeightDecay, lr = learningRate;
         double correction1 = 1 - Math.Pow(beta1, step), correction2 = 1 - Math.Pow(beta2, step);
-        for (var i = 0; i < parameters.Length; i++)
+        var length = parameters.Length;
+        var withCopy = !parametersBf16.IsEmpty;
+        fixed (T* pinnedP = parameters, pinnedG = gradients, pinnedM = m, pinnedV = v)
+        fixed (BFloat16* pinnedCopy = parametersBf16)
         {
-            var g = double.CreateTruncating(gradients[i]) * gradScale;
-            var mi = beta1 * double.CreateTruncating(m[i]) + (1 - beta1) * g;
-            var vi = beta2 * double.CreateTruncating(v[i]) + (1 - beta2) * g * g;
-            var p = double.CreateTruncating(parameters[i]);
-            p -= lr * (mi / correction1 / (Math.Sqrt(vi / correction2) + eps) + decay * p);
-            m[i] = T.CreateTruncating(mi);
-            v[i] = T.CreateTruncating(vi);
-            parameters[i] = T.CreateTruncating(p);
-            if (!parametersBf16.IsEmpty) parametersBf16[i] = BFloat16.FromSingle(float.CreateTruncating(parameters[i]));
+            nint pp = (nint)pinnedP, pg = (nint)pinnedG, pm = (nint)pinnedM, pv = (nint)pinnedV, pc = (nint)pinnedCopy;
+            // Elementwise, so blocks of elements may run on any thread in any order.
+            RowRanges.For((length + Block - 1) / Block, Block, (first, end) =>
+            {
+                T* parameter = (T*)pp, gradient = (T*)pg, moment1 = (T*)pm, moment2 = (T*)pv;
+                for (long i = (long)first * Block, stop = Math.Min(length, (long)end * Block); i < stop; i++)
+                {
+                    var g = double.CreateTruncating(gradient[i]) * gradScale;
+                    var mi = beta1 * double.CreateTruncating(moment1[i]) + (1 - beta1) * g;
+                    var vi = beta2 * double.CreateTruncating(moment2[i]) + (1 - beta2) * g * g;
+                    var p = double.CreateTruncating(parameter[i]);
+                    p -= lr * (mi / correction1 / (Math.Sqrt(vi / correction2) + eps) + decay * p);
+                    moment1[i] = T.CreateTruncating(mi);
+                    moment2[i] = T.CreateTruncating(vi);
+                    parameter[i] = T.CreateTruncating(p);
+                    if (withCopy) ((BFloat16*)pc)[i] = BFloat16.FromSingle(float.CreateTruncating(parameter[i]));
+                }
+            });
         }
     }
 }

@@ -40,6 +40,9 @@ internal static unsafe class GemmEngine
 
     private const int MaxTileRows = 384, MaxTileCols = 384, MinTile = 48;
 
+    /// <summary>op(B) up to this size (1 MiB of fp32) is packed once per GEMM rather than once per row of tiles.</summary>
+    private const long SharedPackedBFloats = 1 << 18;
+
     /// <summary>Below about 128^3 multiply-adds the threads cost more than they save.</summary>
     private const long SequentialMultiplyAdds = 1L << 21;
 
@@ -57,13 +60,20 @@ internal static unsafe class GemmEngine
     {
         if (m == 0 || n == 0) return;
         var job = new Job<TIn, TOut>(transposeA, transposeB, m, n, k, alpha, a, b, beta, c, portable || !IsVectorized);
-        if (job.TileCount == 1 || maxDegreeOfParallelism == 1 || (long)m * n * k < SequentialMultiplyAdds)
+        try
         {
-            for (var t = 0; t < job.TileCount; t++) job.RunTile(t);
+            if (job.TileCount == 1 || maxDegreeOfParallelism == 1 || (long)m * n * k < SequentialMultiplyAdds)
+            {
+                for (var t = 0; t < job.TileCount; t++) job.RunTile(t);
+            }
+            else
+            {
+                Parallel.For(0, job.TileCount, new ParallelOptions { MaxDegreeOfParallelism = maxDegreeOfParallelism }, job.RunTile);
+            }
         }
-        else
+        finally
         {
-            Parallel.For(0, job.TileCount, new ParallelOptions { MaxDegreeOfParallelism = maxDegreeOfParallelism }, job.RunTile);
+            job.Release();
         }
     }
 
@@ -72,7 +82,10 @@ internal static unsafe class GemmEngine
         where TIn : unmanaged where TOut : unmanaged
     {
         private readonly bool _transA, _transB, _portable;
-        private readonly int _m, _n, _k, _tileRows, _tileCols, _tilesN;
+        private readonly int _m, _n, _k, _tileRows, _tileCols, _tilesN, _paddedN;
+
+        /// <summary>op(B) packed once for every tile (micro-panels of k-block p0 from p0 · paddedN), or null when each tile packs its own.</summary>
+        private readonly float[]? _sharedB;
         private readonly float _alpha, _beta;
         private readonly TIn* _a, _b;
         private readonly TOut* _c;
@@ -97,6 +110,22 @@ internal static unsafe class GemmEngine
             (_tileRows, _tileCols) = (rows, cols);
             _tilesN = Count(n, cols);
             TileCount = Count(m, rows) * _tilesN;
+
+            // The model's GEMMs are small (n and k in the hundreds): every row of tiles would pack the same panels of B,
+            // which costs as much as the multiply-adds there. Packed once here, the tiles share them.
+            _paddedN = Count(n, NR) * NR;
+            if (TileCount > _tilesN && (long)k * _paddedN <= SharedPackedBFloats)
+            {
+                _sharedB = ArrayPool<float>.Shared.Rent(k * _paddedN);
+                fixed (float* packed = _sharedB)
+                    for (var p0 = 0; p0 < k; p0 += KC) PackB(0, n, p0, Math.Min(KC, k - p0), packed + (long)p0 * _paddedN);
+            }
+        }
+
+        /// <summary>Returns the shared packed B to the pool.</summary>
+        public void Release()
+        {
+            if (_sharedB is not null) ArrayPool<float>.Shared.Return(_sharedB);
         }
 
         private static int Count(int size, int tile) => (size + tile - 1) / tile;
@@ -107,7 +136,7 @@ internal static unsafe class GemmEngine
             int rows = Math.Min(_tileRows, _m - row0), cols = Math.Min(_tileCols, _n - col0);
             int paddedRows = Count(rows, MR) * MR, ldAcc = Count(cols, NR) * NR;
             var pool = ArrayPool<float>.Shared;
-            float[] acc = pool.Rent(paddedRows * ldAcc), packA = pool.Rent(Math.Min(MC, paddedRows) * KC), packB = pool.Rent(ldAcc * KC);
+            float[] acc = pool.Rent(paddedRows * ldAcc), packA = pool.Rent(Math.Min(MC, paddedRows) * KC), packB = _sharedB ?? pool.Rent(ldAcc * KC);
             try
             {
                 fixed (float* pAcc = acc, pA = packA, pB = packB)
@@ -118,7 +147,7 @@ internal static unsafe class GemmEngine
             }
             finally
             {
-                pool.Return(packB);
+                if (packB != _sharedB) pool.Return(packB);
                 pool.Return(packA);
                 pool.Return(acc);
             }
@@ -132,14 +161,16 @@ internal static unsafe class GemmEngine
             for (var p0 = 0; p0 < _k; p0 += KC)
             {
                 var kc = Math.Min(KC, _k - p0);
-                PackB(col0, cols, p0, kc, packB);
+                var panels = packB;
+                if (_sharedB is null) PackB(col0, cols, p0, kc, packB);
+                else panels = packB + (long)p0 * _paddedN + (long)col0 * kc;
                 for (var ic = 0; ic < rows; ic += MC)
                 {
                     var rowPanels = Count(Math.Min(MC, rows - ic), MR);
                     PackA(row0 + ic, Math.Min(MC, rows - ic), p0, kc, packA);
                     for (var jr = 0; jr < colPanels; jr++)
                     {
-                        var bPanel = packB + jr * NR * kc;
+                        var bPanel = panels + jr * NR * kc;
                         for (var ir = 0; ir < rowPanels; ir++)
                         {
                             var cTile = acc + (ic + ir * MR) * ldAcc + jr * NR;
@@ -245,7 +276,20 @@ internal static unsafe class GemmEngine
             {
                 var accRow = acc + i * ldAcc;
                 var cRow = _c + (long)(row0 + i) * _n + col0;
-                for (var j = 0; j < cols; j++)
+                var j = 0;
+                if (typeof(TOut) == typeof(float) && !_portable)
+                {
+                    // Eight at a time: the same product, and the same single rounding of the fused multiply-add, per element.
+                    var alpha = Vector256.Create(_alpha);
+                    var beta = Vector256.Create(_beta);
+                    for (; j + 8 <= cols; j += 8)
+                    {
+                        var r = alpha * Vector256.Load(accRow + j);
+                        if (_beta != 0) r = Fma.MultiplyAdd(beta, Vector256.Load((float*)cRow + j), r);
+                        r.Store((float*)cRow + j);
+                    }
+                }
+                for (; j < cols; j++)
                 {
                     var r = _alpha * accRow[j];
                     if (_beta != 0) r = MathF.FusedMultiplyAdd(_beta, Widen(cRow[j]), r);

@@ -51,8 +51,11 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
     /// <summary>Called with true before each evaluation and false after it (to pause a profiler); may be null.</summary>
     public Action<bool>? Evaluating { get; init; }
 
-    /// <summary>Called after every step (for profiling or tests); may be null.</summary>
+    /// <summary>Called after every step (for profiling, studies or tests); may be null.</summary>
     public Action<StepResult>? AfterStep { get; init; }
+
+    /// <summary>Whether the loop writes checkpoints (default true); a study's runs, which are redone rather than resumed, turn them off.</summary>
+    public bool SaveCheckpoints { get; init; } = true;
 
     /// <summary>
     /// The run's loss curves, earlier invocations of a resumed run included (read back from its metrics file), as far as
@@ -62,8 +65,9 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
 
     /// <summary>
     /// Trains until <see cref="TrainingOptions.Steps"/> (or until <paramref name="cancellation"/> is signalled, after the
-    /// step in progress), writes the last checkpoint, and returns where the results are. When a step fails, the metrics
-    /// so far are kept and the last checkpoint written before stays the one to resume from.
+    /// step in progress), writes the last checkpoint (unless <see cref="SaveCheckpoints"/> is off), and returns where the
+    /// results are. When a step fails, the metrics so far are kept and the last checkpoint written before stays the one to
+    /// resume from.
     /// </summary>
     /// <exception cref="TrainingDivergedException">Too many bad steps in a row (the metrics are still written, and <see cref="History"/> holds the curves).</exception>
     public RunSummary Run(CancellationToken cancellation = default)
@@ -137,7 +141,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                         output.Write(interactive ? "\r" + text : text + Environment.NewLine);
                     }
                 }
-                if (options.CheckpointInterval > 0 && result.Step % options.CheckpointInterval == 0 && !final)
+                if (SaveCheckpoints && options.CheckpointInterval > 0 && result.Step % options.CheckpointInterval == 0 && !final)
                     Checkpoints.Save(trainer, checkpoint);
             }
             completed = true;
@@ -152,7 +156,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
             metrics.Flush();
             // After any other failure the step may have stopped half way (or the device may be unusable): the last
             // checkpoint written stays the one to resume from, and nothing here may hide the original exception.
-            if (completed && trainer.CompletedSteps > startStep) Checkpoints.Save(trainer, checkpoint);
+            if (SaveCheckpoints && completed && trainer.CompletedSteps > startStep) Checkpoints.Save(trainer, checkpoint);
         }
         return new RunSummary(runDirectory, checkpoint, metricsPath, first, last, lastValidation, tokens / run.Elapsed.TotalSeconds);
     }

@@ -12,8 +12,9 @@ namespace Keel.Native.Devices.Cpu;
 /// </summary>
 internal sealed class HostStaging<T> : IDisposable where T : unmanaged, IFloatingPointIeee754<T>
 {
-    private readonly List<T[]> _rented = [];
-    private readonly List<(Tensor Target, T[] Staged)> _writeBacks = [];
+    // Made on first use: most ops on the CPU device take tensors of their compute type and stage nothing.
+    private List<T[]>? _rented;
+    private List<(Tensor Target, T[] Staged)>? _writeBacks;
 
     /// <summary>An input: read-only elements of <paramref name="tensor"/> (empty for an empty tensor).</summary>
     public ReadOnlySpan<T> In(Tensor tensor, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(tensor))] string? name = null) =>
@@ -25,7 +26,7 @@ internal sealed class HostStaging<T> : IDisposable where T : unmanaged, IFloatin
         if (tensor.IsEmpty) return default;
         if (tensor.DType == DTypes.Of<T>()) return HostMemory.Span<T>(tensor, name);
         var staged = Rent(tensor, name);
-        _writeBacks.Add((tensor, staged));
+        (_writeBacks ??= []).Add((tensor, staged));
         return staged.AsSpan(0, (int)tensor.Length);
     }
 
@@ -34,7 +35,7 @@ internal sealed class HostStaging<T> : IDisposable where T : unmanaged, IFloatin
     {
         if (tensor.IsEmpty || tensor.DType == DTypes.Of<T>()) return Out(tensor, name);
         var staged = Convert(tensor, name);
-        _writeBacks.Add((tensor, _rented[^1]));
+        (_writeBacks ??= []).Add((tensor, _rented![^1]));
         return staged;
     }
 
@@ -42,19 +43,21 @@ internal sealed class HostStaging<T> : IDisposable where T : unmanaged, IFloatin
     public Span<T> Scratch(int length)
     {
         var array = ArrayPool<T>.Shared.Rent(length);
-        _rented.Add(array);
+        (_rented ??= []).Add(array);
         return array.AsSpan(0, length);
     }
 
     /// <summary>Converts every staged output back into its tensor.</summary>
     public void Commit()
     {
+        if (_writeBacks is null) return;
         foreach (var (target, staged) in _writeBacks) Store(staged.AsSpan(0, (int)target.Length), target);
         _writeBacks.Clear();
     }
 
     public void Dispose()
     {
+        if (_rented is null) return;
         foreach (var array in _rented) ArrayPool<T>.Shared.Return(array);
         _rented.Clear();
     }
@@ -64,7 +67,7 @@ internal sealed class HostStaging<T> : IDisposable where T : unmanaged, IFloatin
         if (tensor.Length > int.MaxValue)
             throw new ArgumentException($"{name} has {tensor.Length} elements; the CPU device handles at most {int.MaxValue} per tensor.", name);
         var array = ArrayPool<T>.Shared.Rent((int)tensor.Length);
-        _rented.Add(array);
+        (_rented ??= []).Add(array);
         return array;
     }
 
