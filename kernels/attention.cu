@@ -1,9 +1,11 @@
 // attention.cu — causal or full scaled dot-product attention with grouped-query heads, FlashAttention-2 style
 // (the s x s score matrix is never stored), on tensor cores (mma.sync m16n8k16, bf16 in, fp32 accumulate).
 //
-// Layout: q, o, dq, do [B, S, Hq, D]; k, v, dk, dv [B, S, Hkv, D], all bf16; lse, Dsum [B, Hq, S] fp32. Query head h
-// reads kv head h / (Hq / Hkv). scale = 1/sqrt(D) unless given; exponentials are taken base 2 (scores multiplied by
-// scale * log2 e, lse kept in natural log), so each probability costs one EX2.
+// Layout: q, o, dq, do [B, S, Hq, D]; k, v, dk, dv [B, S, Hkv, D], all bf16; lse [B, Hq, S] fp32. Query head h reads
+// kv head h / (Hq / Hkv). The backward's row statistics (lse log2 e, Dsum) are pairs [B, Hq, S2, 2] fp32 in its
+// workspace, S2 = S rounded up to even, so a query block's pairs start 16-byte aligned for cp.async whatever S is.
+// scale = 1/sqrt(D) unless given; exponentials are taken base 2 (scores multiplied by scale * log2 e, lse kept in
+// natural log), so each probability costs one EX2.
 //
 // Forward, per query block of BM rows (online softmax; m, l per row in fp32):
 //   for each key tile j of BN keys (only tiles with an unmasked entry; the causal mask is applied per element only
@@ -11,7 +13,7 @@
 //     s = scale * q k_j^T;  m' = max(m, rowmax s);  p = exp(s - m');  l = l e^(m - m') + rowsum p;  o = o e^(m - m') + p v_j
 //   o /= l;  lse = m + log l   (saved for backward with o)
 // Backward (the probabilities are recomputed from q, k and lse, never stored):
-//   prepare:  Dsum_i = sum_d dO_id o_id;  dq_order = 0
+//   prepare:  Dsum_i = sum_d dO_id o_id, paired with lse_i log2 e;  dq_order = 0, tickets = 0
 //   main, per key block of BN keys of one kv head, over every query head of its group and every query block:
 //     p = exp(scale q k^T - lse);  dp = dO v^T;  ds = p (dp - Dsum)
 //     dv += p^T dO;  dk += ds^T q   (registers, summed over the group's query heads: no scratch, no atomics)
@@ -23,19 +25,20 @@
 // order 0, 1, 2, ... A counter per (batch, query head, query block) says how many partials are in; key block n waits
 // until it reads n, adds its partial (the first stores it; later ones use atomicAdd, so the sum is formed in L2
 // whatever an L1 holds; the last takes the old value back and writes dq), and after a barrier one thread fences and
-// increments (a release; the waiter's volatile read and fence are the acquire). The waits only
-// point at lower key blocks, which have lower linear block indices (grid x = batch * kv head, y = key block), so the
-// oldest unfinished block never waits and the schedule cannot deadlock as long as blocks start in index order (as
-// CUTLASS's serial split-K and FlashAttention-3's deterministic backward assume). Blocks of one chain run nearly in
-// lockstep, so the waits are short: only the first wave staggers.
+// increments (a release; the waiter's volatile read and fence are the acquire). The waits only point at lower key
+// blocks. Which key block a thread block works on is not its blockIdx.y but a ticket it takes with atomicAdd when it
+// starts (one counter per batch and kv head): key block n goes to the n-th block of its chain to start, so every block
+// it waits for has started before it and holds an SM or has finished, and the schedule cannot deadlock in whatever
+// order the hardware starts blocks (CUDA promises none). The sums, and so the bits of dq, do not depend on that order.
+// Blocks of one chain run nearly in lockstep, so the waits are short: only the first wave staggers.
 //
 // FLOPs (FlashAttention's convention): forward 4 S^2 D Hq B (2 GEMMs), halved with the causal mask; backward 2.5x
 // forward (5 GEMMs: s, dp, dv, dk, dq; this kernel does exactly those). Exponentials: S^2 Hq B forward (halved when
 // causal), the same backward.
 // Bytes: forward reads q and writes o once (4 S Hq D B) plus lse, and reads k, v once per query block
-// (4 S Hkv D B * S / BM, mostly from L2); backward reads o and dO once (prepare), k, v once and q, dO, lse, Dsum once
-// per key block (mostly L2), writes dk, dv and dq once and moves dq_accum with atomics (4 S Hq D B * S / BN bytes
-// through L2; causal masks halve the per-block rereads).
+// (4 S Hkv D B * S / BM, mostly from L2); backward reads o, dO and lse once (prepare, which writes the row statistics),
+// k, v once and q, dO and the row statistics once per key block (mostly L2), writes dk, dv and dq once and moves
+// dq_accum with atomics (4 S Hq D B * S / BN bytes through L2; causal masks halve the per-block rereads).
 //
 // Launch (tiles are -D specializations chosen by the launcher; smem rows are padded by 16 bytes, so the eight
 // 16-byte rows an ldmatrix reads fall in distinct banks):
@@ -44,8 +47,8 @@
 //             Dynamic smem (BM + 4 BN) (D + 8) * 2 bytes.
 //   prepare:  1-D, 256 threads, D/8 threads per row.
 //   main:     grid (B * Hkv, ceil(S / BN)), BWD_WARPS warps, each owning 16 keys (BN = 16 BWD_WARPS); query tiles of
-//             BWD_BLOCK_M rows (q, dO, lse, Dsum) double-buffered with cp.async. Dynamic smem
-//             (2 BN + 4 BM) (D + 8) * 2 + BN (BM + 8) * 2 + 16 BM bytes.
+//             BWD_BLOCK_M rows (q, dO and the row statistics) double-buffered with cp.async. Dynamic smem
+//             (2 BN + 4 BM) (D + 8) * 2 + BN (BM + 8) * 2 + 16 BM + 16 bytes (the last 16: the block's ticket).
 //
 // Hopper: this mma.sync kernel is the path on every architecture. A wgmma/TMA kernel for sm_90a is planned, not
 // built; docs/roadmap/attention-sm90a.md says what it would do and what the project needs first.
@@ -300,11 +303,13 @@ keel_attention_forward(const bf16* __restrict__ q, const bf16* __restrict__ k, c
     }
 }
 
-// Dsum[b, h, i] = dO_i . o_i (fp32), and the zeroing of dq_order [B, Hq, ceil(S / BM)]. D/8 threads per (b, i, h)
-// row, 8 elements each; rows = B S Hq.
+// stats[b, h, i] = (lse_i log2 e, Dsum_i = dO_i . o_i) in fp32, rows of S2 = S rounded up to even pairs, and the
+// zeroing of dq_order (the counters [B, Hq, ceil(S / BM)] and then the key-block tickets [B, Hkv]; order_count in all).
+// D/8 threads per (b, i, h) row, 8 elements each; rows = B S Hq.
 extern "C" __global__ void keel_attention_backward_prepare(const bf16* __restrict__ o, const bf16* __restrict__ dout,
-                                                           float* __restrict__ dsum, int* __restrict__ dq_order, i64 rows,
-                                                           int seq, int q_heads, int order_count) {
+                                                           const float* __restrict__ lse, float2* __restrict__ stats,
+                                                           int* __restrict__ dq_order, i64 rows, int seq, int q_heads,
+                                                           int order_count) {
     const i64 id = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     const i64 row = id / CHUNKS;
     const int chunk = (int)(id % CHUNKS);
@@ -319,15 +324,16 @@ extern "C" __global__ void keel_attention_backward_prepare(const bf16* __restric
     for (int offset = CHUNKS / 2; offset > 0; offset >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
     if (row < rows && chunk == 0) {
         const i64 h = row % q_heads, bi = row / q_heads, i = bi % seq, b = bi / seq;
-        dsum[(b * q_heads + h) * seq + i] = dot;
+        const i64 bh = b * q_heads + h;
+        stats[bh * (seq + (seq & 1)) + i] = make_float2(lse[bh * seq + i] * LOG2E, dot);
     }
     if (id < order_count) dq_order[id] = 0;
 }
 
 extern "C" __global__ void __launch_bounds__(BWD_THREADS)
 keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                        const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ dsum,
-                        float* __restrict__ dq_accum, int* __restrict__ dq_order, bf16* __restrict__ dq_out,
+                        const bf16* __restrict__ dout, const float2* __restrict__ stats, float* __restrict__ dq_accum,
+                        int* __restrict__ dq_order, bf16* __restrict__ dq_out,
                         bf16* __restrict__ dk, bf16* __restrict__ dv, int seq, int q_heads, int kv_heads, float scale,
                         float scale_log2) {
     bf16* sK = dynamic_smem<bf16>();             // [BWD_BN][STRIDE]
@@ -335,30 +341,37 @@ keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, 
     bf16* sQ = sV + BWD_BN * STRIDE;             // [2][BWD_BM][STRIDE]
     bf16* sdO = sQ + 2 * BWD_BM * STRIDE;        // [2][BWD_BM][STRIDE]
     bf16* sdS = sdO + 2 * BWD_BM * STRIDE;       // [BWD_BN][DS_STRIDE]: ds^T, keys by queries
-    float* sL = reinterpret_cast<float*>(sdS + BWD_BN * DS_STRIDE);  // [2][BWD_BM]: lse * log2 e
-    float* sD = sL + 2 * BWD_BM;                                      // [2][BWD_BM]: Dsum
+    float2* sLD = reinterpret_cast<float2*>(sdS + BWD_BN * DS_STRIDE);  // [2][BWD_BM]: (lse log2 e, Dsum)
+    int* sTicket = reinterpret_cast<int*>(sLD + 2 * BWD_BM);              // [4]: the key block, in [0]
 
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int b = blockIdx.x / kv_heads, kv = blockIdx.x % kv_heads, n_block = blockIdx.y;
-    const int group = q_heads / kv_heads, k0 = n_block * BWD_BN;
     const int q_blocks = (seq + BWD_BM - 1) / BWD_BM;
+    // The key block is the order of arrival in this (batch, kv head) chain, not blockIdx.y (see Determinism).
+    if (threadIdx.x == 0) {
+        int* tickets = dq_order + (i64)(gridDim.x / kv_heads) * q_heads * q_blocks;
+        *sTicket = atomicAdd(tickets + blockIdx.x, 1);
+    }
+    __syncthreads();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int b = blockIdx.x / kv_heads, kv = blockIdx.x % kv_heads, n_block = *sTicket;
+    const int group = q_heads / kv_heads, k0 = n_block * BWD_BN;
     // Under the causal mask, query blocks that end before this key block's first key see none of it.
     const int m_first = CAUSAL ? k0 / BWD_BM : 0;
     const int m_count = q_blocks - m_first, steps = group * m_count;
     const i64 q_stride = (i64)q_heads * D, kv_stride = (i64)kv_heads * D;
     const i64 kv_offset = ((i64)b * seq + k0) * kv_stride + (i64)kv * D;
 
-    // Queues the q and dO tiles of step `step` (cp.async) and stores its lse and Dsum rows (plain loads) into `stage`.
+    // Queues the q and dO tiles of step `step` and its row statistics into `stage`, all by cp.async (two rows' pairs per
+    // 16 bytes; rows past the end are zero-filled without a read).
     auto load_step = [&](int step, int stage) {
         const int h = kv * group + step / m_count, q0 = (m_first + step % m_count) * BWD_BM;
         const i64 offset = ((i64)b * seq + q0) * q_stride + (i64)h * D;
         load_tile<BWD_BM, BWD_THREADS>(sQ + stage * BWD_BM * STRIDE, q + offset, q_stride, seq - q0);
         load_tile<BWD_BM, BWD_THREADS>(sdO + stage * BWD_BM * STRIDE, dout + offset, q_stride, seq - q0);
-        for (int i = threadIdx.x; i < BWD_BM; i += BWD_THREADS) {
-            const bool valid = q0 + i < seq;
-            const i64 at = ((i64)b * q_heads + h) * seq + q0 + i;
-            sL[stage * BWD_BM + i] = valid ? lse[at] * LOG2E : 0.0f;
-            sD[stage * BWD_BM + i] = valid ? dsum[at] : 0.0f;
+        static_assert(BWD_BM / 2 <= BWD_THREADS, "one thread per two rows of statistics");
+        if (threadIdx.x < BWD_BM / 2) {
+            const int r = 2 * threadIdx.x, valid = min(max(seq - q0 - r, 0), 2);
+            const float2* rows = stats + ((i64)b * q_heads + h) * (seq + (seq & 1)) + q0;
+            cp_async_16(sLD + stage * BWD_BM + r, rows + (valid > 0 ? r : 0), 8 * valid);
         }
     };
 
@@ -388,8 +401,7 @@ keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, 
         __syncthreads();
         const bf16* sQs = sQ + stage * BWD_BM * STRIDE;
         const bf16* sdOs = sdO + stage * BWD_BM * STRIDE;
-        const float* sLs = sL + stage * BWD_BM;
-        const float* sDs = sD + stage * BWD_BM;
+        const float2* sLDs = sLD + stage * BWD_BM;
 
         // Per slice of BWD_SLICE queries (slicing halves the live accumulators next to dk and dv):
         // s^T = k q^T and dp^T = v dO^T for this warp's 16 keys, then p^T and ds^T, then dv += p^T dO, dk += ds^T q.
@@ -428,10 +440,11 @@ keel_attention_backward(const bf16* __restrict__ q, const bf16* __restrict__ k, 
 #pragma unroll
                 for (int c = 0; c < 4; c++) {
                     const int key = k0 + key_row + g + 8 * (c / 2), qi = s0 + 8 * nt + 2 * t + c % 2, query = q0 + qi;
-                    float p = exp2f(s[nt][c] * scale_log2 - sLs[qi]);
+                    const float2 ld = sLDs[qi];
+                    float p = exp2f(s[nt][c] * scale_log2 - ld.x);
                     if (masked && (key >= seq || query >= seq || (CAUSAL && key > query))) p = 0.0f;
                     s[nt][c] = p;
-                    dp[nt][c] = p * (dp[nt][c] - sDs[qi]);
+                    dp[nt][c] = p * (dp[nt][c] - ld.y);
                 }
             }
 

@@ -62,9 +62,15 @@ struct alignas(16) Packed128 {
 };
 
 template <class T> __device__ __forceinline__ Packed128<T> load128(const T* p) {
+#ifdef KEEL_EMULATION
+    keel_emu::check_aligned(p, 16);  // the GPU traps on a misaligned vector access; the CPU would not
+#endif
     return *reinterpret_cast<const Packed128<T>*>(p);
 }
 template <class T> __device__ __forceinline__ void store128(T* p, const Packed128<T>& x) {
+#ifdef KEEL_EMULATION
+    keel_emu::check_aligned(p, 16);
+#endif
     *reinterpret_cast<Packed128<T>*>(p) = x;
 }
 

@@ -366,6 +366,12 @@ inline void cp_async_wait(int pending_groups, const char* file = __builtin_FILE(
     keel_emu_rt_cp_async_wait(pending_groups, file, line);
 }
 
+// A GPU traps on an access not aligned to its size; x86 does not, so the 16-byte vector loads and stores of
+// kernels/common.cuh check here (KEEL_EMU_ERROR_MISALIGNED, with the address).
+inline void check_aligned(const void* p, unsigned bytes, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    if (reinterpret_cast<uintptr_t>(p) % bytes != 0) keel_emu_rt_misaligned(p, bytes, file, line);
+}
+
 // The block's dynamic shared memory (the launch's dynamic_shared_bytes).
 inline void* dynamic_shared_memory() { return keel_emu_rt_dynamic_shared(); }
 
@@ -405,6 +411,12 @@ inline const keel_emu_signature* signature(void (*)(P...)) {
 }
 }  // namespace detail
 }  // namespace keel_emu
+
+#ifdef __SANITIZE_THREAD__
+// g++ -fsanitize=thread: every access of this object calls the runtime's hooks, which the race, init and spin
+// checks need; the runtime looks for this symbol before it lets a launch ask for them.
+extern "C" __attribute__((visibility("default"))) const int keel_emu_instrumented = 1;
+#endif
 
 // For an entry point NAME, defines keel_emu_entry_NAME (pass it to keel_emu_launch) and
 // keel_emu_signature_NAME (parameter count, sizes, alignments and kinds, for the caller to check its arguments:

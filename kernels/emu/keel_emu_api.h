@@ -39,20 +39,47 @@ enum keel_emu_status {
     KEEL_EMU_ERROR_TRAP = 6,             /* assert() failed or __trap() called in the kernel */
     KEEL_EMU_ERROR_ARITHMETIC = 7,       /* SIGFPE: integer division by zero or overflow */
     KEEL_EMU_ERROR_OUT_OF_MEMORY = 8,    /* the runtime could not map fiber stacks or shared buffers */
-    KEEL_EMU_ERROR_MISUSE = 9            /* invalid use of an intrinsic (bad width, misaligned cp.async, ...) */
+    KEEL_EMU_ERROR_MISUSE = 9,           /* invalid use of an intrinsic (bad width, misaligned cp.async, ...) */
+    KEEL_EMU_ERROR_RACE = 10,            /* shared-memory race, or a read of a cp.async destination before its wait */
+    KEEL_EMU_ERROR_UNINITIALIZED = 11,   /* a read of shared or global bytes nothing has written */
+    KEEL_EMU_ERROR_SPIN = 12,            /* a spin-wait that no running block can end (on a GPU: a hang) */
+    KEEL_EMU_ERROR_MISALIGNED = 13       /* an access not aligned to its size (on a GPU: misaligned address) */
+};
+
+/* Checking modes, the bits of keel_emu_options.checks (README.md, "Checking modes"). RACE, INIT and SPIN watch
+ * every memory access, so they need kernels compiled with the instrumentation flags (KEEL_EMU_CHECKS_INSTRUMENTED);
+ * a launch that asks for them on a kernel compiled without is refused. */
+enum keel_emu_check {
+    KEEL_EMU_CHECK_ORDER = 1,  /* seeded order of blocks, of warps in a block and of lanes in a warp between barriers */
+    KEEL_EMU_CHECK_RACE = 2,   /* shared-memory races; accesses to cp.async destinations before their wait */
+    KEEL_EMU_CHECK_ASYNC = 4,  /* cp.async destinations hold poison (0xff bytes) from issue until their wait */
+    KEEL_EMU_CHECK_INIT = 8,   /* shared memory poisoned at block start; reads of never-written shared or tracked global bytes */
+    KEEL_EMU_CHECK_SPIN = 16   /* spin-waits on memory that no running block can end are reported, not hung on */
+};
+#define KEEL_EMU_CHECKS_INSTRUMENTED (KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN)
+
+/* Flags of keel_emu_alloc_flags. */
+enum keel_emu_alloc_flag {
+    KEEL_EMU_ALLOC_GUARDED = 1,     /* the end abuts a PROT_NONE page (see keel_emu_alloc) */
+    KEEL_EMU_ALLOC_POISON = 2,      /* filled with 0xff bytes (NaN as fp32 and bf16, -1 as integers) instead of zeros */
+    KEEL_EMU_ALLOC_TRACK_INIT = 4   /* keeps a bit per byte: written or not (KEEL_EMU_CHECK_INIT reports reads of unwritten bytes) */
 };
 
 typedef struct keel_emu_dim3 {
     uint32_t x, y, z;
 } keel_emu_dim3;
 
-/* Launch options. Pass NULL for defaults. `size` must be sizeof(keel_emu_options) (24). */
+/* Launch options. Pass NULL for defaults. `size` is sizeof(keel_emu_options) of the caller's header: 40, or 24
+ * for callers from before `checks` and `seed` (which then default to 0). */
 typedef struct keel_emu_options {
     uint32_t size;               /* sizeof(keel_emu_options), for forward compatibility */
     int32_t worker_threads;      /* OS threads running blocks; 0 = one per online core */
     int32_t bounds_checking;     /* nonzero: dynamic shared memory ends at a guard page (see README) */
     uint32_t reserved;           /* must be 0 */
     uint64_t fiber_stack_bytes;  /* stack of each emulated CUDA thread; 0 = default (64 KiB) */
+    uint32_t checks;             /* keel_emu_check bits; 0 = none */
+    uint32_t reserved2;          /* must be 0 */
+    uint64_t seed;               /* KEEL_EMU_CHECK_ORDER: the schedule; the same seed gives the same order */
 } keel_emu_options;
 
 /* How a kernel parameter is passed: the category of its C++ type (cv-qualifiers ignored). */
@@ -80,6 +107,14 @@ typedef struct keel_emu_signature {
  * therefore aligned to the largest power of two (at most 64, at least 16) dividing that rounded size.
  * Returns NULL when out of memory. Every allocation is registered so a fault can name the nearest one. */
 KEEL_EMU_API void* keel_emu_alloc(size_t bytes, int32_t guarded);
+
+/* keel_emu_alloc with keel_emu_alloc_flag bits: guarded, poisoned (0xff bytes instead of zeros), tracked (a
+ * written bit per byte, set by kernel stores and by keel_emu_mark_written). */
+KEEL_EMU_API void* keel_emu_alloc_flags(size_t bytes, uint32_t flags);
+
+/* Records that the host wrote [p, p + bytes) of an allocation (copies, fills): KEEL_EMU_CHECK_INIT reports
+ * reads of tracked bytes that neither the host nor a kernel wrote. Untracked and unknown memory is ignored. */
+KEEL_EMU_API void keel_emu_mark_written(const void* p, size_t bytes);
 
 /* Frees memory from keel_emu_alloc. NULL and unknown pointers are ignored. */
 KEEL_EMU_API void keel_emu_free(void* p);

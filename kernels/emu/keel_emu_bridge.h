@@ -53,6 +53,7 @@ void keel_emu_rt_cp_async_wait(int pending_groups, const char* file, int line);
 void* keel_emu_rt_dynamic_shared(void);
 
 [[noreturn]] void keel_emu_rt_trap(const char* what, const char* file, int line, const char* function);
+[[noreturn]] void keel_emu_rt_misaligned(const void* address, unsigned bytes, const char* file, int line);
 }
 
 #endif  // KEEL_EMU_BRIDGE_H

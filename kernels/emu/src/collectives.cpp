@@ -108,8 +108,15 @@ void collective(Fiber* self, const char* what, int mode, unsigned mask, Site sit
     }
     complete(lanes, mask);
     *group = warp.pending[--warp.pending_count];
-    for (unsigned l = 0; l < kWarpSize; ++l)
+    if (self->worker->checks.flags != 0) checks_collective(*self->worker, self->warp, mask);
+    // Under KEEL_EMU_CHECK_ORDER the lanes wake from a random one on, not from lane 0.
+    const unsigned first = (block.launch->checks & KEEL_EMU_CHECK_ORDER) != 0
+                               ? static_cast<unsigned>(next_random(block) % kWarpSize)
+                               : 0;
+    for (unsigned i = 0; i < kWarpSize; ++i) {
+        const unsigned l = (first + i) % kWarpSize;
         if ((mask & (1u << l)) != 0 && l != self->lane) make_ready(block, lanes[l]);
+    }
 }
 
 constexpr uint64_t kPoison = ~0ull;  // what a lane gets from a source lane outside the mask (NaN, -1)
@@ -271,10 +278,16 @@ extern "C" __attribute__((visibility("default"))) void keel_emu_rt_ldmatrix(unsi
     }
     self->inputs[0] = row_address;
     self->output = out;
+    self->call_pc = __builtin_return_address(0);
     collective(self, "ldmatrix_x", count * 2 + trans, 0xffffffffu, site, [count, trans](Fiber** lanes, unsigned) {
         uint16_t matrices[4][8][8];
+        const bool checked = lanes[0]->worker->checks.flags != 0;
         for (int i = 0; i < count; ++i)
-            for (int r = 0; r < 8; ++r) memcpy(matrices[i][r], lanes[8 * i + r]->inputs[0], 16);
+            for (int r = 0; r < 8; ++r) {
+                const Fiber* lane = lanes[8 * i + r];
+                if (checked) checks_shared_read(lanes[8 * i + r], lane->inputs[0], 16, lane->call_pc);
+                memcpy(matrices[i][r], lane->inputs[0], 16);
+            }
         for (unsigned l = 0; l < kWarpSize; ++l) {
             auto* registers = static_cast<unsigned*>(lanes[l]->output);
             const unsigned row = l / 4, col = 2 * (l % 4);

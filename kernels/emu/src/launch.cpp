@@ -21,6 +21,7 @@ constexpr unsigned kMaxWorkers = 256;
 constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;  // the largest opt-in of any current GPU (sm_90)
 constexpr size_t kMinStackBytes = 16 * 1024;
 constexpr size_t kMaxStackBytes = 64ull * 1024 * 1024;
+constexpr uint32_t kOptionsSizeBeforeChecks = 24;  // keel_emu_options without checks and seed
 
 unsigned online_cores() {
     cpu_set_t set;
@@ -48,6 +49,9 @@ void work(Worker& worker, Launch& launch) {
     if (sigsetjmp(worker.fault_jump, 1) != 0) {
         // A fault in a fiber (or in the runtime on its behalf) brought us back here.
         worker.running.store(false, std::memory_order_release);
+        worker.in_block.store(false, std::memory_order_release);
+        worker.stalled_since.store(0, std::memory_order_release);
+        checks_end_launch(worker);
         int code = KEEL_EMU_ERROR_MEMORY_FAULT;
         std::string message = describe_fault(worker, &code);
         launch.fail(code, std::move(message));
@@ -55,13 +59,18 @@ void work(Worker& worker, Launch& launch) {
         set_current_worker(nullptr);
         return;
     }
+    checks_begin_launch(worker, launch);
     worker.running.store(true, std::memory_order_release);
     while (!launch.failed.load(std::memory_order_relaxed)) {
-        const uint64_t block = launch.next_block.fetch_add(1, std::memory_order_relaxed);
-        if (block >= launch.block_count) break;
-        run_block(worker, launch, block);
+        const uint64_t next = launch.next_block.fetch_add(1, std::memory_order_relaxed);
+        if (next >= launch.block_count) break;
+        worker.in_block.store(true, std::memory_order_release);
+        run_block(worker, launch, launch.order.at(next));
+        worker.in_block.store(false, std::memory_order_release);
+        worker.stalled_since.store(0, std::memory_order_release);
     }
     worker.running.store(false, std::memory_order_release);
+    checks_end_launch(worker);
     set_current_worker(nullptr);
 }
 
@@ -83,6 +92,8 @@ public:
             threads_.emplace_back([this, raw, index, generation] { serve(*raw, index, generation); });
             threads_.back().detach();  // lives as long as the process; never joined at exit
         }
+        launch.workers.assign(1, &caller_);
+        for (unsigned i = 0; i < helpers; ++i) launch.workers.push_back(workers_[i].get());
         if (helpers != 0) {
             std::lock_guard<std::mutex> lock(mutex_);
             launch_ = &launch;
@@ -170,9 +181,16 @@ std::string validate(const char* name, void (*entry)(void**), keel_emu_dim3 grid
         return kernel + std::to_string(dynamic_shared_bytes) + " bytes of dynamic shared memory exceed the limit of " +
                std::to_string(kMaxDynamicSharedBytes) + ".";
     if (options != nullptr) {
-        if (options->size != sizeof(keel_emu_options))
+        if (options->size != sizeof(keel_emu_options) && options->size != kOptionsSizeBeforeChecks)
             return kernel + "keel_emu_options.size is " + std::to_string(options->size) + ", expected " +
                    std::to_string(sizeof(keel_emu_options)) + " (header and library disagree).";
+        if (options->size >= sizeof(keel_emu_options)) {
+            if (options->reserved2 != 0) return kernel + "keel_emu_options.reserved2 must be 0.";
+            constexpr uint32_t known = KEEL_EMU_CHECK_ORDER | KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_ASYNC |
+                                       KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN;
+            if ((options->checks & ~known) != 0)
+                return kernel + "keel_emu_options.checks has unknown bits " + std::to_string(options->checks & ~known) + ".";
+        }
         if (options->worker_threads < 0 || options->worker_threads > static_cast<int32_t>(kMaxWorkers))
             return kernel + "worker_threads " + std::to_string(options->worker_threads) + " is outside 0.." +
                    std::to_string(kMaxWorkers) + ".";
@@ -191,8 +209,15 @@ std::string validate(const char* name, void (*entry)(void**), keel_emu_dim3 grid
 using namespace keel_emu::rt;
 
 extern "C" KEEL_EMU_API void* keel_emu_alloc(size_t bytes, int32_t guarded) {
-    return registry_allocate(bytes, guarded != 0);
+    return registry_allocate(bytes, guarded != 0, false, false);
 }
+
+extern "C" KEEL_EMU_API void* keel_emu_alloc_flags(size_t bytes, uint32_t flags) {
+    return registry_allocate(bytes, (flags & KEEL_EMU_ALLOC_GUARDED) != 0, (flags & KEEL_EMU_ALLOC_POISON) != 0,
+                             (flags & KEEL_EMU_ALLOC_TRACK_INIT) != 0);
+}
+
+extern "C" KEEL_EMU_API void keel_emu_mark_written(const void* p, size_t bytes) { registry_mark_written(p, bytes); }
 
 extern "C" KEEL_EMU_API void keel_emu_free(void* p) { registry_free(p); }
 
@@ -218,6 +243,14 @@ extern "C" KEEL_EMU_API int32_t keel_emu_launch(const char* kernel_name, void (*
     if (options != nullptr && options->fiber_stack_bytes != 0) launch.stack_bytes = options->fiber_stack_bytes;
     launch.thread_count = block.x * block.y * block.z;
     launch.block_count = static_cast<uint64_t>(grid.x) * grid.y * grid.z;
+    if (options != nullptr && options->size >= sizeof(keel_emu_options)) {
+        launch.checks = options->checks;
+        launch.seed = options->seed;
+    }
+    launch.order.init(launch.block_count, launch.seed, (launch.checks & KEEL_EMU_CHECK_ORDER) != 0);
+    problem = checks_validate(launch);
+    if (!problem.empty()) return reject(error, error_capacity, KEEL_EMU_ERROR_INVALID_LAUNCH, problem);
+    if (launch.checks & KEEL_EMU_CHECK_INIT) launch.tracked = tracked_snapshot();
     unsigned workers = options != nullptr && options->worker_threads > 0 ? static_cast<unsigned>(options->worker_threads)
                                                                          : online_cores();
     if (workers > kMaxWorkers) workers = kMaxWorkers;
@@ -244,6 +277,10 @@ extern "C" KEEL_EMU_API const char* keel_emu_status_name(int32_t status) {
         case KEEL_EMU_ERROR_ARITHMETIC: return "KEEL_EMU_ERROR_ARITHMETIC";
         case KEEL_EMU_ERROR_OUT_OF_MEMORY: return "KEEL_EMU_ERROR_OUT_OF_MEMORY";
         case KEEL_EMU_ERROR_MISUSE: return "KEEL_EMU_ERROR_MISUSE";
+        case KEEL_EMU_ERROR_RACE: return "KEEL_EMU_ERROR_RACE";
+        case KEEL_EMU_ERROR_UNINITIALIZED: return "KEEL_EMU_ERROR_UNINITIALIZED";
+        case KEEL_EMU_ERROR_SPIN: return "KEEL_EMU_ERROR_SPIN";
+        case KEEL_EMU_ERROR_MISALIGNED: return "KEEL_EMU_ERROR_MISALIGNED";
         default: return "unknown";
     }
 }

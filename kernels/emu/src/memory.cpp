@@ -1,6 +1,8 @@
 // memory.cpp — see memory.h.
 #include "memory.h"
 
+#include "checks.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +77,8 @@ namespace {
 struct Allocation {
     size_t bytes = 0;
     bool guarded = false;
-    GuardedRegion region;  // when guarded
+    GuardedRegion region;        // when guarded
+    uint8_t* written = nullptr;  // when tracked: a bit per byte, set once the byte is written
 };
 
 struct Registry {
@@ -89,19 +92,30 @@ Registry& registry() {
 }
 }  // namespace
 
-void* registry_allocate(size_t bytes, bool guarded) {
+void* registry_allocate(size_t bytes, bool guarded, bool poison, bool track) {
     Allocation allocation;
     allocation.bytes = bytes;
     allocation.guarded = guarded;
+    if (track) {
+        allocation.written = static_cast<uint8_t*>(calloc(bytes / 8 + 1, 1));
+        if (allocation.written == nullptr) return nullptr;
+    }
     void* p = nullptr;
     if (guarded) {
-        if (!guarded_map(bytes, &allocation.region)) return nullptr;
+        if (!guarded_map(bytes, &allocation.region)) {
+            free(allocation.written);
+            return nullptr;
+        }
         p = allocation.region.data;  // mmap'ed pages are zero already
     } else {
         p = aligned_alloc(64, round_up(bytes == 0 ? 1 : bytes, 64));
-        if (p == nullptr) return nullptr;
+        if (p == nullptr) {
+            free(allocation.written);
+            return nullptr;
+        }
         memset(p, 0, bytes);
     }
+    if (poison) memset(p, 0xff, bytes);
     Registry& r = registry();
     std::lock_guard<std::mutex> lock(r.mutex);
     r.by_start[reinterpret_cast<uintptr_t>(p)] = allocation;
@@ -123,6 +137,36 @@ void registry_free(void* p) {
         guarded_unmap(&allocation.region);
     else
         free(p);
+    free(allocation.written);
+}
+
+void registry_mark_written(const void* p, size_t bytes) {
+    if (p == nullptr || bytes == 0) return;
+    const auto address = reinterpret_cast<uintptr_t>(p);
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    auto above = r.by_start.upper_bound(address);
+    if (above == r.by_start.begin()) return;
+    const auto& [start, allocation] = *std::prev(above);
+    if (allocation.written == nullptr || address >= start + allocation.bytes) return;
+    const size_t first = address - start, end = first + bytes < allocation.bytes ? first + bytes : allocation.bytes;
+    mark_bits(allocation.written, first, end);
+}
+
+void mark_bits(uint8_t* bits, size_t first, size_t end) {
+    size_t i = first;
+    for (; i < end && i % 8 != 0; ++i) __atomic_fetch_or(&bits[i / 8], static_cast<uint8_t>(1u << (i % 8)), __ATOMIC_RELAXED);
+    for (; i + 8 <= end; i += 8) __atomic_store_n(&bits[i / 8], static_cast<uint8_t>(0xff), __ATOMIC_RELAXED);
+    for (; i < end; ++i) __atomic_fetch_or(&bits[i / 8], static_cast<uint8_t>(1u << (i % 8)), __ATOMIC_RELAXED);
+}
+
+std::vector<TrackedAllocation> tracked_snapshot() {
+    std::vector<TrackedAllocation> tracked;
+    Registry& r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    for (const auto& [start, allocation] : r.by_start)
+        if (allocation.written != nullptr) tracked.push_back(TrackedAllocation{start, allocation.bytes, allocation.written});
+    return tracked;  // std::map iterates in address order
 }
 
 std::string registry_describe(uintptr_t address) {

@@ -36,9 +36,12 @@ struct Stack {
 bool stack_map(size_t bytes, Stack* stack);
 void stack_unmap(Stack* stack);
 
-// Global allocations made through keel_emu_alloc.
-void* registry_allocate(size_t bytes, bool guarded);
+// Global allocations made through keel_emu_alloc: guarded (a PROT_NONE page after the end), poisoned (0xff bytes
+// rather than zeros), tracked (a written bit per byte; checks.h).
+void* registry_allocate(size_t bytes, bool guarded, bool poison, bool track);
 void registry_free(void* p);
+void registry_mark_written(const void* p, size_t bytes);  // host writes to a tracked allocation
+void mark_bits(uint8_t* bits, size_t first, size_t end);   // sets bits [first, end), atomically
 // One clause describing where `address` lies relative to the nearest registered allocation, e.g.
 // "4 bytes past the end of the 400-byte allocation at 0x7f..". Empty when nothing is registered.
 std::string registry_describe(uintptr_t address);

@@ -19,6 +19,7 @@
 
 #include "../keel_emu_api.h"
 #include "../keel_emu_bridge.h"
+#include "checks.h"
 #include "fiber.h"
 #include "memory.h"
 
@@ -41,6 +42,8 @@ enum class WaitKind : uint8_t { None, Barrier, Collective };
 struct PendingCopy {
     unsigned char* destination;
     unsigned char bytes[16];
+    Site site;             // where it was issued, for reports
+    const void* pc;        // the kernel's return address at the issue
 };
 
 struct Worker;
@@ -67,6 +70,14 @@ struct Fiber {
 
     std::vector<PendingCopy> copies;  // issued, not yet retired, in issue order
     std::vector<size_t> group_ends;   // committed groups: index into `copies` one past each group's end
+
+    // Spin detection (KEEL_EMU_CHECK_SPIN): the memory this thread polls and how often it has read the same value.
+    const void* poll_address = nullptr;
+    uint64_t poll_value = 0;
+    uint32_t poll_count = 0;
+    bool spinning = false;  // yielded from a spin and has not seen the value change since
+    const void* spin_pc = nullptr;
+    const void* call_pc = nullptr;  // return address of the runtime call in progress (ldmatrix rows, for reports)
 };
 
 // One warp collective that some lanes have reached and others not yet.
@@ -113,6 +124,10 @@ struct Block {
     WarpState warps[kMaxWarps];
     void* dynamic_shared = nullptr;
     bool aborted = false;
+
+    // KEEL_EMU_CHECK_ORDER: the block's random stream, and the order its threads start in.
+    uint64_t random = 0;
+    std::vector<unsigned> start_order;
 };
 
 struct Fault {
@@ -135,6 +150,11 @@ struct Worker {
     sigjmp_buf fault_jump;
     std::atomic<bool> running{false};  // inside a launch: faults on this thread are the kernel's
     Fault fault;
+
+    CheckState checks;  // shadow state of the checking modes (checks.h)
+    std::atomic<bool> in_block{false};          // running a block of the current launch
+    std::atomic<int64_t> stalled_since{0};      // steady-clock ns since which every thread of its block spins; 0 = not
+    std::atomic<int64_t> last_stuck_check{0};   // when a spinning thread of its block last polled, in that state
 };
 
 struct Launch {
@@ -147,6 +167,11 @@ struct Launch {
     size_t stack_bytes = kDefaultStackBytes;
     unsigned thread_count = 0;
     uint64_t block_count = 0;
+    uint32_t checks = 0;  // keel_emu_check bits
+    uint64_t seed = 0;
+    BlockOrder order;     // linear block index of the i-th block handed out
+    std::vector<Worker*> workers;  // the workers of this launch
+    std::vector<TrackedAllocation> tracked;  // KEEL_EMU_CHECK_INIT: the tracked allocations, sorted
 
     std::atomic<uint64_t> next_block{0};
     std::atomic<bool> failed{false};
@@ -163,6 +188,8 @@ Worker* current_worker();
 void set_current_worker(Worker* worker);
 
 // Scheduler (scheduler.cpp).
+void yield(Fiber* self);
+uint64_t next_random(Block& block);  // the block's KEEL_EMU_CHECK_ORDER stream  // lets the other runnable threads of the block run, then continues
 bool worker_prepare(Worker& worker, const Launch& launch);  // fibers, stacks, shared buffer for `launch`
 void run_block(Worker& worker, Launch& launch, uint64_t linear_block);
 void switch_away(Fiber* self);  // from a fiber that waits or has exited, to the next runnable fiber

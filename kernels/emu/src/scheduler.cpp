@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <algorithm>
 #include <map>
 
 #include "runtime.h"
@@ -21,7 +22,8 @@ Fiber* pick_next(Block& block) {
         return fiber;
     }
     if (block.next_unstarted < block.thread_count) {
-        Fiber* fiber = block.fibers[block.next_unstarted++];
+        const unsigned next = block.next_unstarted++;
+        Fiber* fiber = block.fibers[block.start_order.empty() ? next : block.start_order[next]];
         context_prepare(&fiber->context, fiber->stack.base, fiber->stack.bytes, &fiber_main, fiber);
         return fiber;
     }
@@ -29,12 +31,37 @@ Fiber* pick_next(Block& block) {
 }
 
 void retire_copies(Fiber* fiber, size_t count) {
-    for (size_t i = 0; i < count; ++i) memcpy(fiber->copies[i].destination, fiber->copies[i].bytes, 16);
+    const bool checked = fiber->worker->checks.flags != 0;
+    for (size_t i = 0; i < count; ++i) {
+        memcpy(fiber->copies[i].destination, fiber->copies[i].bytes, 16);
+        if (checked) checks_cp_async_retire(fiber, fiber->copies[i].destination, fiber->copies[i].pc);
+    }
     fiber->copies.erase(fiber->copies.begin(), fiber->copies.begin() + static_cast<ptrdiff_t>(count));
+}
+
+// KEEL_EMU_CHECK_ORDER: every thread of the block into `order`, warps in a random order and each warp's lanes in a
+// random order (two Fisher-Yates shuffles, no sort).
+void shuffle_by_warp(Block& block, std::vector<Fiber*>& order) {
+    unsigned warps[kMaxWarps], lanes[kWarpSize];
+    for (unsigned w = 0; w < block.warp_count; ++w) warps[w] = w;
+    for (unsigned l = 0; l < kWarpSize; ++l) lanes[l] = l;
+    for (unsigned w = block.warp_count; w > 1; --w) std::swap(warps[w - 1], warps[next_random(block) % w]);
+    for (unsigned l = kWarpSize; l > 1; --l) std::swap(lanes[l - 1], lanes[next_random(block) % l]);
+    order.clear();
+    for (unsigned w = 0; w < block.warp_count; ++w)
+        for (unsigned l = 0; l < kWarpSize; ++l) {
+            const unsigned thread = warps[w] * kWarpSize + lanes[l];
+            if (thread < block.thread_count) order.push_back(block.fibers[thread]);
+        }
 }
 }  // namespace
 
 Worker* current_worker() { return tls_worker; }
+
+uint64_t next_random(Block& block) {
+    block.random += 0x9e3779b97f4a7c15ull;
+    return mix64(block.random);
+}
 void set_current_worker(Worker* worker) { tls_worker = worker; }
 
 void Launch::fail(int code, std::string message) {
@@ -91,6 +118,16 @@ void check_convergence(Block& block, unsigned warp_index) {
         fiber->result = converged;
         if (fiber != self) make_ready(block, fiber);
     }
+}
+
+void yield(Fiber* self) {
+    Block& block = self->worker->block;
+    Fiber* next = pick_next(block);  // a woken thread, else one not started yet
+    if (next == nullptr) return;
+    make_ready(block, self);
+    next->state = FiberState::Running;
+    self->worker->current = next;
+    context_switch(&self->context, &next->context);
 }
 
 void switch_away(Fiber* self) {
@@ -191,7 +228,19 @@ void run_block(Worker& worker, Launch& launch, uint64_t linear_block) {
         fiber->wait = WaitKind::None;
         fiber->copies.clear();
         fiber->group_ends.clear();
+        fiber->poll_address = nullptr;
+        fiber->poll_count = 0;
+        fiber->spinning = false;
     }
+    block.start_order.clear();
+    if (launch.checks & KEEL_EMU_CHECK_ORDER) {
+        // Seeded by the block, not the worker: a block's schedule depends on the seed alone.
+        block.random = mix64(launch.seed ^ mix64(linear_block + 1));
+        std::vector<Fiber*> order;
+        shuffle_by_warp(block, order);
+        for (const Fiber* fiber : order) block.start_order.push_back(fiber->linear);
+    }
+    if (worker.checks.flags != 0) checks_begin_block(worker);
 
     Fiber* first = pick_next(block);
     first->state = FiberState::Running;
@@ -367,6 +416,10 @@ extern "C" __attribute__((visibility("default"))) int keel_emu_rt_barrier(int op
         // The last thread completes the barrier and carries on without a switch.
         if (block.barrier_mismatch) report_barrier_mismatch(self);
         const int result = block.barrier_value;
+        if (worker->checks.flags != 0) checks_barrier(*worker);
+        // Shuffled, the last thread to arrive does not simply carry on: it takes its place in the random order.
+        const bool shuffled = (block.launch->checks & KEEL_EMU_CHECK_ORDER) != 0;
+        if (shuffled) shuffle_by_warp(block, block.barrier_waiters);  // every thread is here: all of them, reordered
         for (Fiber* fiber : block.barrier_waiters) {
             fiber->result = static_cast<uint64_t>(result);
             make_ready(block, fiber);
@@ -374,6 +427,14 @@ extern "C" __attribute__((visibility("default"))) int keel_emu_rt_barrier(int op
         block.barrier_waiters.clear();
         block.barrier_arrived = 0;
         self->wait = WaitKind::None;
+        if (shuffled) {
+            Fiber* next = pick_next(block);
+            next->state = FiberState::Running;
+            if (next != self) {
+                worker->current = next;
+                context_switch(&self->context, &next->context);
+            }
+        }
         return result;
     }
     block.barrier_waiters.push_back(self);
@@ -388,6 +449,17 @@ extern "C" __attribute__((visibility("default"))) void keel_emu_rt_trap(const ch
     if (function != nullptr && function[0] != '\0') message += " in " + std::string(function);
     message += ".";
     fail_in_fiber(self, KEEL_EMU_ERROR_TRAP, std::move(message));
+}
+
+extern "C" __attribute__((visibility("default"))) void keel_emu_rt_misaligned(const void* address, unsigned bytes,
+                                                                               const char* file, int line) {
+    Fiber* self = current_worker()->current;
+    char text[64];
+    snprintf(text, sizeof text, "%p", address);
+    fail_in_fiber(self, KEEL_EMU_ERROR_MISALIGNED,
+                  describe_thread(self) + ": " + std::to_string(bytes) + "-byte vector access at address " + text +
+                      " (" + file + ":" + std::to_string(line) + "), which is not " + std::to_string(bytes) +
+                      "-byte aligned; on a GPU: a misaligned address error that ends the kernel.");
 }
 
 extern "C" __attribute__((visibility("default"))) void* keel_emu_rt_dynamic_shared(void) {
@@ -409,7 +481,10 @@ extern "C" __attribute__((visibility("default"))) void keel_emu_rt_cp_async_16(v
     }
     PendingCopy copy;
     copy.destination = static_cast<unsigned char*>(shared_dst);
+    copy.site = Site{file, line};
+    copy.pc = __builtin_return_address(0);
     memset(copy.bytes, 0, sizeof copy.bytes);
+    if (self->worker->checks.flags != 0) checks_cp_async_issue(self, copy.destination, global_src, src_bytes, copy.pc);
     if (src_bytes > 0) memcpy(copy.bytes, global_src, static_cast<size_t>(src_bytes));
     self->copies.push_back(copy);
 }

@@ -46,10 +46,12 @@ double median(std::vector<double> v) {
 }
 
 double launch_us(Entry entry, const char* name, keel_emu_dim3 grid, keel_emu_dim3 block, void** args, int repeats,
-                 int workers) {
+                 int workers, uint32_t checks = 0) {
     keel_emu_options options{};
     options.size = sizeof options;
     options.worker_threads = workers;
+    options.checks = checks;
+    options.seed = 1;
     char error[1024];
     std::vector<double> samples;
     for (int i = 0; i < repeats + 3; ++i) {
@@ -100,6 +102,41 @@ int main(int argc, char** argv) {
     const double us = launch_us(entry("keel_bench_barriers"), "keel_bench_barriers", {1, 1, 1}, {256, 1, 1},
                                 barrier_args, quick ? 3 : 20, 1);
     printf("__syncthreads, 256 threads: %.1f ns per thread per barrier\n", us * 1e3 / (256.0 * rounds));
+
+    // The checking modes (README.md "Checking modes"), one worker, on the instrumented object where they need it.
+    void* checked = dlopen(KEEL_EMU_TEST_KERNEL_DIR "/libbench.checked.so", RTLD_NOW);
+    if (checked == nullptr) {
+        fprintf(stderr, "%s\n", dlerror());
+        return 1;
+    }
+    auto stencil = [&](void* object) {
+        return reinterpret_cast<Entry>(dlsym(object, "keel_emu_entry_keel_bench_stencil"));
+    };
+    int stencil_rounds = quick ? 2 : 32;
+    void* stencil_args[] = {&in, &out, &stencil_rounds};
+    const struct {
+        const char* name;
+        uint32_t checks;
+        bool instrumented;
+    } modes[] = {
+        {"none", 0, false},
+        {"none, instrumented object", 0, true},
+        {"order", KEEL_EMU_CHECK_ORDER, false},
+        {"async", KEEL_EMU_CHECK_ASYNC, false},
+        {"race", KEEL_EMU_CHECK_RACE, true},
+        {"init", KEEL_EMU_CHECK_INIT, true},
+        {"spin", KEEL_EMU_CHECK_SPIN, true},
+        {"all", KEEL_EMU_CHECK_ORDER | KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_ASYNC | KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN,
+         true},
+    };
+    double baseline = 0;
+    for (const auto& mode : modes) {
+        const double us = launch_us(stencil(mode.instrumented ? checked : library), "keel_bench_stencil", {64, 1, 1},
+                                    {256, 1, 1}, stencil_args, quick ? 3 : 20, 1, mode.checks);
+        if (baseline == 0) baseline = us;
+        printf("checks %-26s 64 blocks x 256 threads x %d stencil rounds: %9.1f us (%.2fx)\n", mode.name,
+               stencil_rounds, us, us / baseline);
+    }
     keel_emu_free(in);
     keel_emu_free(out);
     keel_emu_free(ints);

@@ -64,10 +64,22 @@ struct Buffer {
     T& operator[](size_t i) { return data[i]; }
 };
 
+// KEEL_EMU_TEST_CHECKS=<keel_emu_check bits> runs a test with those checking modes: every kernel from its
+// instrumented object (lib<name>.checked.so), every launch with the checks (CTest runs the correct-kernel cases
+// so, as emu.checked.*). Buffers stay untracked there: the tests fill them from the host directly.
+uint32_t test_checks() {
+    static const uint32_t checks = [] {
+        const char* text = getenv("KEEL_EMU_TEST_CHECKS");
+        return text != nullptr ? static_cast<uint32_t>(strtoul(text, nullptr, 0)) : 0u;
+    }();
+    return checks;
+}
+
 struct Kernels {
     void* library = nullptr;
-    explicit Kernels(const char* name) {
-        const std::string path = std::string(KEEL_EMU_TEST_KERNEL_DIR) + "/lib" + name + ".so";
+    explicit Kernels(const char* name, bool instrumented = test_checks() != 0) {
+        const std::string path =
+            std::string(KEEL_EMU_TEST_KERNEL_DIR) + "/lib" + name + (instrumented ? ".checked.so" : ".so");
         library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
         if (library == nullptr) fail("dlopen " + path + ": " + dlerror());
     }
@@ -85,13 +97,20 @@ struct Kernels {
     }
 };
 
-keel_emu_options options(int workers = 0, bool bounds = true, uint64_t stack = 0) {
+keel_emu_options options(int workers = 0, bool bounds = true, uint64_t stack = 0, uint32_t checks = test_checks(),
+                         uint64_t seed = 0) {
     keel_emu_options o{};
     o.size = sizeof o;
     o.worker_threads = workers;
     o.bounds_checking = bounds ? 1 : 0;
     o.fiber_stack_bytes = stack;
+    o.checks = checks;
+    o.seed = seed != 0 ? seed : rng()();
     return o;
+}
+
+keel_emu_options checked(uint32_t checks, int workers = 0, uint64_t seed = 0) {
+    return options(workers, true, 0, checks, seed);
 }
 
 struct Result {
@@ -697,6 +716,221 @@ void foreign_fault_chains() {
     oob_global();  // and the runtime still handles its own
 }
 
+
+// ------------------------------------------------------------------------------------------------------
+// Checking modes (README.md "Checking modes"): each planted bug reported, each correct twin passing.
+
+constexpr uint32_t kAllChecks = KEEL_EMU_CHECK_ORDER | KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_ASYNC |
+                                KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN;
+
+void checks_need_instrumentation() {
+    Kernels plain("checks", false);
+    Buffer<float> out(64);
+    Result r = launch(plain, "keel_test_missing_syncthreads", {1, 1, 1}, {64, 1, 1}, 0, checked(KEEL_EMU_CHECK_RACE),
+                      out.data, 1);
+    expect_error(r, KEEL_EMU_ERROR_INVALID_LAUNCH, {"keel_test_missing_syncthreads", "-fsanitize=thread"});
+    // ORDER and ASYNC need no instrumentation.
+    launch_ok(plain, "keel_test_missing_syncthreads", {1, 1, 1}, {64, 1, 1}, 0,
+              checked(KEEL_EMU_CHECK_ORDER | KEEL_EMU_CHECK_ASYNC), out.data, 1);
+}
+
+void race_missing_syncthreads() {
+    Kernels k("checks", true);
+    Buffer<float> out(64);
+    for (uint64_t seed = 1; seed <= 4; ++seed) {
+        Result r = launch(k, "keel_test_missing_syncthreads", {1, 1, 1}, {64, 1, 1}, 0,
+                          checked(KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_ORDER, 1, seed), out.data, 0);
+        expect_error(r, KEEL_EMU_ERROR_RACE,
+                     {"keel_test_missing_syncthreads", "shared-memory race on static shared memory, offset",
+                      "checks.cu:7", "checks.cu:9", "separate them with __sync"});
+    }
+    out.poison();
+    launch_ok(k, "keel_test_missing_syncthreads", {2, 1, 1}, {64, 1, 1}, 0, checked(kAllChecks, 2), out.data, 1);
+    for (unsigned t = 0; t < 64; ++t) CHECK(out[t] == static_cast<float>((t + 1) % 64));
+}
+
+void race_inside_warp() {
+    Kernels k("checks", true);
+    Buffer<float> out(32);
+    Result r = launch(k, "keel_test_warp_exchange", {1, 1, 1}, {32, 1, 1}, 0, checked(KEEL_EMU_CHECK_RACE), out.data, 0);
+    expect_error(r, KEEL_EMU_ERROR_RACE, {"same warp with no __syncwarp", "checks.cu:15", "checks.cu:17"});
+    out.poison();
+    launch_ok(k, "keel_test_warp_exchange", {1, 1, 1}, {32, 1, 1}, 0, checked(kAllChecks), out.data, 1);
+    for (unsigned t = 0; t < 32; ++t) CHECK(out[t] == static_cast<float>(t ^ 1));
+    // Shared atomics of many warps do not race with one another.
+    Buffer<int> count(1);
+    launch_ok(k, "keel_test_shared_atomics", {1, 1, 1}, {256, 1, 1}, 0, checked(kAllChecks), count.data);
+    CHECK(count[0] == 256);
+}
+
+void cp_async_timing() {
+    Kernels k("checks", true), plain("checks", false);
+    Buffer<float> src(256), out(64);
+    for (unsigned i = 0; i < 256; ++i) src[i] = static_cast<float>(i);
+    Result r = launch(k, "keel_test_cp_async_timing", {1, 1, 1}, {64, 1, 1}, 0, checked(KEEL_EMU_CHECK_RACE), src.data,
+                      out.data, 1);
+    expect_error(r, KEEL_EMU_ERROR_RACE, {"reads static shared memory", "checks.cu:36", "while a cp.async of the same thread",
+                                          "cp_async_16 (", "checks.cu:33", "wait_group"});
+    // Without race detection the early read sees the poison, not the old contents or the data.
+    out.poison();
+    for (unsigned i = 0; i < 64; ++i) out[i] = 1.0f;
+    launch_ok(plain, "keel_test_cp_async_timing", {1, 1, 1}, {64, 1, 1}, 0, checked(KEEL_EMU_CHECK_ASYNC), src.data,
+              out.data, 1);
+    for (unsigned t = 0; t < 64; ++t) CHECK(isnan(out[t]));
+    launch_ok(k, "keel_test_cp_async_timing", {1, 1, 1}, {64, 1, 1}, 0, checked(kAllChecks), src.data, out.data, 0);
+    for (unsigned t = 0; t < 64; ++t) CHECK(out[t] == static_cast<float>(t * 4));
+    // Waiting for one's own copy is not enough to read another thread's: that needs a barrier.
+    r = launch(k, "keel_test_cp_async_no_barrier", {1, 1, 1}, {64, 1, 1}, 0, checked(KEEL_EMU_CHECK_RACE), src.data,
+               out.data, 0);
+    expect_error(r, KEEL_EMU_ERROR_RACE, {"shared-memory race", "checks.cu:43", "checks.cu:47"});
+    launch_ok(k, "keel_test_cp_async_no_barrier", {1, 1, 1}, {64, 1, 1}, 0, checked(kAllChecks), src.data, out.data, 1);
+    for (unsigned t = 0; t < 64; ++t) CHECK(out[t] == static_cast<float>((t + 32) % 64 * 4));
+}
+
+void uninitialized_shared() {
+    Kernels k("checks", true);
+    Buffer<float> out(64);
+    Result r = launch(k, "keel_test_uninitialized_shared", {1, 1, 1}, {64, 1, 1}, 0, checked(KEEL_EMU_CHECK_INIT),
+                      out.data, 0);
+    expect_error(r, KEEL_EMU_ERROR_UNINITIALIZED,
+                 {"keel_test_uninitialized_shared", "reads 4 bytes of static shared memory", "checks.cu:55",
+                  "no thread of this block has written"});
+    launch_ok(k, "keel_test_uninitialized_shared", {3, 1, 1}, {64, 1, 1}, 0, checked(kAllChecks), out.data, 1);
+    for (unsigned t = 0; t < 64; ++t) CHECK(out[t] == 5.0f);
+}
+
+void uninitialized_global() {
+    Kernels k("checks", true);
+    const unsigned n = 256;
+    auto* in = static_cast<float*>(keel_emu_alloc_flags(n * 4, KEEL_EMU_ALLOC_GUARDED | KEEL_EMU_ALLOC_TRACK_INIT));
+    auto* out = static_cast<float*>(
+        keel_emu_alloc_flags(n * 4, KEEL_EMU_ALLOC_GUARDED | KEEL_EMU_ALLOC_POISON | KEEL_EMU_ALLOC_TRACK_INIT));
+    CHECK(in != nullptr && out != nullptr);
+    CHECK(isnan(out[0]) && isnan(out[n - 1]));  // poisoned, not zeroed
+    for (unsigned i = 0; i < n; ++i) in[i] = 1.0f;
+    keel_emu_mark_written(in, n * 4);
+    Result r = launch(k, "keel_test_accumulate", {2, 1, 1}, {128, 1, 1}, 0, checked(KEEL_EMU_CHECK_INIT, 1), in, out);
+    expect_error(r, KEEL_EMU_ERROR_UNINITIALIZED,
+                 {"keel_test_accumulate", "reads 4 bytes of global memory", "checks.cu:61", "1024-byte allocation",
+                  "never written"});
+    // Written by the host, or by a kernel, it may be read.
+    for (unsigned i = 0; i < n; ++i) out[i] = 2.0f;
+    keel_emu_mark_written(out, n * 4);
+    launch_ok(k, "keel_test_accumulate", {2, 1, 1}, {128, 1, 1}, 0, checked(kAllChecks), in, out);
+    for (unsigned i = 0; i < n; ++i) CHECK(out[i] == 3.0f);
+    keel_emu_free(in);
+    keel_emu_free(out);
+}
+
+std::vector<int> start_order(const Kernels& k, unsigned blocks, uint32_t checks, uint64_t seed) {
+    Buffer<int> counter(1), out(blocks);
+    counter[0] = 0;
+    launch_ok(k, "keel_test_block_start_order", {blocks, 1, 1}, {32, 1, 1}, 0, checked(checks, 1, seed), counter.data,
+              out.data);
+    return std::vector<int>(out.data, out.data + blocks);
+}
+
+void block_order() {
+    Kernels k("checks", false);
+    const unsigned blocks = 100;
+    std::vector<int> identity(blocks);
+    std::iota(identity.begin(), identity.end(), 0);
+    CHECK(start_order(k, blocks, 0, 1) == identity);
+    const std::vector<int> a = start_order(k, blocks, KEEL_EMU_CHECK_ORDER, 1), b = start_order(k, blocks, KEEL_EMU_CHECK_ORDER, 2);
+    for (const auto& order : {a, b}) {
+        std::vector<int> sorted = order;
+        std::sort(sorted.begin(), sorted.end());
+        CHECK(sorted == identity);  // a permutation
+        CHECK(order != identity);
+    }
+    CHECK(a != b);
+    CHECK(start_order(k, blocks, KEEL_EMU_CHECK_ORDER, 1) == a);  // the seed decides it
+    // Grids of every size stay permutations (the Feistel domain is rounded up to a power of four).
+    for (unsigned n : {1u, 2u, 3u, 17u, 1000u}) {
+        std::vector<int> order = start_order(k, n, KEEL_EMU_CHECK_ORDER, n);
+        std::sort(order.begin(), order.end());
+        for (unsigned i = 0; i < n; ++i) CHECK(order[i] == static_cast<int>(i));
+    }
+}
+
+void thread_order() {
+    Kernels k("checks", false);
+    const unsigned threads = 128;
+    Buffer<int> out(2 * threads);
+    std::vector<int> previous;
+    for (uint64_t seed = 1; seed <= 3; ++seed) {
+        launch_ok(k, "keel_test_thread_start_order", {1, 1, 1}, {threads, 1, 1}, 0, checked(KEEL_EMU_CHECK_ORDER, 1, seed),
+                  out.data);
+        std::vector<int> order(out.data, out.data + 2 * threads);
+        for (int pass = 0; pass < 2; ++pass) {
+            bool in_order = true;
+            for (unsigned w = 0; w < threads / 32; ++w) {
+                // A warp's lanes run one after another (positions form a run of 32), in a shuffled order.
+                int low = 1 << 30, high = -1;
+                for (unsigned l = 0; l < 32; ++l) {
+                    const int position = order[pass * threads + w * 32 + l];
+                    low = std::min(low, position);
+                    high = std::max(high, position);
+                    if (position != static_cast<int>(w * 32 + l)) in_order = false;
+                }
+                CHECK(high - low == 31 && low % 32 == 0);
+            }
+            CHECK(!in_order);
+        }
+        CHECK(order != previous);
+        previous = order;
+    }
+}
+
+void spin_on_block_order() {
+    Kernels k("checks", true);
+    const unsigned blocks = 16;
+    Buffer<int> flags(blocks), out(blocks), ticket(1);
+    // In index order on one worker the chain happens to complete...
+    for (unsigned i = 0; i < blocks; ++i) flags[i] = 0;
+    launch_ok(k, "keel_test_chain_by_index", {blocks, 1, 1}, {64, 1, 1}, 0, checked(KEEL_EMU_CHECK_SPIN, 1), flags.data,
+              out.data);
+    // ...in any other order it cannot, and the spin is reported instead of hanging, on one worker or two.
+    for (int workers : {1, 2}) {
+        for (unsigned i = 0; i < blocks; ++i) flags[i] = 0;
+        Result r = launch(k, "keel_test_chain_by_index", {blocks, 1, 1}, {64, 1, 1}, 0,
+                          checked(KEEL_EMU_CHECK_SPIN | KEEL_EMU_CHECK_ORDER, workers, 5), flags.data, out.data);
+        expect_error(r, KEEL_EMU_ERROR_SPIN, {"keel_test_chain_by_index", "spins at checks.cu:68", "reading global memory",
+                                              "which stays 0x0", "atomic ticket"});
+    }
+    // Ordered by a ticket, it completes under any order.
+    for (uint64_t seed = 1; seed <= 8; ++seed) {
+        for (unsigned i = 0; i < blocks; ++i) flags[i] = out[i] = 0;
+        ticket[0] = 0;
+        launch_ok(k, "keel_test_chain_by_ticket", {blocks, 1, 1}, {64, 1, 1}, 0, checked(kAllChecks & ~KEEL_EMU_CHECK_INIT, 2, seed),
+                  flags.data, ticket.data, out.data);
+        for (unsigned i = 0; i < blocks; ++i) CHECK(out[i] == static_cast<int>(i) && flags[i] == 1);
+    }
+    // A thread may wait for another warp of its block: the waiting thread yields instead of hanging.
+    Buffer<int> done(1);
+    done[0] = 0;
+    launch_ok(k, "keel_test_spin_in_block", {1, 1, 1}, {64, 1, 1}, 0, checked(kAllChecks), done.data);
+    CHECK(done[0] == 1);
+}
+
+void misaligned_access() {
+    Kernels plain("checks", false), k("checks", true);
+    Buffer<float> in(64), out(32);
+    for (unsigned i = 0; i < 64; ++i) in[i] = 1.0f;
+    Result r = launch(plain, "keel_test_misaligned_vector", {1, 1, 1}, {32, 1, 1}, 0, options(), in.data, out.data, 2);
+    expect_error(r, KEEL_EMU_ERROR_MISALIGNED, {"keel_test_misaligned_vector", "16-byte vector access at address",
+                                                 "not 16-byte aligned"});
+    launch_ok(plain, "keel_test_misaligned_vector", {1, 1, 1}, {32, 1, 1}, 0, options(), in.data, out.data, 4);
+    CHECK(out[0] == 4.0f);
+    Buffer<unsigned short> halves(64);
+    Buffer<unsigned> words(32);
+    r = launch(k, "keel_test_misaligned_word", {1, 1, 1}, {32, 1, 1}, 0, checked(KEEL_EMU_CHECK_RACE), halves.data,
+               words.data, 1);
+    expect_error(r, KEEL_EMU_ERROR_MISALIGNED, {"4-byte access at address", "checks.cu:132", "not 4-byte aligned"});
+    launch_ok(k, "keel_test_misaligned_word", {1, 1, 1}, {32, 1, 1}, 0, checked(KEEL_EMU_CHECK_RACE), halves.data,
+              words.data, 2);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -731,6 +965,16 @@ int main(int argc, char** argv) {
         {"division_by_zero", division_by_zero},
         {"foreign_fault_chains", foreign_fault_chains},
         {"concurrent_host_threads", concurrent_host_threads},
+        {"checks_need_instrumentation", checks_need_instrumentation},
+        {"race_missing_syncthreads", race_missing_syncthreads},
+        {"race_inside_warp", race_inside_warp},
+        {"cp_async_timing", cp_async_timing},
+        {"uninitialized_shared", uninitialized_shared},
+        {"uninitialized_global", uninitialized_global},
+        {"block_order", block_order},
+        {"thread_order", thread_order},
+        {"spin_on_block_order", spin_on_block_order},
+        {"misaligned_access", misaligned_access},
     };
     std::vector<std::string> names;
     if (argc > 1)

@@ -14,6 +14,13 @@ public interface IKernelRuntime
     /// <summary>Streaming multiprocessors (the emulator reports its worker threads), for sizing grids.</summary>
     int MultiprocessorCount { get; }
 
+    /// <summary>
+    /// The most shared memory a block may use, static and dynamic together, once a function has opted in
+    /// (<see cref="KernelFunction.AllowDynamicSharedMemory"/>): launchers choose their tiles by it (99 KiB on sm_86 and sm_89,
+    /// 163 KiB on sm_80, 227 KiB on sm_90).
+    /// </summary>
+    int MaxSharedMemoryPerBlockOptInBytes { get; }
+
     /// <summary>The profiler this runtime's launches report to, or null (profiling off, the default).</summary>
     KernelProfiler? Profiler { get; set; }
 }

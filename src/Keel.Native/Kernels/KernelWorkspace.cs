@@ -19,7 +19,7 @@ public enum KernelScratch
     /// <summary>The residual-norm backward's per-block gain and bias gradient sums.</summary>
     ResidualNormPartials,
 
-    /// <summary>The attention backward's fp32 dq sums, row sums and dq order counters.</summary>
+    /// <summary>The attention backward's fp32 dq sums, row statistics (logsumexp and dO·o), dq order counters and key-block tickets.</summary>
     AttentionBackward,
 
     /// <summary>RoPE's (cos, sin) table.</summary>

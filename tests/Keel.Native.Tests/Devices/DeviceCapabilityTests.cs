@@ -117,6 +117,7 @@ public sealed class DeviceCapabilityTests
     private sealed class FakeRuntime : IKernelRuntime
     {
         public int MultiprocessorCount => CapableDevice.Multiprocessors;
+        public int MaxSharedMemoryPerBlockOptInBytes => 227 << 10;
         public KernelProfiler? Profiler { get; set; }
         public KernelFunction Load(KernelSpec spec, string entryPoint) => throw new NotSupportedException("no kernels here");
     }

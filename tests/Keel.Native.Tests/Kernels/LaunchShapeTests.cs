@@ -69,6 +69,38 @@ public sealed class LaunchShapeTests
     }
 
     [Fact]
+    public void AttentionTilesFollowTheDevicesSharedMemoryLimit()
+    {
+        // sm_86 and sm_89 allow a block 99 KiB: at D = 128 the launcher takes 32-key forward tiles and 64-key backward
+        // blocks of 32-query steps, and every launch stays within the limit (AllowDynamicSharedMemory asserts it).
+        var views = new Views();
+        var options = new AttentionOptions(Batch: 2, Sequence: 4096, QueryHeads: 32, KvHeads: 8, HeadDim: 128, Causal: true);
+        var t = Tensors(views, options);
+        foreach (var (limit, keyBlock, forwardShared) in new[] { (99 << 10, 64, 69_632), (163 << 10, 128, 104_448), (227 << 10, 128, 104_448) })
+        {
+            var runtime = new RecordingKernelRuntime(Multiprocessors) { MaxSharedMemoryPerBlockOptInBytes = limit };
+            var workspace = views.Workspace();
+            var attention = new AttentionKernels(runtime, workspace);
+            attention.Forward(options, t.Q, t.K, t.V, t.O, t.Lse);
+            attention.Backward(options, t.Q, t.K, t.V, t.O, t.Lse, t.DO, t.Dq, t.Dk, t.Dv);
+            runtime.AssertWithinLimits();
+            Assert.Equal(forwardShared, runtime.Launches.Single(l => l.Name == "keel_attention_forward").Shape.SharedMemoryBytes);
+            var backward = runtime.Launches.Single(l => l.Name == "keel_attention_backward").Shape;
+            Assert.Equal(new Dim3(2 * 8, 4096 / keyBlock), backward.Grid);
+            Assert.InRange(backward.SharedMemoryBytes, 48 << 10, limit);
+            // What the memory planner reserves covers whichever tiles a device gets.
+            Assert.InRange(workspace.Bytes(KernelScratch.AttentionBackward), 1, 4 * AttentionKernels.BackwardWorkspaceElements(options));
+        }
+
+        // A device whose blocks cannot hold the smallest tiles is refused by name before anything is launched.
+        var small = new RecordingKernelRuntime(Multiprocessors) { MaxSharedMemoryPerBlockOptInBytes = 48 << 10 };
+        var error = Assert.Throws<ArgumentException>(() => new AttentionKernels(small, views.Workspace()).Forward(options, t.Q, t.K, t.V, t.O, t.Lse));
+        Assert.Contains("needs at least", error.Message);
+        Assert.Contains("this device allows 49152", error.Message);
+        Assert.Empty(small.Launches);
+    }
+
+    [Fact]
     public void RowKernelsTakeMillionsOfRows()
     {
         var runtime = new RecordingKernelRuntime(Multiprocessors);

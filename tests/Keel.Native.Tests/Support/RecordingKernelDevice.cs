@@ -62,6 +62,9 @@ internal sealed class RecordingKernelRuntime(int multiprocessors = 132) : IKerne
 {
     public int MultiprocessorCount { get; } = multiprocessors;
 
+    /// <summary>sm_90's by default.</summary>
+    public int MaxSharedMemoryPerBlockOptInBytes { get; init; } = 227 << 10;
+
     public KernelProfiler? Profiler { get; set; }
 
     /// <summary>Launches taken so far, recorded or not.</summary>
@@ -97,7 +100,7 @@ internal sealed class RecordingKernelRuntime(int multiprocessors = 132) : IKerne
         public override void AllowDynamicSharedMemory(int bytes)
         {
             base.AllowDynamicSharedMemory(bytes);
-            Assert.InRange(bytes, 0, 227 << 10);
+            Assert.InRange(bytes, 0, runtime.MaxSharedMemoryPerBlockOptInBytes);
             _limit = bytes;
         }
 

@@ -14,7 +14,7 @@ namespace Keel.Native.Tests.Support;
 internal static class TestDevices
 {
     private static readonly Lazy<CpuDevice> Cpu = new(() => new CpuDevice());
-    private static readonly ThreadLocal<(EmulatedDevice? Device, string? Reason)> Emulated = new(OpenEmulated);
+    private static readonly ThreadLocal<(EmulatedDevice? Device, string? Reason)> Emulated = new(OpenShared);
     private static readonly ThreadLocal<(CudaDevice? Device, string? Reason)> Cuda = new(OpenCuda);
 
     /// <summary>The kernel devices a kernel test runs on: the emulator always, the GPU where there is one.</summary>
@@ -30,6 +30,16 @@ internal static class TestDevices
         DeviceKind.Cuda => Cuda.Value.Device ?? SkipCuda(),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
+
+    /// <summary>
+    /// A new emulated device with <paramref name="options"/> (checking modes, seed, architecture), for the caller to
+    /// dispose; skips like <see cref="Get"/> where the emulator cannot open.
+    /// </summary>
+    public static EmulatedDevice OpenEmulated(EmulatorOptions options)
+    {
+        if (Emulated.Value.Device is null) SkipEmulated();
+        return EmulatedDevice.Open(options);
+    }
 
     private static CudaDevice SkipCuda()
     {
@@ -49,7 +59,7 @@ internal static class TestDevices
         return null!;
     }
 
-    private static (EmulatedDevice?, string?) OpenEmulated()
+    private static (EmulatedDevice?, string?) OpenShared()
     {
         try
         {

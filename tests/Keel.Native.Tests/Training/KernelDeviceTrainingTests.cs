@@ -50,6 +50,24 @@ public sealed class KernelDeviceTrainingTests
     }
 
     [Fact]
+    public void EmulatedTrainingIsBitwiseTheSameWhateverOrderBlocksAndThreadsRunIn()
+    {
+        // Every kernel of a step claims determinism (fixed-order reductions, dq summed in key-block order): under the
+        // emulator's order check, which starts blocks, warps and lanes in a seeded random order, two seeds train alike bit
+        // for bit. 160 tokens make three 64-key blocks per attention head (D = 16).
+        var config = TrainingFixtures.TinyConfig with { Hidden = 64, Heads = 4, KvHeads = 2, FeedForwardSize = 128, SequenceLength = 160, SubLayers = 2 };
+        var options = TrainingFixtures.TinyOptions with { Steps = 2, BatchSize = 2 };
+        var data = TrainingFixtures.CopyTask();
+        double[] Run(ulong seed)
+        {
+            var checks = Keel.Native.Devices.Emulated.EmulatorChecks.Order | Keel.Native.Devices.Emulated.EmulatorChecks.Spin;
+            var device = TestDevices.OpenEmulated(new Keel.Native.Devices.Emulated.EmulatorOptions(WorkerThreads: 2) { Checks = checks, Seed = seed });
+            return Losses(device, config, options, data, ModelPrecision.Mixed, dispose: true, steps: 2);
+        }
+        Assert.Equal(Run(1), Run(2));
+    }
+
+    [Fact]
     public void ReplayingCudaGraphsTrainsExactlyLikeLaunchingEveryOp()
     {
         var device = TestDevices.Get(DeviceKind.Cuda);

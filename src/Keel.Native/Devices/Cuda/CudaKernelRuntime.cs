@@ -23,9 +23,12 @@ internal sealed class CudaKernelRuntime : IKernelRuntime, IDisposable
         _architecture = info.Architecture;
         _compiler = compiler;
         MultiprocessorCount = info.MultiprocessorCount;
+        MaxSharedMemoryPerBlockOptInBytes = info.MaxSharedMemoryPerBlockOptInBytes;
     }
 
     public int MultiprocessorCount { get; }
+
+    public int MaxSharedMemoryPerBlockOptInBytes { get; }
 
     public KernelProfiler? Profiler { get; set; }
 

@@ -9,7 +9,8 @@ namespace Keel.Native.Devices.Emulated;
 /// </summary>
 internal sealed unsafe class EmulatorLibrary
 {
-    private readonly delegate* unmanaged<nuint, int, void*> _alloc;
+    private readonly delegate* unmanaged<nuint, uint, void*> _alloc;
+    private readonly delegate* unmanaged<void*, nuint, void> _markWritten;
     private readonly delegate* unmanaged<void*, void> _free;
     private readonly delegate* unmanaged<byte*, IntPtr, void**, Dim3, Dim3, nuint, Options*, byte*, nuint, int> _launch;
     private readonly delegate* unmanaged<int, byte*> _statusName;
@@ -17,7 +18,8 @@ internal sealed unsafe class EmulatorLibrary
     public EmulatorLibrary(string path)
     {
         var handle = NativeLibrary.Load(path);
-        _alloc = (delegate* unmanaged<nuint, int, void*>)NativeLibrary.GetExport(handle, "keel_emu_alloc");
+        _alloc = (delegate* unmanaged<nuint, uint, void*>)NativeLibrary.GetExport(handle, "keel_emu_alloc_flags");
+        _markWritten = (delegate* unmanaged<void*, nuint, void>)NativeLibrary.GetExport(handle, "keel_emu_mark_written");
         _free = (delegate* unmanaged<void*, void>)NativeLibrary.GetExport(handle, "keel_emu_free");
         _launch = (delegate* unmanaged<byte*, IntPtr, void**, Dim3, Dim3, nuint, Options*, byte*, nuint, int>)NativeLibrary.GetExport(handle, "keel_emu_launch");
         _statusName = (delegate* unmanaged<int, byte*>)NativeLibrary.GetExport(handle, "keel_emu_status_name");
@@ -27,7 +29,7 @@ internal sealed unsafe class EmulatorLibrary
     [StructLayout(LayoutKind.Sequential)]
     public readonly record struct Dim3(uint X, uint Y, uint Z);
 
-    /// <summary><c>keel_emu_options</c> (24 bytes).</summary>
+    /// <summary><c>keel_emu_options</c> (40 bytes).</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct Options
     {
@@ -36,13 +38,29 @@ internal sealed unsafe class EmulatorLibrary
         public int BoundsChecking;
         public uint Reserved;
         public ulong FiberStackBytes;
+        public uint Checks;
+        public uint Reserved2;
+        public ulong Seed;
     }
 
-    public IntPtr Allocate(long bytes, bool guarded)
+    /// <summary><c>keel_emu_alloc_flag</c>.</summary>
+    [Flags]
+    public enum AllocationFlags : uint
     {
-        var pointer = _alloc((nuint)bytes, guarded ? 1 : 0);
+        None = 0,
+        Guarded = 1,
+        Poison = 2,
+        TrackInit = 4,
+    }
+
+    public IntPtr Allocate(long bytes, AllocationFlags flags)
+    {
+        var pointer = _alloc((nuint)bytes, (uint)flags);
         return pointer != null ? (IntPtr)pointer : throw new OutOfMemoryException($"The emulator could not allocate {bytes} bytes.");
     }
+
+    /// <summary>Records a host write to emulator memory (copies, fills, the reference GEMM), for the init check.</summary>
+    public void MarkWritten(ulong address, long bytes) => _markWritten((void*)address, (nuint)bytes);
 
     public void Free(IntPtr pointer) => _free((void*)pointer);
 

@@ -14,7 +14,8 @@ namespace Keel.Native.Devices.Emulated;
 /// so concurrent processes and interrupted builds never leave a half-written object behind.
 /// <para>
 /// The compiler is <c>KEEL_CXX</c> if set, else <c>g++</c>. Kernel objects are compiled with
-/// <c>-fsanitize=bounds</c> (trapping) when bounds checking is on, and link against the runtime by rpath.
+/// <c>-fsanitize=bounds</c> (trapping) when bounds checking is on, with g++'s ThreadSanitizer instrumentation for the
+/// checks that watch every access, and link against the runtime by rpath.
 /// </para>
 /// </summary>
 public sealed class EmulatorToolchain
@@ -52,16 +53,25 @@ public sealed class EmulatorToolchain
     ];
 
     /// <summary>
+    /// Added for the checks that watch every memory access (race, init, spin): g++'s ThreadSanitizer instrumentation,
+    /// whose hooks the emulation runtime defines; the object is compiled with them and linked without (linking with
+    /// <c>-fsanitize=thread</c> would pull in libtsan). DWARF 4 line tables let the reports name source lines.
+    /// </summary>
+    public static IReadOnlyList<string> InstrumentationFlags { get; } =
+        ["-fsanitize=thread", "--param=tsan-distinguish-volatile=1", "--param=tsan-instrument-func-entry-exit=0", "-Wno-tsan", "-gdwarf-4"];
+
+    /// <summary>
     /// The shared object of <paramref name="spec"/>, built on first use: a translation unit that includes the
-    /// kernel file and instantiates one trampoline per entry point, compiled against the prelude.
+    /// kernel file and instantiates one trampoline per entry point, compiled against the prelude, with the
+    /// instrumentation of <see cref="InstrumentationFlags"/> when <paramref name="instrumented"/>.
     /// </summary>
     /// <exception cref="KernelCompileException">The kernel does not compile for the emulator; the message has file:line.</exception>
-    public string KernelLibrary(KernelSpec spec, bool boundsChecking)
+    public string KernelLibrary(KernelSpec spec, bool boundsChecking, bool instrumented = false)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var source = Path.Combine(_sourceFolder.Value, "kernels", spec.File);
         return KernelLibrary(Path.GetFileNameWithoutExtension(spec.File), source, KernelSources.EntryPoints(spec.File), spec.DefineOptions,
-            boundsChecking, log => new KernelCompileException(spec, "emulation", log));
+            boundsChecking, instrumented, log => new KernelCompileException(spec, "emulation", log));
     }
 
     /// <summary>
@@ -69,14 +79,14 @@ public sealed class EmulatorToolchain
     /// <c>common.cuh</c>), such as the test kernels that plant faults on purpose.
     /// </summary>
     internal string KernelLibrary(string name, string sourcePath, IReadOnlyList<string> entryPoints, IEnumerable<string> defines,
-                                  bool boundsChecking, Func<string, Exception> failure)
+                                  bool boundsChecking, bool instrumented, Func<string, Exception> failure)
     {
         var kernels = Path.Combine(_sourceFolder.Value, "kernels");
         var runtime = RuntimeLibrary;
-        var flags = KernelFlags(boundsChecking).Concat(defines).ToList();
+        var flags = KernelFlags(boundsChecking).Concat(instrumented ? InstrumentationFlags : []).Concat(defines).ToList();
         var key = KernelCache.KeyOf([_compilerIdentity.Value, runtime, kernels, sourcePath, File.ReadAllText(sourcePath), .. flags]);
-        var output = Path.Combine(Folder, "kernels", $"{name}-{key[..16]}.so");
-        return Build(output, () =>
+        var output = Path.Combine(Folder, "kernels", $"{name}{(instrumented ? "-checked" : "")}-{key[..16]}.so");
+        return Build(output, temporary =>
         {
             var unit = new StringBuilder($"#include \"{sourcePath}\"\n");
             foreach (var entry in entryPoints) unit.Append($"KEEL_EMU_ENTRY({entry})\n");
@@ -84,8 +94,11 @@ public sealed class EmulatorToolchain
             var unitPath = output + ".cpp";
             File.WriteAllText(unitPath, unit.ToString());
             var runtimeFolder = Path.GetDirectoryName(runtime)!;
-            return flags.Concat(["-I", kernels, "-include", Path.Combine(kernels, "emu", "keel_emu.h"), unitPath,
-                "-L", runtimeFolder, "-lkeel_emu", $"-Wl,-rpath,{runtimeFolder}", "-Wl,-z,defs"]);
+            string[] prelude = ["-I", kernels, "-include", Path.Combine(kernels, "emu", "keel_emu.h")];
+            string[] link = ["-L", runtimeFolder, "-lkeel_emu", $"-Wl,-rpath,{runtimeFolder}", "-Wl,-z,defs", "-o", temporary];
+            if (!instrumented) return [[.. flags, .. prelude, unitPath, .. link]];
+            var objectPath = temporary + ".o";
+            return [[.. flags.Where(f => f != "-shared"), .. prelude, "-c", unitPath, "-o", objectPath], ["-shared", objectPath, .. link]];
         }, failure);
     }
 
@@ -104,12 +117,15 @@ public sealed class EmulatorToolchain
         };
         var key = KernelCache.KeyOf([_compilerIdentity.Value, sources, .. flags.Select(f => f.Replace(sources, ""))]);
         var output = Path.Combine(Folder, $"runtime-{key[..16]}", "libkeel_emu.so");
-        return Build(output, () => flags.Concat(files).Concat(["-lpthread", "-ldl"]),
+        return Build(output, temporary => [[.. flags, .. files, "-lpthread", "-ldl", "-o", temporary]],
             log => new InvalidOperationException($"The emulation runtime failed to build with {Compiler}:{Environment.NewLine}{log}"));
     }
 
-    /// <summary>Runs the compiler once per output path (per process), renaming its result into place.</summary>
-    private string Build(string output, Func<IEnumerable<string>> arguments, Func<string, Exception> failure) =>
+    /// <summary>
+    /// Runs the compiler commands <paramref name="commands"/> gives for a temporary output once per output path (per
+    /// process), renaming the result into place.
+    /// </summary>
+    private string Build(string output, Func<string, IReadOnlyList<IReadOnlyList<string>>> commands, Func<string, Exception> failure) =>
         Builds.GetOrAdd(output, path => new Lazy<string>(() =>
         {
             if (File.Exists(path)) return path;
@@ -117,14 +133,18 @@ public sealed class EmulatorToolchain
             var temporary = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
             try
             {
-                var (exitCode, log) = Run(arguments().Concat(["-o", temporary]));
-                if (exitCode != 0) throw failure(log);
+                foreach (var command in commands(temporary))
+                {
+                    var (exitCode, log) = Run(command);
+                    if (exitCode != 0) throw failure(log);
+                }
                 File.Move(temporary, path, overwrite: true);
                 return path;
             }
             finally
             {
                 File.Delete(temporary);
+                File.Delete(temporary + ".o");
             }
         })).Value;
 

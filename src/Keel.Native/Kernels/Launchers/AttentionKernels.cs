@@ -7,19 +7,19 @@ namespace Keel.Native.Kernels.Launchers;
 
 /// <summary>
 /// Launches <c>kernels/attention.cu</c>: flash attention forward and backward on tensor cores, one specialization
-/// per head dimension (<see cref="HeadDims"/>) and mask (causal or not), each with the tile sizes of <see cref="AttentionTiles.For"/>.
-/// A specialization is compiled and loaded the first time a call needs it. The backward's scratch lives in the
-/// device's <see cref="KernelWorkspace"/> (<see cref="KernelScratch.AttentionBackward"/>, sized by
-/// <see cref="BackwardWorkspaceElements"/>).
+/// per head dimension (<see cref="HeadDims"/>) and mask (causal or not), each with the tile sizes
+/// <see cref="AttentionTiles.For"/> chooses for the runtime's shared-memory limit. A specialization is compiled and
+/// loaded the first time a call needs it. The backward's scratch lives in the device's <see cref="KernelWorkspace"/>
+/// (<see cref="KernelScratch.AttentionBackward"/>, sized by <see cref="BackwardWorkspaceElements"/>).
 /// </summary>
 internal sealed class AttentionKernels
 {
     /// <summary>The head dimensions the kernels are specialized for.</summary>
-    public static IReadOnlyList<int> HeadDims { get; } = [16, 32, 64, 128];
+    public static IReadOnlyList<int> HeadDims => AttentionTiles.HeadDims;
 
-    /// <summary>Every specialization: each head dimension, causal and not.</summary>
+    /// <summary>Every specialization: each head dimension, causal and not, with the tiles of each target architecture.</summary>
     public static IReadOnlyList<KernelSpec> Specs { get; } =
-        [.. HeadDims.SelectMany(d => new[] { false, true }.Select(causal => Spec(d, causal)))];
+        [.. HeadDims.SelectMany(d => AttentionTiles.AllFor(d).SelectMany(tiles => new[] { false, true }.Select(causal => Spec(tiles, causal))))];
 
     private const int PrepareThreads = 256;
     private readonly IKernelRuntime _runtime;
@@ -36,28 +36,27 @@ internal sealed class AttentionKernels
         _workspace = workspace;
     }
 
-    /// <summary>The specialization for <paramref name="headDim"/> and the mask.</summary>
-    /// <exception cref="ArgumentException"><paramref name="headDim"/> is not one of <see cref="HeadDims"/>.</exception>
-    public static KernelSpec Spec(int headDim, bool causal)
+    /// <summary>The specialization for <paramref name="tiles"/> and the mask.</summary>
+    public static KernelSpec Spec(AttentionTiles tiles, bool causal)
     {
-        var tiles = AttentionTiles.For(headDim);
+        ArgumentNullException.ThrowIfNull(tiles);
         return new KernelSpec("attention.cu",
         [
-            new("HEAD_DIM", headDim.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            new("HEAD_DIM", tiles.HeadDim.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             new("CAUSAL", causal ? "1" : "0"),
             .. tiles.Defines,
         ]);
     }
 
     /// <summary>
-    /// Float32 elements of <see cref="KernelScratch.AttentionBackward"/> <see cref="Backward"/> uses: dq partial sums in fp32,
-    /// the rows' dO·o, the dq order counters (a memory planner counts it).
+    /// Float32 elements of <see cref="KernelScratch.AttentionBackward"/> <see cref="Backward"/> uses (a memory planner
+    /// counts it): dq partial sums in fp32, the rows' (lse, dO·o) pairs, the dq order counters and key-block tickets; the
+    /// most any target architecture's tiles need (they differ only in the number of counters).
     /// </summary>
     public static long BackwardWorkspaceElements(AttentionOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var layout = new WorkspaceLayout(options, AttentionTiles.For(options.HeadDim));
-        return layout.Total;
+        return AttentionTiles.AllFor(options.HeadDim).Max(tiles => new WorkspaceLayout(options, tiles).Total);
     }
 
     /// <summary>
@@ -124,31 +123,36 @@ internal sealed class AttentionKernels
         var scratch = _workspace.Get(KernelScratch.AttentionBackward, DType.Float32, layout.Total);
 
         var kernels = Load(options);
-        var dsum = KernelArgument.Pointer(scratch.Address + (ulong)layout.DsumOffset * 4);
+        var stats = KernelArgument.Pointer(scratch.Address + (ulong)layout.StatsOffset * 4);
         var order = KernelArgument.Pointer(scratch.Address + (ulong)layout.OrderOffset * 4);
         int seq = options.Sequence, heads = options.QueryHeads, kvHeads = options.KvHeads, orderCount = (int)layout.OrderCount;
         var scale = (float)options.EffectiveScale;
         var scaleLog2 = (float)(options.EffectiveScale * Math.Log2(Math.E));
         long rows = (long)options.Batch * seq * heads;
 
+        // One thread per 8 elements of o; that is more threads than counters and tickets to clear (D / 8 >= 2 per row).
         var prepareThreads = rows * (options.HeadDim / 8);
         kernels.Prepare.Launch(LaunchShapes.Blocks((prepareThreads + PrepareThreads - 1) / PrepareThreads, PrepareThreads),
-            [output, dOutput, dsum, order, rows, seq, heads, orderCount],
-            new KernelCost(4.0 * q.Length + 4.0 * rows + 4.0 * orderCount, 2.0 * q.Length));
+            [output, dOutput, logSumExp, stats, order, rows, seq, heads, orderCount],
+            new KernelCost(4.0 * q.Length + 12.0 * rows + 4.0 * orderCount, 2.0 * q.Length));
 
         var cost = new KernelCost(2.0 * (3 * q.Length + 2 * (k.Length + v.Length)) + 8.0 * rows, 2.5 * options.ForwardFlops);
         kernels.Backward.Launch(new LaunchShape(new Dim3(options.Batch * kvHeads, keyBlocks), new Dim3(tiles.BackwardThreads), tiles.BackwardSharedBytes),
-            [q, k, v, dOutput, logSumExp, dsum, scratch, order, dq, dk, dv, seq, heads, kvHeads, scale, scaleLog2], cost);
+            [q, k, v, dOutput, stats, scratch, order, dq, dk, dv, seq, heads, kvHeads, scale, scaleLog2], cost);
     }
 
     private Variant Load(AttentionOptions options)
     {
         var index = HeadDimIndex(options.HeadDim) * 2 + (options.Causal ? 1 : 0);
-        return _variants[index] ??= new Variant(_runtime, options.HeadDim, options.Causal);
+        return _variants[index] ??= new Variant(_runtime, Tiles(options.HeadDim), options.Causal);
     }
 
-    /// <summary>The tiles of a checked head dimension, made once (a launch allocates nothing).</summary>
-    private AttentionTiles Tiles(int headDim) => _tiles[HeadDimIndex(headDim)] ??= AttentionTiles.For(headDim);
+    /// <summary>
+    /// The tiles of a checked head dimension for this runtime's shared-memory limit, made once (a launch allocates
+    /// nothing); a device whose blocks cannot hold any is refused, naming the bytes.
+    /// </summary>
+    private AttentionTiles Tiles(int headDim) =>
+        _tiles[HeadDimIndex(headDim)] ??= AttentionTiles.For(headDim, _runtime.MaxSharedMemoryPerBlockOptInBytes);
 
     private static int HeadDimIndex(int headDim)
     {
@@ -183,20 +187,24 @@ internal sealed class AttentionKernels
         Require.Aligned(tensor, 16, name);
     }
 
-    /// <summary>Where the parts of the backward scratch start, in Float32 elements (each 16-byte aligned).</summary>
+    /// <summary>
+    /// Where the parts of the backward scratch start, in Float32 elements (each 16-byte aligned): dq partials, the row
+    /// statistics (a pair per row, rows of each (batch, head) padded to even), the counters and then the tickets.
+    /// </summary>
     private readonly struct WorkspaceLayout
     {
         public WorkspaceLayout(AttentionOptions options, AttentionTiles tiles)
         {
             long rows = (long)options.Batch * options.QueryHeads * options.Sequence;
+            long paddedRows = (long)options.Batch * options.QueryHeads * (options.Sequence + (options.Sequence & 1));
             var queryBlocks = (options.Sequence + tiles.BackwardBlockM - 1) / tiles.BackwardBlockM;
-            DsumOffset = RoundUp(rows * options.HeadDim);
-            OrderOffset = DsumOffset + RoundUp(rows);
-            OrderCount = (long)options.Batch * options.QueryHeads * queryBlocks;
+            StatsOffset = RoundUp(rows * options.HeadDim);
+            OrderOffset = StatsOffset + RoundUp(2 * paddedRows);
+            OrderCount = (long)options.Batch * options.QueryHeads * queryBlocks + (long)options.Batch * options.KvHeads;
             Total = OrderOffset + RoundUp(OrderCount);
         }
 
-        public long DsumOffset { get; }
+        public long StatsOffset { get; }
         public long OrderOffset { get; }
         public long OrderCount { get; }
         public long Total { get; }
@@ -206,10 +214,10 @@ internal sealed class AttentionKernels
 
     private sealed class Variant
     {
-        public Variant(IKernelRuntime runtime, int headDim, bool causal)
+        public Variant(IKernelRuntime runtime, AttentionTiles tiles, bool causal)
         {
-            var spec = Spec(headDim, causal);
-            Tiles = AttentionTiles.For(headDim);
+            var spec = Spec(tiles, causal);
+            Tiles = tiles;
             Forward = runtime.Load(spec, "keel_attention_forward");
             Prepare = runtime.Load(spec, "keel_attention_backward_prepare");
             Backward = runtime.Load(spec, "keel_attention_backward");
