@@ -3,7 +3,7 @@ using Keel.Cli.Commands;
 using Keel.Cli.Commands.Bench;
 using Keel.Cli.Commands.Study;
 using Keel.Cuda;
-using Keel.Cuda.Interop;
+using Keel.Distributed.Mpi;
 using Keel.Native.Kernels;
 
 namespace Keel.Cli;
@@ -34,13 +34,17 @@ public static class KeelCli
                 (StudyOptions o) => StudyCommand.Run(o, args, output, error),
                 _ => 2);
         }
-        catch (Exception e) when (e is ArgumentException or CudaLibraryNotFoundException or CudaException or KernelCompileException
-                                       or IOException or UnauthorizedAccessException or InvalidDataException or NotSupportedException)
+        catch (Exception e) when (IsExpected(e))
         {
             error.WriteLine($"keel: {Message(e, (parsed as Parsed<object>)?.Value)}");
             return 1;
         }
     }
+
+    /// <summary>A failure the user can act on (bad input, a missing library or file), told in one line rather than with a stack trace.</summary>
+    internal static bool IsExpected(Exception e) =>
+        e is ArgumentException or DllNotFoundException or CudaException or KernelCompileException or MpiException
+            or IOException or UnauthorizedAccessException or InvalidDataException or NotSupportedException;
 
     /// <summary>
     /// The message of an expected failure as a user should read it: an <see cref="ArgumentException"/> without its

@@ -44,7 +44,7 @@ public static class HelpTexts
     public static string SequenceLength => $"Sequence length. Default {Model.SequenceLength}.";
 
     /// <summary><c>--batch</c>.</summary>
-    public static string BatchSize => $"Sequences per micro-batch. Default {Training.BatchSize}.";
+    public static string BatchSize => $"Sequences per micro-batch, over all ranks under mpirun (each rank takes an equal share). Default {Training.BatchSize}.";
 
     /// <summary><c>--data</c>.</summary>
     public static string Data => Invariant($"A UTF-8 text file to train on (the last {100 * Training.ValidationFraction:0}% held out for validation). Default: the built-in copy task.");

@@ -4,11 +4,13 @@ using Keel.Cuda.Cublas;
 using Keel.Cuda.CublasLt;
 using Keel.Cuda.Driver;
 using Keel.Cuda.Interop;
+using Keel.Cuda.Nccl;
+using Keel.Distributed.Mpi;
 using Keel.Cuda.Nvrtc;
 
 namespace Keel.Cli.Commands;
 
-[Verb("info", HelpText = "Show the runtime, each CUDA library found (path and version, or why not; the versions the driver allows and what was passed over), each GPU, and the architectures NVRTC can compile for.")]
+[Verb("info", HelpText = "Show the runtime, each CUDA library found (path and version, or why not; the versions the driver allows and what was passed over), MPI, each GPU, and the architectures NVRTC can compile for.")]
 internal sealed class InfoOptions
 {
 }
@@ -38,6 +40,10 @@ internal static class InfoCommand
         if (CudaLibraries.TryLoad(CudaLibrary.Nvrtc, out _, out _))
             output.WriteLine($"  NVRTC targets {string.Join(" ", NvrtcCompiler.SupportedArchitectures.Select(a => "sm_" + a))}");
 
+        output.WriteLine();
+        output.WriteLine(MpiLibrary.TryLoad(out var mpi)
+            ? $"MPI       {mpi} (several ranks: mpirun -np N keel train ...)"
+            : $"MPI       not found (needed only to train on several ranks); {mpi.Split(Environment.NewLine)[0]}");
         output.WriteLine();
         output.WriteLine("GPUs");
         foreach (var line in GpuLines()) output.WriteLine("  " + line);
@@ -83,6 +89,7 @@ internal static class InfoCommand
                 CudaLibrary.Cublas => CublasHandle.LibraryVersion.ToString(),
                 // cublasLtGetVersion encodes major·10000 + minor·100 + patch.
                 CudaLibrary.CublasLt => $"{CublasLtHandle.VersionNumber / 10000}.{CublasLtHandle.VersionNumber / 100 % 100}.{CublasLtHandle.VersionNumber % 100}",
+                CudaLibrary.Nccl => NcclCommunicator.Version.ToString(),
                 _ => "",
             };
         }

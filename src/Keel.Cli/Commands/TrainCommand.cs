@@ -1,6 +1,8 @@
 using CommandLine;
 using Keel.Cli.Plots;
+using Keel.Distributed.Mpi;
 using Keel.Native.Devices;
+using Keel.Native.Distributed;
 using Keel.Native.Memory;
 using Keel.Native.Model;
 using Keel.Native.Reference;
@@ -122,7 +124,7 @@ internal sealed class TrainOptions : ModelOptions
     [Option("out", HelpText = "Run folder (metrics.jsonl, loss.png, checkpoint/). Default runs/<date-time>.")]
     public string? Output { get; init; }
 
-    [Option("resume", HelpText = "Continue the run in this folder (or its checkpoint/ folder) exactly where it stopped, with its own model, data and training options; only --device, --memory, --budget, --no-graphs and --profile may be given with it.")]
+    [Option("resume", HelpText = "Continue the run in this folder (or its checkpoint/ folder) exactly where it stopped, with its own model, data and training options; only --device, --memory, --budget, --no-graphs, --zero and --profile may be given with it (and any number of ranks).")]
     public string? Resume { get; init; }
 
     [Option("steps", HelpText = nameof(HelpTexts.Steps), ResourceType = typeof(HelpTexts))]
@@ -158,6 +160,9 @@ internal sealed class TrainOptions : ModelOptions
     [Option("no-graphs", Default = false, HelpText = "On a GPU, launch every op of every step instead of replaying the step as a CUDA graph.")]
     public bool NoGraphs { get; init; }
 
+    [Option("zero", HelpText = "Under mpirun, how the training state is sharded over the ranks: 0 (every rank holds everything), 1 (AdamW moments and master-weight updates sharded), 2 (gradients sharded too). Default 0.")]
+    public int? ZeroStage { get; init; }
+
     /// <summary>The training options these options describe, defaults filled in (validated as they are set).</summary>
     public TrainingOptions TrainingOptions()
     {
@@ -177,12 +182,13 @@ internal sealed class TrainOptions : ModelOptions
         return WithResources(WarmupSteps is { } warmup ? options with { WarmupSteps = warmup } : options);
     }
 
-    /// <summary><paramref name="options"/> with the memory policy, budget and CUDA graphs given here (what a resumed run may change).</summary>
+    /// <summary><paramref name="options"/> with the memory policy, budget, CUDA graphs and ZeRO stage given here (what a resumed run may change).</summary>
     public TrainingOptions WithResources(TrainingOptions options) => options with
     {
         Memory = Memory is { } text ? Parsed(text, MemoryPolicy.Parse, nameof(Memory)) : options.Memory,
         MemoryBudget = Budget() ?? options.MemoryBudget,
         CudaGraphs = !NoGraphs && options.CudaGraphs,
+        ZeroStage = ZeroStage ?? options.ZeroStage,
     };
 }
 
@@ -191,73 +197,104 @@ internal static class TrainCommand
 {
     /// <summary>The options that may be given with --resume: they change neither the model nor the numbers.</summary>
     private static readonly string[] ResumeOptions =
-        [nameof(TrainOptions.Resume), nameof(TrainOptions.Device), nameof(TrainOptions.Memory), nameof(TrainOptions.MemoryBudget), nameof(TrainOptions.NoGraphs), nameof(TrainOptions.Profile)];
+        [nameof(TrainOptions.Resume), nameof(TrainOptions.Device), nameof(TrainOptions.Memory), nameof(TrainOptions.MemoryBudget), nameof(TrainOptions.NoGraphs), nameof(TrainOptions.ZeroStage), nameof(TrainOptions.Profile)];
 
+    /// <summary>Trains as one process, or as one rank of the job when an MPI launcher started the process (<see cref="RankedTrainCommand"/>).</summary>
     public static int Run(TrainOptions options, TextWriter output, TextWriter error)
     {
+        if (MpiSession.LaunchedBy() is not null) return RankedTrainCommand.Run(options, output, error);
         // Everything the user gave is checked, and the data read, before a device is opened.
-        var run = options.Resume is not null ? PrepareResume(options) : PrepareNew(options);
-        var opened = TrainingDevices.Open(options.Device, output);
-        var profiled = options.Profile ? new ProfiledDevice(opened) : null;
-        using var device = (IDevice?)profiled ?? opened;
-        Trainer trainer;
+        var run = Prepare(options);
+        using var device = OpenDevice(options, output, gpu: 0);
+        using var trainer = CreateTrainer(run, device, collectives: null, output);
+        return Train(trainer, run, device, output, error, primary: true);
+    }
+
+    /// <summary>The run the options describe (new or resumed), with its data read; everything checked, no device opened.</summary>
+    internal static PreparedRun Prepare(TrainOptions options) => options.Resume is not null ? PrepareResume(options) : PrepareNew(options);
+
+    /// <summary>The device the options ask for (GPU <paramref name="gpu"/> where a GPU is used), wrapped in the profiler with --profile.</summary>
+    internal static IDevice OpenDevice(TrainOptions options, TextWriter notices, int gpu)
+    {
+        var opened = TrainingDevices.Open(options.Device, notices, gpu);
+        return options.Profile ? new ProfiledDevice(opened) : opened;
+    }
+
+    /// <summary>The run's trainer: resumed from its checkpoint, or new and initialized from the seed.</summary>
+    internal static Trainer CreateTrainer(PreparedRun run, IDevice device, ICollectives? collectives, TextWriter output)
+    {
         if (run.Checkpoint is not null)
         {
-            trainer = Checkpoints.Resume(run.Checkpoint, device, run.Data, options: run.Training);
-            output.WriteLine($"Resuming {run.Folder} at step {trainer.CompletedSteps} of {trainer.Options.Steps}.");
+            var resumed = Checkpoints.Resume(run.Checkpoint, device, run.Data, options: run.Training, collectives: collectives);
+            output.WriteLine($"Resuming {run.Folder} at step {resumed.CompletedSteps} of {resumed.Options.Steps}.");
+            return resumed;
         }
-        else
+        var trainer = new Trainer(device, run.Config, run.Training, run.Data, collectives: collectives);
+        trainer.Initialize();
+        return trainer;
+    }
+
+    /// <summary>
+    /// Trains to the end and says where the files went: the header and the progress on <paramref name="output"/> (rank 0's
+    /// console, or another rank's log); the plot and the file list only from the <paramref name="primary"/> rank.
+    /// </summary>
+    internal static int Train(Trainer trainer, PreparedRun run, IDevice device, TextWriter output, TextWriter error, bool primary)
+    {
+        CreateRunFolder(run.Folder);
+        var profiled = device as ProfiledDevice;
+        var config = trainer.Model.Config;
+        output.WriteLine($"Device  {device.Name}");
+        if (trainer.Collectives is { } ranks)
+            output.WriteLine($"Ranks   {ranks.Size} (this is rank {ranks.Rank}), {ranks.Description}, {trainer.Model.Plan.Inventory.Sharding}; {trainer.Model.BatchSize} of each micro-batch's {trainer.Options.BatchSize} sequences per rank");
+        output.WriteLine($"Model   {config.Architecture}, L = {config.SubLayers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, " +
+                         $"FFN {config.FeedForward} {config.FeedForwardSize}, {config.Norm}Norm, {trainer.Model.Layout.ParameterCount:N0} parameters, {trainer.Model.Precision.Master}/{trainer.Model.Precision.Operand}");
+        output.WriteLine($"Data    {Describe(trainer.Data.Source)}: {trainer.Data.Train.Length:N0} training / {trainer.Data.Validation.Length:N0} validation tokens ({trainer.Data.Tokenizer.Kind})");
+        var plan = trainer.Model.Plan;
+        output.WriteLine($"Memory  {plan.Policy}: {ByteSize.Format(plan.TotalBytes)} planned{(trainer.Ranks > 1 ? " per rank" : "")} (activations {ByteSize.Format(plan.ArenaBytes)}, lower bound {ByteSize.Format(plan.ArenaLowerBound)}), recompute +{100 * plan.RecomputeFraction:0.0}% FLOPs" +
+                         (trainer.Options.MemoryBudget is { } budget ? $", budget {ByteSize.Format(budget)}" : ""));
+        output.WriteLine($"Graphs  {GraphsLine(trainer, device, profiled is not null)}");
+        output.WriteLine($"Train   {trainer.Options.Steps} steps × {trainer.TokensPerStep:N0} tokens, lr {trainer.Options.LearningRate:g3}, warm-up {trainer.Options.WarmupSteps}, seed {trainer.Options.Seed}");
+        var loop = new TrainingLoop(trainer, run.Folder, output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out))
         {
-            trainer = new Trainer(device, run.Config, run.Training, run.Data);
-            trainer.Initialize();
+            AfterStep = profiled is not null ? _ => profiled.Profile.Flush() : null,
+            Evaluating = profiled is not null ? evaluating => profiled.Paused = evaluating : null,
+        };
+        RunSummary summary;
+        try
+        {
+            summary = loop.Run();
         }
-        using (trainer)
+        catch (TrainingDivergedException e)
         {
-            CreateRunFolder(run.Folder);
-            var config = trainer.Model.Config;
-            output.WriteLine($"Device  {device.Name}");
-            output.WriteLine($"Model   {config.Architecture}, L = {config.SubLayers} sub-layers (alpha {config.ResidualScale:0.###}), hidden {config.Hidden}, heads {config.Heads}/{config.KvHeads}, " +
-                             $"FFN {config.FeedForward} {config.FeedForwardSize}, {config.Norm}Norm, {trainer.Model.Layout.ParameterCount:N0} parameters, {trainer.Model.Precision.Master}/{trainer.Model.Precision.Operand}");
-            output.WriteLine($"Data    {Describe(trainer.Data.Source)}: {trainer.Data.Train.Length:N0} training / {trainer.Data.Validation.Length:N0} validation tokens ({trainer.Data.Tokenizer.Kind})");
-            var plan = trainer.Model.Plan;
-            output.WriteLine($"Memory  {plan.Policy}: {ByteSize.Format(plan.TotalBytes)} planned (activations {ByteSize.Format(plan.ArenaBytes)}, lower bound {ByteSize.Format(plan.ArenaLowerBound)}), recompute +{100 * plan.RecomputeFraction:0.0}% FLOPs" +
-                             (trainer.Options.MemoryBudget is { } budget ? $", budget {ByteSize.Format(budget)}" : ""));
-            output.WriteLine($"Graphs  {GraphsLine(trainer, device, options.Profile)}");
-            output.WriteLine($"Train   {trainer.Options.Steps} steps × {trainer.TokensPerStep:N0} tokens, lr {trainer.Options.LearningRate:g3}, warm-up {trainer.Options.WarmupSteps}, seed {trainer.Options.Seed}");
-            var loop = new TrainingLoop(trainer, run.Folder, output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out))
+            // The loss and the norm are global, so every rank stops at the same step; rank 0 says why.
+            if (!primary)
             {
-                AfterStep = profiled is not null ? _ => profiled.Profile.Flush() : null,
-                Evaluating = profiled is not null ? evaluating => profiled.Paused = evaluating : null,
-            };
-            RunSummary summary;
-            try
-            {
-                summary = loop.Run();
-            }
-            catch (TrainingDivergedException e)
-            {
-                SavePlot(trainer, loop.History, run.Folder);
-                error.WriteLine($"keel: {e.Message}");
-                output.WriteLine($"Run files in {run.Folder}");
+                output.WriteLine($"keel: {e.Message}");
                 return 1;
             }
             SavePlot(trainer, loop.History, run.Folder);
-            output.WriteLine($"Done: loss {summary.FirstLoss:0.0000} -> {summary.LastLoss:0.0000}, validation {summary.ValidationLoss:0.0000}, {summary.TokensPerSecond:N0} tokens/s.");
-            if (profiled is not null)
-            {
-                output.WriteLine($"Profile of {trainer.CompletedSteps} steps ({loop.StepMilliseconds:0} ms), per device op{(device.Kind == DeviceKind.Cuda ? ", timed with CUDA events" : ", wall time")}:");
-                profiled.Profile.Write(output, loop.StepMilliseconds);
-                if (profiled.KernelLaunches is { } launches)
-                {
-                    output.WriteLine("Per kernel launch (GB/s and TFLOP/s from the bytes and FLOPs each launcher counts):");
-                    launches.Write(output, loop.StepMilliseconds);
-                }
-            }
-            output.WriteLine($"Run files in {summary.RunDirectory}:");
-            output.WriteLine($"  {TrainingLoop.MetricsFile}   per-step metrics");
-            output.WriteLine($"  {LossPlot.FileName}        loss curves");
-            output.WriteLine($"  {TrainingLoop.CheckpointFolder}/     weights, optimizer state, config (keel sample --checkpoint {summary.Checkpoint})");
+            error.WriteLine($"keel: {e.Message}");
+            output.WriteLine($"Run files in {run.Folder}");
+            return 1;
         }
+        if (primary) SavePlot(trainer, loop.History, run.Folder);
+        output.WriteLine($"Done: loss {summary.FirstLoss:0.0000} -> {summary.LastLoss:0.0000}, validation {summary.ValidationLoss:0.0000}, {summary.TokensPerSecond:N0} tokens/s.");
+        if (profiled is not null)
+        {
+            output.WriteLine($"Profile of {trainer.CompletedSteps} steps ({loop.StepMilliseconds:0} ms), per device op{(device.Kind == DeviceKind.Cuda ? ", timed with CUDA events" : ", wall time")}:");
+            profiled.Profile.Write(output, loop.StepMilliseconds);
+            if (profiled.KernelLaunches is { } launches)
+            {
+                output.WriteLine("Per kernel launch (GB/s and TFLOP/s from the bytes and FLOPs each launcher counts):");
+                launches.Write(output, loop.StepMilliseconds);
+            }
+        }
+        if (!primary) return 0;
+        output.WriteLine($"Run files in {summary.RunDirectory}:");
+        output.WriteLine($"  {TrainingLoop.MetricsFile}   per-step metrics");
+        output.WriteLine($"  {LossPlot.FileName}        loss curves");
+        output.WriteLine($"  {TrainingLoop.CheckpointFolder}/     weights, optimizer state, config (keel sample --checkpoint {summary.Checkpoint})");
+        if (trainer.Ranks > 1) output.WriteLine("  rank-K.log     the other ranks' output");
         return 0;
     }
 
@@ -272,13 +309,14 @@ internal static class TrainCommand
         trainer.UsesCudaGraphs ? "on: steps after the first replay one CUDA graph per micro-batch"
         : !trainer.Options.CudaGraphs ? "off (--no-graphs)"
         : profiling ? "off while profiling (every op is launched and timed on its own)"
-        : $"off: the {device.Kind} device has no CUDA graphs";
+        : device.GraphCapture is null ? $"off: the {device.Kind} device has no CUDA graphs"
+        : "off: ZeRO 2 reduces gradient buckets during the backward, which the graph would capture";
 
     /// <summary>The data source name that stands for the built-in task.</summary>
     internal const string SyntheticSource = "builtin:copy-task";
 
     /// <summary>What a run needs before a device is opened: its folder, model, options and data, and the checkpoint it resumes.</summary>
-    private sealed record PreparedRun(string Folder, ModelConfig Config, TrainingOptions Training, TokenDataset Data, string? Checkpoint);
+    internal sealed record PreparedRun(string Folder, ModelConfig Config, TrainingOptions Training, TokenDataset Data, string? Checkpoint);
 
     private static PreparedRun PrepareNew(TrainOptions options)
     {
@@ -298,7 +336,7 @@ internal static class TrainCommand
     {
         var ignored = OptionNames.Given(options).Where(o => !ResumeOptions.Contains(o.Property)).Select(o => o.Flag).ToList();
         if (ignored.Count > 0)
-            throw new ArgumentException($"continues the run with its own model, data and training options; {string.Join(", ", ignored)} cannot be given with it (only --device, --memory, --budget, --no-graphs and --profile can).", nameof(TrainOptions.Resume));
+            throw new ArgumentException($"continues the run with its own model, data and training options; {string.Join(", ", ignored)} cannot be given with it (only --device, --memory, --budget, --no-graphs, --zero and --profile can).", nameof(TrainOptions.Resume));
         var checkpoint = Checkpoints.Locate(options.Resume!);
         var (config, state) = Checkpoints.ReadConfig(checkpoint);
         var data = LoadData(state.DataSource, state.Tokenizer, state.Options.Seed, state.Options.ValidationFraction);

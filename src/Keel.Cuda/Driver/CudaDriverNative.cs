@@ -24,6 +24,7 @@ internal static unsafe partial class CudaDriverNative
 
     internal const int CUDA_SUCCESS = 0;
     internal const int CUDA_ERROR_NO_DEVICE = 100;
+    internal const int CUDA_ERROR_NOT_READY = 600;
 
     // Initialization, version, errors.
     [LibraryImport(Lib)] internal static partial int cuInit(uint flags);
@@ -71,6 +72,8 @@ internal static unsafe partial class CudaDriverNative
     [LibraryImport(Lib)] internal static partial int cuStreamCreate(out IntPtr stream, uint flags);
     [LibraryImport(Lib, EntryPoint = "cuStreamDestroy_v2")] internal static partial int cuStreamDestroy(IntPtr stream);
     [LibraryImport(Lib)] internal static partial int cuStreamSynchronize(CudaStream stream);
+    [LibraryImport(Lib)] internal static partial int cuStreamQuery(CudaStream stream);
+    [LibraryImport(Lib)] internal static partial int cuStreamWaitEvent(CudaStream stream, CudaEvent evt, uint flags);
     [LibraryImport(Lib)] internal static partial int cuEventCreate(out IntPtr evt, uint flags);
     [LibraryImport(Lib)] internal static partial int cuEventRecord(CudaEvent evt, CudaStream stream);
     [LibraryImport(Lib)] internal static partial int cuEventSynchronize(CudaEvent evt);

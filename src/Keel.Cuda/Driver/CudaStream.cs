@@ -33,6 +33,22 @@ public sealed unsafe class CudaStream : ContextBoundHandle
     /// <summary>Blocks until all work queued on this stream has finished.</summary>
     public void Synchronize() => CudaDriverNative.Check(CudaDriverNative.cuStreamSynchronize(this), "cuStreamSynchronize");
 
+    /// <summary>True when all work queued on this stream has finished (<c>cuStreamQuery</c>); never blocks. A failed kernel surfaces here.</summary>
+    public bool IsComplete()
+    {
+        var result = CudaDriverNative.cuStreamQuery(this);
+        if (result == CudaDriverNative.CUDA_ERROR_NOT_READY) return false;
+        CudaDriverNative.Check(result, "cuStreamQuery");
+        return true;
+    }
+
+    /// <summary>Makes the work queued on this stream from now on wait until <paramref name="evt"/>'s last recorded point has run (<c>cuStreamWaitEvent</c>); the host does not wait.</summary>
+    public void Wait(CudaEvent evt)
+    {
+        ArgumentNullException.ThrowIfNull(evt);
+        CudaDriverNative.Check(CudaDriverNative.cuStreamWaitEvent(this, evt, 0), "cuStreamWaitEvent");
+    }
+
     /// <summary>
     /// Queues a host-to-device copy of <paramref name="source"/> to the raw device address
     /// <paramref name="destination"/>. From pageable host memory the call returns once the data is staged, so

@@ -9,7 +9,7 @@ namespace Keel.Cuda.Interop;
 
 /// <summary>
 /// Finds and loads the CUDA libraries. Each binding declares a logical library name (<c>"cuda"</c>,
-/// <c>"nvrtc"</c>, <c>"cublas"</c>, <c>"cublasLt"</c>); this resolver maps it to a versioned soname found in
+/// <c>"nvrtc"</c>, <c>"cublas"</c>, <c>"cublasLt"</c>, <c>"nccl"</c>); this resolver maps it to a versioned soname found in
 /// the search places, in this order:
 /// <list type="number">
 /// <item><c>KEEL_CUDA_LIBRARY_PATH</c> (a <c>:</c>-separated list of folders);</item>
@@ -31,7 +31,7 @@ public static class CudaLibraries
     private static readonly Lazy<CudaDriverSupport> Support = new(ProbeDriverSupport);
 
     /// <summary>The logical names the bindings use in <c>[LibraryImport]</c>.</summary>
-    internal const string DriverName = "cuda", NvrtcName = "nvrtc", CublasName = "cublas", CublasLtName = "cublasLt";
+    internal const string DriverName = "cuda", NvrtcName = "nvrtc", CublasName = "cublas", CublasLtName = "cublasLt", NcclName = "nccl";
 
     /// <summary>
     /// Every library the resolver knows, one row each: its import name, an export that identifies it, the sonames to try
@@ -45,6 +45,8 @@ public static class CudaLibraries
         // even when the folder is known only to KEEL_CUDA_LIBRARY_PATH and not to the system loader.
         new(CudaLibrary.Cublas, CublasName, "cublasCreate_v2", CudaVersioned("libcublas.so", "13", "12", "11"), LoadFirst: CudaLibrary.CublasLt),
         new(CudaLibrary.CublasLt, CublasLtName, "cublasLtCreate", CudaVersioned("libcublasLt.so", "13", "12", "11")),
+        // NCCL keeps one soname across CUDA versions, so there is no CUDA major to match against the driver.
+        new(CudaLibrary.Nccl, NcclName, "ncclGetVersion", [new("libnccl.so.2"), new("libnccl.so")]),
     ];
 
     // The resolver must be in place before the first P/Invoke of this assembly runs, whoever calls it first.

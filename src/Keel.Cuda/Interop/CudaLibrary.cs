@@ -11,4 +11,6 @@ public enum CudaLibrary
     Cublas,
     /// <summary>cuBLASLt (<c>libcublasLt.so.13/.12/.11</c>).</summary>
     CublasLt,
+    /// <summary>NCCL, the collective communications library (<c>libnccl.so.2</c>), for training on several GPUs.</summary>
+    Nccl,
 }

@@ -46,6 +46,13 @@ public interface IDevice : IDisposable
     IGraphCapture? GraphCapture { get; }
 
     /// <summary>
+    /// The CUDA stream every op is queued on (its <see cref="Keel.Cuda.Driver.ContextBoundHandle.Context"/> is the
+    /// device's), for libraries that queue work in order with the device's own, such as NCCL's collectives; null on the
+    /// CPU and emulated devices, whose tensors live in host memory.
+    /// </summary>
+    Keel.Cuda.Driver.CudaStream? NativeStream { get; }
+
+    /// <summary>
     /// A new profiler with the clock that times this device's work: CUDA events on a GPU's stream (asynchronous, resolved at
     /// <see cref="KernelProfiler.Flush"/>), the host clock on devices that run synchronously. The caller owns it.
     /// </summary>

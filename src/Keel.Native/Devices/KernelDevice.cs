@@ -71,6 +71,9 @@ public abstract class KernelDevice : IDevice
     public virtual IGraphCapture? GraphCapture => null;
 
     /// <inheritdoc />
+    public virtual Keel.Cuda.Driver.CudaStream? NativeStream => null;
+
+    /// <inheritdoc />
     public virtual KernelProfiler CreateProfiler() => KernelProfiler.WallClock();
 
     /// <inheritdoc />

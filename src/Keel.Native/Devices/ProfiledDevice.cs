@@ -80,6 +80,10 @@ public sealed class ProfiledDevice : IDevice
     public IGraphCapture? GraphCapture => null;
 
     /// <inheritdoc />
+    /// <remarks>The inner device's: work queued there beside the ops (collectives) is not timed.</remarks>
+    public Keel.Cuda.Driver.CudaStream? NativeStream => _inner.NativeStream;
+
+    /// <inheritdoc />
     public KernelProfiler CreateProfiler() => _inner.CreateProfiler();
 
     /// <inheritdoc />

@@ -13,7 +13,7 @@ public enum DeviceChoice
     /// <summary>The C# reference ops on the CPU.</summary>
     Cpu,
 
-    /// <summary>GPU 0.</summary>
+    /// <summary>A GPU: 0, or a data-parallel rank's local rank.</summary>
     Cuda,
 
     /// <summary>The CUDA kernels run by the CPU emulator.</summary>
@@ -29,18 +29,21 @@ public enum DeviceChoice
 public static class TrainingDevices
 {
     /// <summary>
-    /// Opens <paramref name="choice"/>. <see cref="DeviceChoice.Auto"/> opens GPU 0 when there is one, and
-    /// otherwise writes a one-line notice saying why not to <paramref name="notices"/> and opens the CPU device.
+    /// Opens <paramref name="choice"/>. <see cref="DeviceChoice.Auto"/> opens GPU <paramref name="gpu"/> when there is a
+    /// GPU, and otherwise writes a one-line notice saying why not to <paramref name="notices"/> and opens the CPU device.
     /// </summary>
-    public static IDevice Open(DeviceChoice choice, TextWriter? notices = null)
+    /// <param name="choice">The device kind.</param>
+    /// <param name="notices">Where auto says why it fell back to the CPU; may be null.</param>
+    /// <param name="gpu">The GPU's ordinal (a data-parallel rank's local rank).</param>
+    public static IDevice Open(DeviceChoice choice, TextWriter? notices = null, int gpu = 0)
     {
         switch (choice)
         {
             case DeviceChoice.Cpu: return new CpuDevice();
-            case DeviceChoice.Cuda: return CudaDevice.Open();
+            case DeviceChoice.Cuda: return CudaDevice.Open(gpu);
             case DeviceChoice.Emulated: return EmulatedDevice.Open();
             case DeviceChoice.Auto:
-                if (Gpus.WhyNone() is not { } reason) return CudaDevice.Open();
+                if (Gpus.WhyNone() is not { } reason) return CudaDevice.Open(gpu);
                 notices?.WriteLine($"No GPU ({reason}); using the CPU device.");
                 return new CpuDevice();
             default:

@@ -1,3 +1,4 @@
+using Keel.Native.Distributed;
 using Keel.Native.Kernels;
 using Keel.Native.Kernels.Launchers;
 using Keel.Native.Model;
@@ -51,12 +52,22 @@ internal sealed record InventoryTensor(ActivationSpec Spec, ForwardOp Producer)
 /// </param>
 public sealed record Workspace(string Name, long Bytes, KernelScratch? Scratch = null);
 
+/// <summary>One allocation of a step's static state (parameters, gradients, optimizer state, operand copy), as the model or the optimizer makes it.</summary>
+/// <param name="Name">What it holds.</param>
+/// <param name="Bytes">Its size.</param>
+public sealed record StaticBuffer(string Name, long Bytes);
+
 /// <summary>
 /// Everything one training step of a model keeps in device memory, tensor by tensor: for each sub-layer every tensor its
 /// forward produces (shape, element type, whether the backward needs it, the FLOPs and bytes to recompute it), the model's
 /// own state and scratch, the parameters, gradients and optimizer state, and the workspaces of the GEMM library and the
 /// kernels. The planner sizes the arena from these very specs (the ones the model allocates from), so a plan's figures are
 /// what the model will allocate.
+/// <para>
+/// In a data-parallel run the inventory is one rank's: <see cref="BatchSize"/> is the rank's share of the global batch,
+/// and the <see cref="Sharding"/> decides which of the static buffers are whole and which are the rank's shard (see
+/// <see cref="StaticBuffers"/>).
+/// </para>
 /// </summary>
 public sealed class MemoryInventory
 {
@@ -65,8 +76,12 @@ public sealed class MemoryInventory
     private readonly IReadOnlyList<InventoryTensor>?[] _bySubLayer;
     private double? _chainForwardFlops;
 
-    /// <summary>Takes stock of <paramref name="config"/> (validated) at <paramref name="precision"/> for batches of <paramref name="batchSize"/> sequences on <paramref name="target"/>.</summary>
-    public MemoryInventory(ModelConfig config, ModelPrecision precision, int batchSize, MemoryTarget target)
+    /// <summary>
+    /// Takes stock of <paramref name="config"/> (validated) at <paramref name="precision"/> for batches of
+    /// <paramref name="batchSize"/> sequences on <paramref name="target"/>, as one rank of <paramref name="sharding"/>
+    /// (default: one process).
+    /// </summary>
+    public MemoryInventory(ModelConfig config, ModelPrecision precision, int batchSize, MemoryTarget target, Sharding? sharding = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(precision);
@@ -78,11 +93,32 @@ public sealed class MemoryInventory
         Precision = precision;
         BatchSize = batchSize;
         Target = target;
+        Sharding = sharding ?? Sharding.None;
         var master = precision.Master.SizeOf();
-        ParameterBytes = Layout.Length * master;
-        GradientBytes = ParameterBytes;
-        OptimizerStateBytes = 2 * ParameterBytes + 2 * sizeof(float);
+        FlatLength = Sharding.PaddedLength(Layout.Length);
+        var shard = Sharding.ShardsOptimizer ? Sharding.ShardLength(Layout.Length) : FlatLength;
+        Buckets = Sharding.ShardsGradients ? new GradientBuckets(Layout, FlatLength) : null;
+        var buffers = new List<StaticBuffer> { new("parameters", FlatLength * master) };
+        if (Buckets is { } b)
+        {
+            buffers.Add(new("resident gradients", b.ResidentLength * master));
+            buffers.Add(new("gradient bucket slots", b.Slots * b.SlotLength * master));
+        }
+        else
+        {
+            buffers.Add(new("gradients", FlatLength * master));
+        }
+        if (Sharding.ShardsOptimizer) buffers.Add(new("gradient shard", shard * master));
+        buffers.Add(new("first moment", shard * master));
+        buffers.Add(new("second moment", shard * master));
+        buffers.Add(new("gradient norm and clip factor", 2 * sizeof(float)));
         OperandCopyBytes = precision.HasOperandCopy ? Layout.Length * precision.Operand.SizeOf() : 0;
+        if (OperandCopyBytes > 0) buffers.Add(new("operand copy", OperandCopyBytes));
+        StaticBuffers = buffers;
+        ParameterBytes = FlatLength * master;
+        GradientBytes = (Buckets?.StorageLength ?? FlatLength) * master;
+        GradientShardBytes = Sharding.ShardsOptimizer ? shard * master : 0;
+        OptimizerStateBytes = 2 * shard * master + 2 * sizeof(float);
         StateSpecs = KeelModel.StateSpecs(Layout, precision, batchSize);
         ScratchSpecs = KeelModel.ScratchSpecs(config, precision, batchSize);
         Workspaces = WorkspacesOf(Layout, batchSize, target);
@@ -109,20 +145,35 @@ public sealed class MemoryInventory
     /// <summary>The parameter layout.</summary>
     public ParameterLayout Layout { get; }
 
-    /// <summary>Master parameters.</summary>
+    /// <summary>How the training state is spread over data-parallel ranks (<see cref="Sharding.None"/> for one process).</summary>
+    public Sharding Sharding { get; }
+
+    /// <summary>Elements of the flat parameter and gradient buffers: the layout's, padded to whole shards.</summary>
+    public long FlatLength { get; }
+
+    /// <summary>The gradient buckets under ZeRO stage 2 on several ranks; null when the gradients are one flat buffer.</summary>
+    public GradientBuckets? Buckets { get; }
+
+    /// <summary>Master parameters (every rank holds them all: the model reads them, and a rank updates its shard in place).</summary>
     public long ParameterBytes { get; }
 
-    /// <summary>Gradients (master type, laid out like the parameters).</summary>
+    /// <summary>Gradients as the backward writes them (master type): the flat buffer, or under ZeRO 2 the resident part and the bucket slots.</summary>
     public long GradientBytes { get; }
 
-    /// <summary>AdamW's two moments (master type) and its norm/clip pair.</summary>
+    /// <summary>The rank's shard of the reduced gradients (ZeRO 1 and 2), or 0.</summary>
+    public long GradientShardBytes { get; }
+
+    /// <summary>AdamW's two moments (master type; the rank's shard under ZeRO 1 and 2) and its norm/clip pair.</summary>
     public long OptimizerStateBytes { get; }
 
     /// <summary>The operand-typed copy of the parameters the GEMMs read (bf16 on GPUs), or 0.</summary>
     public long OperandCopyBytes { get; }
 
     /// <summary>Parameters, gradients, optimizer state and operand copy: what the step needs whatever the plan.</summary>
-    public long StaticBytes => ParameterBytes + GradientBytes + OptimizerStateBytes + OperandCopyBytes;
+    public long StaticBytes => StaticBuffers.Sum(b => b.Bytes);
+
+    /// <summary>The static state as the allocations the model and the optimizer make, one per entry.</summary>
+    public IReadOnlyList<StaticBuffer> StaticBuffers { get; }
 
     /// <summary>Workspaces beyond the activations (see <see cref="Workspace"/>).</summary>
     public IReadOnlyList<Workspace> Workspaces { get; }

@@ -14,9 +14,7 @@ public sealed class MemoryPlan
         Schedule = schedule;
         Arena = arena;
         var target = inventory.Target;
-        var p = inventory.ParameterBytes;
-        // One allocation each: parameters, gradients, the two moments, AdamW's norm/clip pair, the operand copy, the arena.
-        StaticBytes = target.Allocated(p) * 4 + target.Allocated(2 * sizeof(float)) + target.Allocated(inventory.OperandCopyBytes);
+        StaticBytes = inventory.StaticBuffers.Sum(b => target.Allocated(b.Bytes));
         WorkspaceBytes = inventory.Workspaces.Sum(w => target.Allocated(w.Bytes));
         RecomputeFlops = Math.Max(0, schedule.ForwardFlops - inventory.ChainForwardFlops);
     }

@@ -82,16 +82,16 @@ public static class MemoryPlanner
 
     /// <summary>
     /// The largest even number of sub-layers, at most the config's, with which the model (otherwise unchanged) fits
-    /// <paramref name="budget"/> under <see cref="Auto"/>; 0 when not even two fit. Auto finds a plan exactly when the
+    /// <paramref name="budget"/> under <see cref="Auto"/> (on each of <paramref name="sharding"/>'s ranks); 0 when not even two fit. Auto finds a plan exactly when the
     /// plan needing the least memory (<see cref="Smallest"/>) fits, so that is what each candidate depth is checked with:
     /// first the deepest whose static state alone fits, then shallower ones, stepping down by as many sub-layer pairs as
     /// the overshoot is worth in static state (whose size is the same for every pair).
     /// </summary>
-    public static int LargestDepth(ModelConfig config, ModelPrecision precision, int batchSize, MemoryTarget target, long budget)
+    public static int LargestDepth(ModelConfig config, ModelPrecision precision, int batchSize, MemoryTarget target, long budget, Distributed.Sharding? sharding = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(target);
-        MemoryInventory Inventory(int layers) => new(config with { SubLayers = layers }, precision, batchSize, target);
+        MemoryInventory Inventory(int layers) => new(config with { SubLayers = layers }, precision, batchSize, target, sharding);
         // Every pair adds the same parameter tensors at the same alignment, so the static state is affine in the pairs.
         long two = Inventory(2).StaticBytes + target.ContextAllowanceBytes, perPair = Math.Max(1, Inventory(4).StaticBytes + target.ContextAllowanceBytes - two);
         var pairs = two > budget ? 0 : (int)Math.Min(config.SubLayers / 2, 1 + (budget - two) / perPair);

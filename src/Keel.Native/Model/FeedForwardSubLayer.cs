@@ -32,15 +32,18 @@ public sealed class FeedForwardSubLayer : SubLayer
     internal static IEnumerable<ActivationSpec> ScratchSpecs(ModelConfig config, ModelPrecision precision, int batch) =>
         BranchSpecs(config, precision, batch).Select(a => a with { Name = "d_" + a.Name, NeededByBackward = false });
 
-    /// <summary>The matrix the first GEMM reads: [gate; up] as one [2F, H] matrix for SwiGLU, up [F, H] for GELU.</summary>
-    private Tensor InputWeights(Tensor flat)
+    /// <summary>
+    /// The matrix the first GEMM reads, as weights or as their gradients: [gate; up] as one [2F, H] matrix for SwiGLU (the
+    /// two are adjacent in the flat layout), up [F, H] for GELU.
+    /// </summary>
+    private Tensor InputWeights(bool gradients)
     {
         var layout = Context.Layout;
-        var up = layout.UpProjections[_block];
-        if (!_swiGlu) return layout.View(flat, up);
-        var gate = layout.Tensors[up - 1];
+        var up = layout.Tensors[layout.UpProjections[_block]];
         var c = Context.Config;
-        return flat.Slice(gate.Offset, 2L * gate.Length).Reshape(new TensorShape(2L * c.FeedForwardSize, c.Hidden));
+        var (offset, length) = _swiGlu ? (layout.Tensors[layout.UpProjections[_block] - 1].Offset, 2L * up.Length) : (up.Offset, up.Length);
+        var shape = new TensorShape(length / c.Hidden, c.Hidden);
+        return (gradients ? Context.GradientRange(offset, length) : Context.Operands.Slice(offset, length)).Reshape(shape);
     }
 
     /// <summary>h = silu(g) ⊙ u (or GELU(u)) from the pre-activation alone: the activation a memory plan recomputes instead of keeping.</summary>
@@ -53,7 +56,7 @@ public sealed class FeedForwardSubLayer : SubLayer
     private protected override void BranchForward(Tensor z, Tensor f, Tensor[] saved)
     {
         Tensor pre = saved[Pre], h = saved[H];
-        Device.Gemm(z, false, InputWeights(Context.Operands), true, pre);
+        Device.Gemm(z, false, InputWeights(gradients: false), true, pre);
         Activate(pre, h);
         Device.Gemm(h, false, Context.Weight(Context.Layout.DownProjections[_block]), true, f);
     }
@@ -67,7 +70,7 @@ public sealed class FeedForwardSubLayer : SubLayer
         Device.Gemm(df, false, Context.Weight(down), false, dh);
         if (_swiGlu) Device.SwiGluBackward(pre, dh, dPre);
         else Device.GeluBackward(pre, dh, dPre);
-        Device.Gemm(dPre, true, z, false, InputWeights(Context.Gradients), beta: 1f);
-        Device.Gemm(dPre, false, InputWeights(Context.Operands), false, dz);
+        Device.Gemm(dPre, true, z, false, InputWeights(gradients: true), beta: 1f);
+        Device.Gemm(dPre, false, InputWeights(gradients: false), false, dz);
     }
 }

@@ -30,12 +30,17 @@ namespace Keel.Native.Model;
 /// policy computes the same losses and gradients (bit for bit on the CPU device): a recomputed tensor is the output of
 /// the same deterministic op on the same inputs, and the backward runs in the same order.
 /// </para>
+/// <para>
+/// The plan also says how the flat buffers are laid out for a data-parallel run (<see cref="MemoryInventory.Sharding"/>):
+/// padded to whole shards, and under ZeRO stage 2 with the gradients in <see cref="GradientBuckets"/> instead of one flat
+/// buffer, each sub-layer's backward framed by the calls of <see cref="BucketObserver"/>.
+/// </para>
 /// </summary>
 public sealed class KeelModel : IDisposable
 {
     private readonly ModelContext _context;
-    private readonly DeviceBuffer _parameters, _gradients, _arena;
-    private readonly DeviceBuffer? _operands;
+    private readonly DeviceBuffer _parameters, _arena;
+    private readonly DeviceBuffer? _operands, _gradients, _residentGradients, _gradientSlots;
     private readonly SubLayer[] _subLayers;
     private readonly BoundOp[] _ops, _tapedForwards;
     private readonly int _forwardOps;
@@ -76,12 +81,21 @@ public sealed class KeelModel : IDisposable
         Device = device;
         BatchSize = batchSize;
         var owned = new List<IDisposable>();
+        var flat = new TensorShape(Plan.Inventory.FlatLength);
+        var buckets = Plan.Inventory.Buckets;
         try
         {
-            var shape = new TensorShape(Layout.Length);
-            _parameters = Own(owned, device.Allocate(precision.Master, shape));
-            _gradients = Own(owned, device.Allocate(precision.Master, shape));
-            _operands = precision.HasOperandCopy ? Own(owned, device.Allocate(precision.Operand, shape)) : null;
+            _parameters = Own(owned, device.Allocate(precision.Master, flat));
+            if (buckets is null)
+            {
+                _gradients = Own(owned, device.Allocate(precision.Master, flat));
+            }
+            else
+            {
+                _residentGradients = Own(owned, device.Allocate(precision.Master, new TensorShape(buckets.ResidentLength)));
+                _gradientSlots = Own(owned, device.Allocate(precision.Master, new TensorShape(buckets.Slots * buckets.SlotLength)));
+            }
+            _operands = precision.HasOperandCopy ? Own(owned, device.Allocate(precision.Operand, new TensorShape(Layout.Length))) : null;
             // One allocation for every activation; its size is a multiple of the plan's alignment, so of 4 bytes.
             _arena = Own(owned, device.Allocate(DType.Float32, new TensorShape(Math.Max(1, Plan.Arena.Bytes / sizeof(float)))));
             // The kernels' scratch the plan counted, which the device keeps: reserved now, so that no op allocates and a
@@ -94,11 +108,14 @@ public sealed class KeelModel : IDisposable
             for (var i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
             throw;
         }
+        // The padding that makes whole shards stays zero: the ranks gather and write it like any other element.
+        if (Plan.Inventory.FlatLength > Layout.Length) device.Clear(_parameters.Tensor.Slice(Layout.Length, Plan.Inventory.FlatLength - Layout.Length));
         _inputStage = Layout.ResidualNorm(-1);
         _formInput = new ResidualNormOptions[config.SubLayers];
         for (var l = 0; l < config.SubLayers; l++)
             _formInput[l] = l == 0 ? _inputStage : _inputStage with { InputNorm = Layout.InputNorm(l) is not null };
-        _context = new ModelContext(device, config, precision, Layout, batchSize, _parameters, _operands ?? _parameters, _gradients);
+        _context = new ModelContext(device, config, precision, Layout, batchSize, Parameters, _operands?.Tensor ?? Parameters, _gradients?.Tensor ?? default,
+                                    buckets, _residentGradients?.Tensor ?? default, _gradientSlots?.Tensor ?? default);
         _subLayers = new SubLayer[config.SubLayers];
         for (var l = 0; l < config.SubLayers; l++)
             _subLayers[l] = l % 2 == 0 ? new AttentionSubLayer(_context, l) : new FeedForwardSubLayer(_context, l);
@@ -113,11 +130,11 @@ public sealed class KeelModel : IDisposable
         _yScratch = Named("y_scratch");
         _dLogits = Named("d_logits");
         _head = Layout.PaddedView(_context.Operands, Layout.LmHead);
-        _headGradient = Layout.PaddedView(_gradients, Layout.LmHead);
+        _headGradient = _context.PaddedGradient(Layout.LmHead);
         _dx = [Named("dx_0"), Named("dx_1")];
         _dz = [Named("dz_0"), Named("dz_1")];
         _inputNorm = Layout.View(_parameters, Layout.InputNorm(0));
-        _inputNormGradients = Layout.View(_gradients, Layout.InputNorm(0));
+        _inputNormGradients = _context.GradientNorm(Layout.InputNorm(0));
         _inputStatistics = new NormStatistics(default, default, Named("mean_in"), Named("rstd_in"));
         _formStatistics = new NormStatistics(default, default, Named("form_mean"), Named("form_rstd"));
         var bound = new Dictionary<IReadOnlyList<TensorRef>, Tensor[]>(ReferenceEqualityComparer.Instance);
@@ -130,7 +147,8 @@ public sealed class KeelModel : IDisposable
 
         _lossesFloat = precision.Master == DType.Float32 ? new float[Tokens] : [];
         _lossesDouble = precision.Master == DType.Float64 ? new double[Tokens] : [];
-        AllocatedBytes = Layout.Length * (2L * precision.Master.SizeOf() + (precision.HasOperandCopy ? precision.Operand.SizeOf() : 0)) + _arena.Tensor.ByteLength;
+        GradientBytes = (_gradients?.Tensor.ByteLength ?? 0) + (_residentGradients?.Tensor.ByteLength ?? 0) + (_gradientSlots?.Tensor.ByteLength ?? 0);
+        AllocatedBytes = _parameters.Tensor.ByteLength + GradientBytes + (_operands?.Tensor.ByteLength ?? 0) + _arena.Tensor.ByteLength;
 
         Tensor Named(string name) => schedule.Named.TryGetValue(name, out var r) ? View(r) : default;
     }
@@ -160,10 +178,34 @@ public sealed class KeelModel : IDisposable
     public IReadOnlyList<SubLayer> SubLayers => _subLayers;
 
     /// <summary>The flat master parameters [<see cref="ParameterLayout.Length"/>].</summary>
-    public Tensor Parameters => _parameters;
+    public Tensor Parameters => _parameters.Tensor.Slice(0, Layout.Length);
 
-    /// <summary>The flat gradients, laid out like the parameters.</summary>
-    public Tensor Gradients => _gradients;
+    /// <summary>The flat gradients, laid out like the parameters; empty when they pass through <see cref="GradientBuckets"/>.</summary>
+    public Tensor Gradients => _gradients?.Tensor.Slice(0, Layout.Length) ?? default;
+
+    /// <summary>The parameters with the padding that makes whole shards (<see cref="MemoryInventory.FlatLength"/>); it stays zero.</summary>
+    internal Tensor FlatParameters => _parameters;
+
+    /// <summary>The flat gradients with the padding of <see cref="FlatParameters"/>; empty when they pass through <see cref="GradientBuckets"/>.</summary>
+    internal Tensor FlatGradients => _gradients?.Tensor ?? default;
+
+    /// <summary>Under ZeRO stage 2 on several ranks, where the gradients live (null when they are one flat buffer).</summary>
+    public GradientBuckets? GradientBuckets => Plan.Inventory.Buckets;
+
+    /// <summary>The resident part of bucketed gradients (the prefix, then the suffix; <see cref="Model.GradientBuckets.Resident"/>).</summary>
+    internal Tensor ResidentGradients => _residentGradients?.Tensor ?? default;
+
+    /// <summary>Bucket slot <paramref name="slot"/> of bucketed gradients.</summary>
+    internal Tensor GradientSlot(int slot) => _gradientSlots!.Tensor.Slice(slot * GradientBuckets!.SlotLength, GradientBuckets.SlotLength);
+
+    /// <summary>
+    /// With bucketed gradients, told before and after each sub-layer's backward: it clears (or primes) the sub-layer's slot
+    /// before, and takes the gradients out of it after. Required when <see cref="GradientBuckets"/> is set.
+    /// </summary>
+    internal IGradientBucketObserver? BucketObserver { get; set; }
+
+    /// <summary>Bytes of the gradient buffers (flat, or resident and slots).</summary>
+    public long GradientBytes { get; }
 
     /// <summary>The operand-typed copy of the parameters the GEMMs read, or empty when the GEMMs read <see cref="Parameters"/>.</summary>
     public Tensor OperandParameters => _operands?.Tensor ?? default;
@@ -187,7 +229,7 @@ public sealed class KeelModel : IDisposable
     /// <summary>x0, the embedding output [tokens, hidden].</summary>
     public Tensor Embedded => _x0;
 
-    /// <summary>Bytes this model allocated on the device: parameters, gradients, operand copy and the activation arena.</summary>
+    /// <summary>Bytes this model allocated on the device: parameters, gradients, operand copy and the activation arena (the plan's figures exactly).</summary>
     public long AllocatedBytes { get; }
 
     /// <summary>The scratch tensors shared by all sub-layers (not kept between them), for a memory planner.</summary>
@@ -303,7 +345,9 @@ public sealed class KeelModel : IDisposable
     public void ReadParameters<T>(Span<T> flat) where T : unmanaged, INumberBase<T> => CopyOut(Parameters, flat);
 
     /// <summary>Copies the flat gradients to the host (converted to <typeparamref name="T"/>, float or double).</summary>
-    public void ReadGradients<T>(Span<T> flat) where T : unmanaged, INumberBase<T> => CopyOut(Gradients, flat);
+    /// <exception cref="InvalidOperationException">The gradients pass through buckets (no flat copy exists).</exception>
+    public void ReadGradients<T>(Span<T> flat) where T : unmanaged, INumberBase<T> =>
+        CopyOut(_gradients is not null ? Gradients : throw new InvalidOperationException("The gradients pass through buckets (ZeRO stage 2); there is no flat copy to read."), flat);
 
     /// <summary>Re-derives the operand-typed copy from the master parameters (after the host changed them).</summary>
     public void RefreshOperands()
@@ -311,8 +355,8 @@ public sealed class KeelModel : IDisposable
         if (_operands is not null) Device.Convert(Parameters, _operands);
     }
 
-    /// <summary>Sets every gradient to zero (once per optimizer step: every backward accumulates).</summary>
-    public void ZeroGradients() => Device.Clear(Gradients);
+    /// <summary>Sets every gradient to zero (once per optimizer step: every backward accumulates); bucket slots are the observer's to clear.</summary>
+    public void ZeroGradients() => Device.Clear(_gradients ?? _residentGradients!);
 
     /// <summary>Copies a batch to the device: token ids and targets, each [tokens] (targets may be −1 to ignore a position).</summary>
     public void SetBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets)
@@ -341,7 +385,13 @@ public sealed class KeelModel : IDisposable
     }
 
     /// <summary>Back-propagates from the dLogits a training <see cref="Forward"/> left, accumulating into <see cref="Gradients"/> (recomputing what the plan dropped).</summary>
-    public void Backward() => Run(_forwardOps, _ops.Length);
+    /// <exception cref="InvalidOperationException">The gradients pass through buckets and no <see cref="BucketObserver"/> takes them.</exception>
+    public void Backward()
+    {
+        if (GradientBuckets is not null && BucketObserver is null)
+            throw new InvalidOperationException("The gradients pass through buckets (ZeRO stage 2), and no observer takes them out of the slots.");
+        Run(_forwardOps, _ops.Length);
+    }
 
     /// <summary>
     /// Writes z_l = N_in_l(x_l) (or z_l = x_l in operand type when sub-layer <paramref name="subLayer"/> has no
@@ -401,7 +451,9 @@ public sealed class KeelModel : IDisposable
     {
         _arena.Dispose();
         _operands?.Dispose();
-        _gradients.Dispose();
+        _gradientSlots?.Dispose();
+        _residentGradients?.Dispose();
+        _gradients?.Dispose();
         _parameters.Dispose();
     }
 
@@ -449,7 +501,9 @@ public sealed class KeelModel : IDisposable
                 case StepOpKind.Backward:
                 {
                     var current = 1 - _previous;
+                    BucketObserver?.BeforeBackward(l);
                     _subLayers[l].Backward(op.X, op.Z, op.Saved, _dy, _dzNext, _dx[current], _dz[current], op.Scratch);
+                    BucketObserver?.AfterBackward(l);
                     (_dy, _dzNext, _previous) = (_dx[current], _dz[current], current);
                     break;
                 }

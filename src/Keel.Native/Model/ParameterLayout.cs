@@ -229,5 +229,6 @@ public sealed class ParameterLayout
         return _tensors.Count - 1;
     }
 
-    private static long Align(long elements) => (elements + Alignment - 1) / Alignment * Alignment;
+    /// <summary><paramref name="elements"/> rounded up to the layout's tensor alignment (64 elements).</summary>
+    internal static long Align(long elements) => (elements + Alignment - 1) / Alignment * Alignment;
 }

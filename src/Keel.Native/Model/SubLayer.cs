@@ -31,8 +31,8 @@ public abstract class SubLayer
         var nextInNorm = layout.NextInputNorm(index);
         _outNorm = layout.View(context.Parameters, layout.OutputNorm(index));
         _nextInNorm = layout.View(context.Parameters, nextInNorm);
-        _outNormGradients = layout.View(context.Gradients, layout.OutputNorm(index));
-        _nextInNormGradients = layout.View(context.Gradients, nextInNorm);
+        _outNormGradients = context.GradientNorm(layout.OutputNorm(index));
+        _nextInNormGradients = context.GradientNorm(nextInNorm);
         Saved = ActivationSpecs(kind, context.Config, context.Precision, context.Batch, Residual);
         _f = IndexOf("f");
         _xOut = IndexOf("x_out");

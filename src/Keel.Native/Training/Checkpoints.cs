@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Keel.Native.Devices;
+using Keel.Native.Distributed;
 using Keel.Native.Model;
 using Keel.Native.Numerics;
 
@@ -37,6 +38,16 @@ public sealed record TrainerState(int Step, int UpdateCount, int ConsecutiveBadS
 /// Both tensor files also carry the step in their metadata and loading checks it against the trainer state, so
 /// files from different checkpoints put together by hand are reported, not used.
 /// </para>
+/// <para>
+/// A data-parallel run writes one checkpoint in the same format, together (every rank calls <see cref="Save"/>; the run
+/// folder is shared): rank 0 makes the partial folder and writes the weights (every rank holds them all), the config, the
+/// state and the optimizer file's header at its full size; then each rank that holds moments (each its shard under ZeRO 1
+/// and 2, rank 0 alone otherwise) writes them into that file at their places, and flushes; rank 0 puts the folder in place
+/// only after a barrier that every rank reaches after flushing, so a rank that fails or dies at any point leaves the previous
+/// checkpoint whole. The file names each moment tensor by its parameter, whatever the shards were, so
+/// <see cref="Resume"/> reads any rank's range of it: a run resumes on another number of ranks, or at another ZeRO stage,
+/// as it does on the same.
+/// </para>
 /// </summary>
 /// <example>
 /// <code>
@@ -68,15 +79,23 @@ public static class Checkpoints
 
     private const string StepKey = "step";
 
-    /// <summary>Writes <paramref name="trainer"/>'s model, optimizer and state as the checkpoint <paramref name="directory"/>, replacing it as a whole.</summary>
+    /// <summary>
+    /// Writes <paramref name="trainer"/>'s model, optimizer and state as the checkpoint <paramref name="directory"/>, replacing
+    /// it as a whole; in a data-parallel run every rank calls it, with the same folder.
+    /// </summary>
     public static void Save(Trainer trainer, string directory)
     {
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(directory);
+        var ranks = trainer.Collectives;
+        var primary = trainer.Rank == 0;
         var final = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
         var partial = final + PartialSuffix;
-        if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
-        Directory.CreateDirectory(partial);
+        if (primary)
+        {
+            if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
+            Directory.CreateDirectory(partial);
+        }
 
         var model = trainer.Model;
         var metadata = new Dictionary<string, string>
@@ -85,22 +104,35 @@ public static class Checkpoints
             [StepKey] = trainer.CompletedSteps.ToString(CultureInfo.InvariantCulture),
             ["producer"] = "Keel.Native",
         };
-        WriteTensors(Path.Combine(partial, ModelFile), model.Device, model.Layout, [("", model.Parameters)], metadata);
-        WriteTensors(Path.Combine(partial, OptimizerFile), model.Device, model.Layout,
-                     [("exp_avg.", trainer.Optimizer.FirstMoment), ("exp_avg_sq.", trainer.Optimizer.SecondMoment)], metadata);
-        AtomicFile.WriteText(Path.Combine(partial, ConfigFile), model.Config.ToJson());
-        var state = new TrainerState(trainer.CompletedSteps, trainer.Optimizer.UpdateCount, trainer.ConsecutiveBadSteps, trainer.Data.Tokenizer.Kind, trainer.Data.Source, trainer.Options);
-        AtomicFile.WriteText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(state, ModelConfig.JsonOptions));
-
-        var previous = final + PreviousSuffix;
-        if (Directory.Exists(final))
+        var optimizer = trainer.Optimizer;
+        var optimizerPath = Path.Combine(partial, OptimizerFile);
+        var moments = SafeTensorsLayout.Of(Entries(model.Layout, optimizer.FirstMoment.DType, MomentPrefixes), metadata);
+        if (primary)
         {
-            // A complete checkpoint stands in place, so an older one beside it is stale.
-            if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
-            Directory.Move(final, previous);
+            WriteTensors(Path.Combine(partial, ModelFile), model.Device, model.Layout, [("", model.Parameters)], metadata);
+            moments.Create(optimizerPath);
+            AtomicFile.WriteText(Path.Combine(partial, ConfigFile), model.Config.ToJson());
+            var state = new TrainerState(trainer.CompletedSteps, optimizer.UpdateCount, trainer.ConsecutiveBadSteps, trainer.Data.Tokenizer.Kind, trainer.Data.Source, trainer.Options);
+            AtomicFile.WriteText(Path.Combine(partial, StateFile), JsonSerializer.Serialize(state, ModelConfig.JsonOptions));
         }
-        Directory.Move(partial, final);
-        if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
+        // The folder and the optimizer file exist before the other ranks write into it.
+        ranks?.Barrier();
+        if (optimizer.IsSharded || primary) WriteMoments(optimizerPath, moments, model, optimizer);
+        // Every rank's part is on disk before the checkpoint takes its place.
+        ranks?.Barrier();
+        if (primary)
+        {
+            var previous = final + PreviousSuffix;
+            if (Directory.Exists(final))
+            {
+                // A complete checkpoint stands in place, so an older one beside it is stale.
+                if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
+                Directory.Move(final, previous);
+            }
+            Directory.Move(partial, final);
+            if (Directory.Exists(previous)) Directory.Delete(previous, recursive: true);
+        }
+        ranks?.Barrier();
     }
 
     /// <summary>
@@ -179,31 +211,31 @@ public static class Checkpoints
     /// <param name="data">The run's data, tokenized as the state says (<see cref="TrainerState.Tokenizer"/>).</param>
     /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
     /// <param name="options">
-    /// The saved options with another memory policy, budget or CUDA graphs setting (none of which changes the results);
-    /// null for the saved options.
+    /// The saved options with another memory policy, budget, CUDA graphs setting or ZeRO stage (none of which changes the
+    /// results); null for the saved options.
     /// </param>
+    /// <param name="collectives">The ranks of a data-parallel run (any number, each reads its own shard of the moments), or null for one process.</param>
     /// <exception cref="ArgumentException">
     /// <paramref name="options"/> differs from the saved options in anything else, or <paramref name="data"/> was made by another tokenizer.
     /// </exception>
-    public static Trainer Resume(string directory, IDevice device, TokenDataset data, ModelPrecision? precision = null, TrainingOptions? options = null)
+    public static Trainer Resume(string directory, IDevice device, TokenDataset data, ModelPrecision? precision = null, TrainingOptions? options = null,
+                                 ICollectives? collectives = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         var folder = Locate(directory);
         var (config, state) = ReadConfig(folder);
-        if (options is not null && options with { Memory = state.Options.Memory, MemoryBudget = state.Options.MemoryBudget, CudaGraphs = state.Options.CudaGraphs } != state.Options)
-            throw new ArgumentException("A resumed run keeps its training options; only the memory policy, the budget and CUDA graphs may change.", nameof(options));
+        if (options is not null && WithoutResources(options, state.Options) != state.Options)
+            throw new ArgumentException("A resumed run keeps its training options; only the memory policy, the budget, CUDA graphs and the ZeRO stage may change.", nameof(options));
         options ??= state.Options;
         if (data.Tokenizer.Kind != state.Tokenizer)
             throw new ArgumentException($"The run was trained on {state.Tokenizer} tokens; this data was made by the {data.Tokenizer.Kind} tokenizer.", nameof(data));
         var optimizerPath = Path.Combine(folder, OptimizerFile);
-        string[] moments = ["exp_avg.", "exp_avg_sq."];
-        CheckTensors(optimizerPath, new ParameterLayout(config), state.Step, moments);
-        var trainer = new Trainer(device, config, options, data, precision);
+        CheckTensors(optimizerPath, new ParameterLayout(config), state.Step, MomentPrefixes);
+        var trainer = new Trainer(device, config, options, data, precision, collectives);
         try
         {
             LoadWeights(trainer.Model, folder, state.Step);
-            ReadTensors(optimizerPath, device, trainer.Model.Layout, state.Step,
-                        [(moments[0], trainer.Optimizer.FirstMoment), (moments[1], trainer.Optimizer.SecondMoment)]);
+            ReadMoments(optimizerPath, trainer.Model, trainer.Optimizer, state.Step);
             trainer.Optimizer.UpdateCount = state.UpdateCount;
             trainer.CompletedSteps = state.Step;
             trainer.ConsecutiveBadSteps = state.ConsecutiveBadSteps;
@@ -214,6 +246,78 @@ public static class Checkpoints
             trainer.Dispose();
             throw;
         }
+    }
+
+    /// <summary><paramref name="options"/> with the fields that do not change a run's results taken from <paramref name="saved"/>.</summary>
+    internal static TrainingOptions WithoutResources(TrainingOptions options, TrainingOptions saved) =>
+        options with { Memory = saved.Memory, MemoryBudget = saved.MemoryBudget, CudaGraphs = saved.CudaGraphs, ZeroStage = saved.ZeroStage };
+
+    /// <summary>The optimizer file's tensor prefixes: AdamW's first and second moments, as PyTorch names them.</summary>
+    private static readonly string[] MomentPrefixes = ["exp_avg.", "exp_avg_sq."];
+
+    /// <summary>Every layout tensor under each prefix, in file order, in <paramref name="dtype"/>.</summary>
+    private static List<(string Name, DType DType, long[] Shape)> Entries(ParameterLayout layout, DType dtype, string[] prefixes) =>
+        [.. prefixes.SelectMany(p => layout.Tensors.Select(t => (p + t.Name, dtype, Extents(t.Shape))))];
+
+    /// <summary>
+    /// Writes the optimizer's moments (the whole flat buffers, or its shard) into the optimizer file at their places: each
+    /// layout tensor's elements that fall in the optimizer's range, one tensor at a time; then flushes the file to disk.
+    /// </summary>
+    private static void WriteMoments(string path, SafeTensorsLayout file, KeelModel model, AdamWOptimizer optimizer)
+    {
+        var layout = model.Layout;
+        var dtype = optimizer.FirstMoment.DType;
+        var host = new byte[layout.Tensors.Max(t => t.Length) * dtype.SizeOf()];
+        using var stream = SafeTensorsLayout.OpenForWriting(path);
+        Tensor[] moments = [optimizer.FirstMoment, optimizer.SecondMoment];
+        for (var p = 0; p < moments.Length; p++)
+        {
+            for (var i = 0; i < layout.Tensors.Count; i++)
+            {
+                if (Overlap(layout.Tensors[i], optimizer) is not { } range) continue;
+                var (first, count) = range;
+                var bytes = host.AsSpan(0, (int)(count * dtype.SizeOf()));
+                var view = moments[p].Slice(first - optimizer.ShardStart, count);
+                if (dtype == DType.Float64) model.Device.CopyToHost(view, MemoryMarshal.Cast<byte, double>(bytes));
+                else model.Device.CopyToHost(view, MemoryMarshal.Cast<byte, float>(bytes));
+                stream.Position = file.FileOffset(p * layout.Tensors.Count + i) + (first - layout.Tensors[i].Offset) * dtype.SizeOf();
+                stream.Write(bytes);
+            }
+        }
+        stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>
+    /// Fills the optimizer's moments (whole, or its shard: any range, whatever shards wrote the file) from the optimizer
+    /// file, converted to the moments' type; the alignment padding between tensors stays zero.
+    /// </summary>
+    private static void ReadMoments(string path, KeelModel model, AdamWOptimizer optimizer, int step)
+    {
+        using var file = SafeTensorsFile.Open(path);
+        var found = CheckTensors(file, model.Layout, step, MomentPrefixes);
+        Tensor[] moments = [optimizer.FirstMoment, optimizer.SecondMoment];
+        foreach (var moment in moments) model.Device.Clear(moment);
+        var host = new byte[found.Max(f => f.Info.ByteLength)];
+        foreach (var (info, prefix, index) in found)
+        {
+            var tensor = model.Layout.Tensors[index];
+            if (Overlap(tensor, optimizer) is not { } range) continue;
+            var (first, count) = range;
+            var size = info.DType.SizeOf();
+            var bytes = host.AsSpan(0, (int)(count * size));
+            file.Read(info, (first - tensor.Offset) * size, bytes);
+            var destination = moments[prefix].Slice(first - optimizer.ShardStart, count);
+            if (info.DType == DType.Float64) HostCopy.Upload<double>(model.Device, MemoryMarshal.Cast<byte, double>(bytes), destination);
+            else HostCopy.Upload<float>(model.Device, MemoryMarshal.Cast<byte, float>(bytes), destination);
+        }
+    }
+
+    /// <summary>The flat elements of <paramref name="tensor"/> that lie in the optimizer's range, as (first, count); null when none do.</summary>
+    private static (long First, long Count)? Overlap(ParameterTensor tensor, AdamWOptimizer optimizer)
+    {
+        var first = Math.Max(tensor.Offset, optimizer.ShardStart);
+        var end = Math.Min(tensor.Offset + tensor.Length, optimizer.ShardStart + optimizer.FirstMoment.Length);
+        return end > first ? (first, end - first) : null;
     }
 
     private static string ReadText(string path) =>

@@ -46,46 +46,17 @@ public static class SafeTensors
     public static void Write(string path, IReadOnlyList<(string Name, DType DType, long[] Shape)> tensors,
                              IReadOnlyDictionary<string, string> metadata, Action<int, Stream> writeData)
     {
-        ArgumentNullException.ThrowIfNull(tensors);
-        ArgumentNullException.ThrowIfNull(metadata);
         ArgumentNullException.ThrowIfNull(writeData);
-        var header = new JsonObject();
-        if (metadata.Count > 0)
-        {
-            var meta = new JsonObject();
-            foreach (var (key, value) in metadata) meta[key] = value;
-            header[MetadataKey] = meta;
-        }
-        var lengths = new long[tensors.Count];
-        long offset = 0;
-        for (var i = 0; i < tensors.Count; i++)
-        {
-            var (name, dtype, shape) = tensors[i];
-            lengths[i] = shape.Aggregate(1L, (a, b) => a * b) * dtype.SizeOf();
-            header[name] = new JsonObject
-            {
-                ["dtype"] = Name(dtype),
-                ["shape"] = new JsonArray([.. shape.Select(d => (JsonNode)d)]),
-                ["data_offsets"] = new JsonArray(offset, offset + lengths[i]),
-            };
-            offset += lengths[i];
-        }
-        var json = Encoding.UTF8.GetBytes(header.ToJsonString());
-        // Pad the header with spaces so the data starts 8-byte aligned, as the reference implementation does.
-        var padded = (json.Length + 7) / 8 * 8;
+        var layout = SafeTensorsLayout.Of(tensors, metadata);
         AtomicFile.Write(path, stream =>
         {
-            Span<byte> length = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
-            stream.Write(length);
-            stream.Write(json);
-            for (var i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
+            stream.Write(layout.Header);
             for (var i = 0; i < tensors.Count; i++)
             {
                 var start = stream.Position;
                 writeData(i, stream);
-                if (stream.Position - start != lengths[i])
-                    throw new InvalidOperationException($"{stream.Position - start} bytes were written for tensor {tensors[i].Name}; its shape needs {lengths[i]}.");
+                if (stream.Position - start != layout.ByteLength(i))
+                    throw new InvalidOperationException($"{stream.Position - start} bytes were written for tensor {tensors[i].Name}; its shape needs {layout.ByteLength(i)}.");
             }
         });
     }
@@ -107,6 +78,83 @@ public static class SafeTensors
         "I32" => DType.Int32,
         _ => throw new InvalidDataException($"{tensor} has dtype {name}, which this reader does not take (F32, F64, BF16, I32)"),
     };
+}
+
+/// <summary>
+/// Where everything of a safetensors file goes: the header bytes (length, JSON, padding), and each tensor's place in the
+/// data after it. Lets several writers fill one file's tensors, or parts of them, at known offsets
+/// (<see cref="SafeTensorsLayout.Create"/>, <see cref="SafeTensorsLayout.OpenForWriting"/>).
+/// </summary>
+public sealed class SafeTensorsLayout
+{
+    private readonly long[] _begin;
+
+    private SafeTensorsLayout(byte[] header, long[] begin)
+    {
+        Header = header;
+        _begin = begin;
+    }
+
+    /// <summary>The bytes before the data: the 8-byte length, the JSON header and its padding to 8 bytes.</summary>
+    public byte[] Header { get; }
+
+    /// <summary>The file's total size.</summary>
+    public long FileLength => Header.Length + _begin[^1];
+
+    /// <summary>Bytes of tensor <paramref name="index"/>.</summary>
+    public long ByteLength(int index) => _begin[index + 1] - _begin[index];
+
+    /// <summary>Where tensor <paramref name="index"/>'s bytes start in the file.</summary>
+    public long FileOffset(int index) => Header.Length + _begin[index];
+
+    /// <summary>The layout of <paramref name="tensors"/>, back to back in the given order, with <paramref name="metadata"/>.</summary>
+    public static SafeTensorsLayout Of(IReadOnlyList<(string Name, DType DType, long[] Shape)> tensors, IReadOnlyDictionary<string, string> metadata)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(metadata);
+        var header = new JsonObject();
+        if (metadata.Count > 0)
+        {
+            var meta = new JsonObject();
+            foreach (var (key, value) in metadata) meta[key] = value;
+            header[SafeTensors.MetadataKey] = meta;
+        }
+        var begin = new long[tensors.Count + 1];
+        for (var i = 0; i < tensors.Count; i++)
+        {
+            var (name, dtype, shape) = tensors[i];
+            begin[i + 1] = begin[i] + shape.Aggregate(1L, (a, b) => a * b) * dtype.SizeOf();
+            header[name] = new JsonObject
+            {
+                ["dtype"] = SafeTensors.Name(dtype),
+                ["shape"] = new JsonArray([.. shape.Select(d => (JsonNode)d)]),
+                ["data_offsets"] = new JsonArray(begin[i], begin[i + 1]),
+            };
+        }
+        var json = Encoding.UTF8.GetBytes(header.ToJsonString());
+        // Pad the header with spaces so the data starts 8-byte aligned, as the reference implementation does.
+        var padded = (json.Length + 7) / 8 * 8;
+        var bytes = new byte[8 + padded];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)padded);
+        json.CopyTo(bytes, 8);
+        bytes.AsSpan(8 + json.Length).Fill((byte)' ');
+        return new SafeTensorsLayout(bytes, begin);
+    }
+
+    /// <summary>Creates <paramref name="path"/> at its full size with the header written and the data zero, flushed to disk, for writers to fill.</summary>
+    public void Create(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.ReadWrite);
+        stream.Write(Header);
+        stream.SetLength(FileLength);
+        stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>
+    /// Opens the file <see cref="Create"/> made, for one writer among several (each writes its own bytes; none truncates).
+    /// Flush it to disk (<see cref="FileStream.Flush(bool)"/>) before others read.
+    /// </summary>
+    public static FileStream OpenForWriting(string path) => new(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, 1 << 20);
 }
 
 /// <summary>
@@ -168,7 +216,16 @@ public sealed class SafeTensorsFile : IDisposable
         ArgumentNullException.ThrowIfNull(tensor);
         if (destination.Length != tensor.ByteLength)
             throw new ArgumentException($"{destination.Length} bytes given for {tensor.Name}, which holds {tensor.ByteLength}.", nameof(destination));
-        _stream.Position = _dataStart + tensor.Begin;
+        Read(tensor, 0, destination);
+    }
+
+    /// <summary>Reads <paramref name="destination"/>.Length bytes of <paramref name="tensor"/> from its byte <paramref name="offset"/> on.</summary>
+    public void Read(SafeTensorInfo tensor, long offset, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        if (offset < 0 || offset + destination.Length > tensor.ByteLength)
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"Bytes [{offset}, {offset + destination.Length}) lie outside {tensor.Name}'s {tensor.ByteLength}.");
+        _stream.Position = _dataStart + tensor.Begin + offset;
         _stream.ReadExactly(destination);
     }
 

@@ -93,14 +93,21 @@ public sealed class TokenDataset
 public static class Batches
 {
     /// <summary>
-    /// Fills a training batch: <paramref name="batchSize"/> windows of S + 1 tokens at random offsets; tokens are
-    /// a window's first S, targets its last S.
+    /// Fills rows of a training batch of <paramref name="batchSize"/> windows of S + 1 tokens at random offsets (tokens are
+    /// a window's first S, targets its last S): as many rows as <paramref name="tokens"/> holds, from row
+    /// <paramref name="firstRow"/> (a data-parallel rank's share; the whole batch by default). Row r's window is the r-th
+    /// draw of the generator, whatever the rows asked for.
     /// </summary>
-    public static void FillTraining(int[] data, ulong seed, int step, int microBatch, int batchSize, int sequenceLength, Span<int> tokens, Span<int> targets)
+    /// <exception cref="ArgumentOutOfRangeException">The rows asked for go past the batch.</exception>
+    public static void FillTraining(int[] data, ulong seed, int step, int microBatch, int batchSize, int sequenceLength, Span<int> tokens, Span<int> targets, int firstRow = 0)
     {
         ArgumentNullException.ThrowIfNull(data);
+        var rows = tokens.Length / sequenceLength;
+        if (firstRow < 0 || firstRow + rows > batchSize)
+            throw new ArgumentOutOfRangeException(nameof(firstRow), firstRow, $"Rows {firstRow} to {firstRow + rows - 1} are not all in a batch of {batchSize}.");
         var random = new Model.SeededRandom(seed, 0x7261696EUL, (ulong)step, (ulong)microBatch);
-        for (var b = 0; b < batchSize; b++)
+        for (var b = 0; b < firstRow; b++) random.NextInt64(data.Length - sequenceLength);
+        for (var b = 0; b < rows; b++)
         {
             var start = (int)random.NextInt64(data.Length - sequenceLength);
             data.AsSpan(start, sequenceLength).CopyTo(tokens.Slice(b * sequenceLength, sequenceLength));

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Keel.Native.Devices;
+using Keel.Native.Distributed;
 using Keel.Native.Memory;
 using Keel.Native.Model;
 
@@ -38,6 +39,15 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// model's fixed buffers and replays that graph. The optimizer (whose learning rate and step number change) runs outside
 /// the graph.
 /// </para>
+/// <para>
+/// Data parallel (with <see cref="ICollectives"/> over several ranks): <see cref="TrainingOptions.BatchSize"/> stays the
+/// global batch, and each rank trains on its own contiguous rows of every micro-batch (rank r takes rows r·b to
+/// r·b + b − 1, b = BatchSize / ranks), which are a function of (seed, step, micro-batch, row) like the whole batch. Each
+/// rank's loss gradient is scaled by one over the global tokens of the step, so the gradients summed over the ranks
+/// (<see cref="GradientReduction"/>, by the ZeRO stage of <see cref="TrainingOptions.ZeroStage"/>) are those of the global
+/// mean loss, before clipping; the loss, the gradient norm and the validation loss are global, and every rank takes the
+/// same decisions. Every rank must have been given the same model, options and data (checked when the trainer is built).
+/// </para>
 /// </summary>
 /// <example>
 /// <code>
@@ -53,6 +63,8 @@ public sealed class Trainer : IDisposable
     private readonly IGraphCapture? _graphs;
     private readonly Action _forwardBackward;
     private readonly float _lossGradientScale;
+    private readonly ICollectives? _collectives;
+    private readonly GradientReduction? _reduction;
     private IDeviceGraph? _stepGraph;
 
     /// <summary>Builds the model and optimizer; checks everything before allocating.</summary>
@@ -61,16 +73,31 @@ public sealed class Trainer : IDisposable
     /// <param name="options">How to train.</param>
     /// <param name="data">Tokenized training and validation text, with its tokenizer (recorded in checkpoints).</param>
     /// <param name="precision">Element types; by default <see cref="ModelPrecision.For"/> the device.</param>
+    /// <param name="collectives">
+    /// The ranks of a data-parallel run (every rank builds its trainer with the same arguments); null for a run of one
+    /// process. One rank with collectives runs the data-parallel path (its collectives are copies).
+    /// </param>
     /// <exception cref="ArgumentException">
-    /// The config cannot work, its vocabulary is smaller than the tokenizer's, the data is shorter than one sequence, or
-    /// the memory plan does not fit the budget (<see cref="MemoryBudgetException"/>, saying what would).
+    /// The config cannot work, its vocabulary is smaller than the tokenizer's, the data is shorter than one sequence, the
+    /// batch does not divide among the ranks, or the memory plan does not fit the budget (<see cref="MemoryBudgetException"/>,
+    /// saying what would).
     /// </exception>
-    public Trainer(IDevice device, ModelConfig config, TrainingOptions options, TokenDataset data, ModelPrecision? precision = null)
+    /// <exception cref="DistributedException">The ranks were not given the same model, options and data (on every rank).</exception>
+    public Trainer(IDevice device, ModelConfig config, TrainingOptions options, TokenDataset data, ModelPrecision? precision = null, ICollectives? collectives = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(data);
+        if (collectives is not null)
+        {
+            // First, while every rank is sure to get here: was every rank given the same run?
+            collectives.RequireSame(RunFingerprint.Parts(config, options, data));
+            if (options.BatchSize % collectives.Size != 0)
+                throw new ArgumentException($"BatchSize ({options.BatchSize}) does not divide among {collectives.Size} ranks; the batch is global, and each rank takes an equal share of its sequences.",
+                                            nameof(TrainingOptions.BatchSize));
+            _collectives = collectives;
+        }
         config.Validate();
         var tokenizer = data.Tokenizer;
         if (config.VocabularySize < tokenizer.VocabularySize)
@@ -79,15 +106,18 @@ public sealed class Trainer : IDisposable
         Options = options;
         Data = data;
         precision ??= ModelPrecision.For(device);
-        var plan = PlanMemory(device, config, precision, options);
-        Model = new KeelModel(device, config, precision, options.BatchSize, plan);
-        if (options.CudaGraphs) _graphs = device.GraphCapture;
+        var plan = PlanMemory(device, config, precision, options, Ranks, sharded: _collectives is not null);
+        Model = new KeelModel(device, config, precision, plan.Inventory.BatchSize, plan);
+        // Buckets reduced during the backward would put collectives inside the captured graph.
+        if (options.CudaGraphs && !plan.Inventory.Sharding.ShardsGradients) _graphs = device.GraphCapture;
         try
         {
-            Optimizer = new AdamWOptimizer(Model, options);
+            Optimizer = new AdamWOptimizer(Model, options, _collectives);
+            if (_collectives is not null) _reduction = new GradientReduction(Model, Optimizer, _collectives);
         }
         catch
         {
+            Optimizer?.Dispose();
             Model.Dispose();
             throw;
         }
@@ -116,11 +146,20 @@ public sealed class Trainer : IDisposable
     /// <summary>Bad steps in a row just before now.</summary>
     public int ConsecutiveBadSteps { get; internal set; }
 
-    /// <summary>Tokens per optimizer step.</summary>
-    public int TokensPerStep => Model.Tokens * Options.AccumulationSteps;
+    /// <summary>Tokens per optimizer step (over every rank).</summary>
+    public int TokensPerStep => Model.Tokens * Options.AccumulationSteps * Ranks;
+
+    /// <summary>The data-parallel ranks (1 for a run of one process).</summary>
+    public int Ranks => _collectives?.Size ?? 1;
+
+    /// <summary>This process's rank (0 for a run of one process).</summary>
+    public int Rank => _collectives?.Rank ?? 0;
+
+    /// <summary>The data-parallel collectives, or null for a run of one process.</summary>
+    public ICollectives? Collectives => _collectives;
 
     /// <summary>Bytes the model and the optimizer allocated on the device.</summary>
-    public long AllocatedBytes => Model.AllocatedBytes + Optimizer.AllocatedBytes;
+    public long AllocatedBytes => Model.AllocatedBytes + Optimizer.AllocatedBytes + Optimizer.GradientShardBytes;
 
     /// <summary>
     /// True when steps after the first replay a CUDA graph: <see cref="TrainingOptions.CudaGraphs"/> on a device with
@@ -128,13 +167,18 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public bool UsesCudaGraphs => _graphs is not null;
 
-    /// <summary>The plan for <paramref name="options"/>' memory policy and budget (auto's default budget: the device's memory).</summary>
+    /// <summary>
+    /// The plan for <paramref name="options"/>' memory policy and budget (auto's default budget: the device's memory), for one
+    /// of <paramref name="ranks"/> data-parallel ranks: its share of the batch, and, when <paramref name="sharded"/>, its
+    /// shards at <see cref="TrainingOptions.ZeroStage"/> (a run of one process shards nothing).
+    /// </summary>
     /// <exception cref="MemoryBudgetException">Auto found nothing that fits, or the chosen policy needs more than the budget.</exception>
-    public static MemoryPlan PlanMemory(IDevice device, ModelConfig config, ModelPrecision precision, TrainingOptions options)
+    public static MemoryPlan PlanMemory(IDevice device, ModelConfig config, ModelPrecision precision, TrainingOptions options, int ranks = 1, bool sharded = false)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
-        var inventory = new MemoryInventory(config, precision, options.BatchSize, MemoryTarget.For(device));
+        var sharding = sharded ? new Sharding(ranks, options.ZeroStage) : Sharding.None;
+        var inventory = new MemoryInventory(config, precision, options.BatchSize / ranks, MemoryTarget.For(device), sharding);
         var budget = options.MemoryBudget ?? (options.Memory.Kind == MemoryPolicyKind.Auto ? TrainingDevices.MemoryBytes(device) : null);
         var plan = MemoryPlanner.Plan(inventory, options.Memory, budget);
         if (budget is { } b && !plan.Fits(b))
@@ -167,8 +211,9 @@ public sealed class Trainer : IDisposable
         long issue = 0;
         for (var micro = 0; micro < Options.AccumulationSteps; micro++)
         {
-            Batches.FillTraining(Data.Train, Options.Seed, step, micro, Options.BatchSize, Model.Config.SequenceLength, _tokens, _targets);
+            Batches.FillTraining(Data.Train, Options.Seed, step, micro, Options.BatchSize, Model.Config.SequenceLength, _tokens, _targets, Rank * Model.BatchSize);
             Model.SetBatch(_tokens, _targets);
+            _reduction?.MicroBatch = micro;
             var start = Stopwatch.GetTimestamp();
             if (_graphs is not null && CompletedSteps > 0)
             {
@@ -180,8 +225,11 @@ public sealed class Trainer : IDisposable
                 ForwardBackward();
             }
             issue += Stopwatch.GetTimestamp() - start;
+            // A collective a dead peer never completes is reported here rather than waited for in the driver.
+            _collectives?.WaitForDevice();
             lossSum += Model.SumLosses();
         }
+        if (_collectives is not null) lossSum = ReduceGradientsAndLoss(lossSum);
         var loss = lossSum / TokensPerStep;
         var learningRate = Options.LearningRateAt(step);
         var (norm, applied) = Optimizer.Step(learningRate, double.IsFinite(loss));
@@ -195,9 +243,28 @@ public sealed class Trainer : IDisposable
         return result;
     }
 
-    /// <summary>Mean token loss over the first <see cref="TrainingOptions.EvalBatches"/> batches of validation windows.</summary>
-    public double EvaluateValidation() =>
-        Evaluation.MeanLoss(Model, Data.Validation, Options.EvalBatches * Options.BatchSize).MeanLoss;
+    /// <summary>
+    /// Mean token loss over the first <see cref="TrainingOptions.EvalBatches"/> batches of validation windows; with several
+    /// ranks each evaluates its rows of every batch, and the sums are added up.
+    /// </summary>
+    public double EvaluateValidation()
+    {
+        var windows = Options.EvalBatches * Options.BatchSize;
+        if (_collectives is null) return Evaluation.MeanLoss(Model, Data.Validation, windows).MeanLoss;
+        Span<double> sums = stackalloc double[2];
+        (sums[0], sums[1]) = Evaluation.LossSum(Model, Data.Validation, windows, Options.BatchSize, Rank * Model.BatchSize);
+        _collectives.AllReduceSum(sums);
+        return sums[0] / sums[1];
+    }
+
+    /// <summary>Sums the gradients over the ranks (by the ZeRO stage) and returns the step's loss sum over every rank.</summary>
+    private double ReduceGradientsAndLoss(double lossSum)
+    {
+        _reduction!.Finish();
+        Span<double> sum = [lossSum];
+        _collectives!.AllReduceSum(sum);
+        return sum[0];
+    }
 
     private void ForwardBackward()
     {
@@ -225,6 +292,17 @@ public static class Evaluation
     public static (double MeanLoss, long Tokens) MeanLoss(KeelModel model, int[] tokens, int maxWindows = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(model);
+        var (sum, counted) = LossSum(model, tokens, maxWindows, model.BatchSize, 0);
+        return (sum / counted, (long)counted);
+    }
+
+    /// <summary>
+    /// The summed token loss and the number of predicted tokens over this rank's rows of the windows of
+    /// <paramref name="tokens"/> (at most <paramref name="maxWindows"/>), taken in batches of <paramref name="globalBatch"/>
+    /// windows of which this rank evaluates <see cref="KeelModel.BatchSize"/> from row <paramref name="firstRow"/>.
+    /// </summary>
+    internal static (double Sum, double Tokens) LossSum(KeelModel model, int[] tokens, int maxWindows, int globalBatch, int firstRow)
+    {
         ArgumentNullException.ThrowIfNull(tokens);
         var s = model.Config.SequenceLength;
         var windows = Math.Min(Batches.WindowCount(tokens.Length, s), maxWindows);
@@ -234,13 +312,13 @@ public static class Evaluation
         var targets = new int[model.Tokens];
         double sum = 0;
         long counted = 0;
-        for (var first = 0; first < windows; first += model.BatchSize)
+        for (var first = 0; first < windows; first += globalBatch)
         {
-            counted += Batches.FillEvaluation(tokens, first, windows, model.BatchSize, s, ids, targets);
+            counted += Batches.FillEvaluation(tokens, first + firstRow, windows, model.BatchSize, s, ids, targets);
             model.SetBatch(ids, targets);
             model.Forward(withLoss: true);
             sum += model.SumLosses();
         }
-        return (sum / counted, counted);
+        return (sum, counted);
     }
 }

@@ -29,6 +29,14 @@ public sealed record LossHistory(IReadOnlyList<(int Step, double Loss)> Training
 /// process_bytes (the process's working set), skipped, and val_loss on evaluation steps), the validation loss every
 /// <see cref="TrainingOptions.EvalInterval"/> steps, checkpoints, and the loss curves in <see cref="History"/> (which
 /// <c>keel train</c> plots; the library draws nothing).
+/// <para>
+/// In a data-parallel run every rank runs the loop (the steps, evaluations and checkpoints are collective), but only
+/// rank 0 writes the metrics and keeps the curves (the CLI plots rank 0's); each rank writes its progress lines to its
+/// own <paramref name="output"/> (the console for rank 0, <c>rank-K.log</c> for the others, as the caller chooses).
+/// Metrics then also carry ranks, and memory_bytes, optimizer_bytes and gradient_bytes are rank 0's (each rank's are
+/// the same, within one shard's padding). Cancellation stops every rank after the same step: the ranks agree on it
+/// after each step.
+/// </para>
 /// </summary>
 /// <example>
 /// <code>
@@ -73,13 +81,14 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
     public RunSummary Run(CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(trainer);
-        Directory.CreateDirectory(runDirectory);
+        var primary = trainer.Rank == 0;
+        if (primary) Directory.CreateDirectory(runDirectory);
         var options = trainer.Options;
         var metricsPath = Path.Combine(runDirectory, MetricsFile);
         var checkpoint = Path.Combine(runDirectory, CheckpointFolder);
-        var (train, validation) = ReadHistory(metricsPath, trainer.CompletedSteps);
+        var (train, validation) = primary ? ReadHistory(metricsPath, trainer.CompletedSteps) : ([], []);
         History = new LossHistory(train, validation);
-        using var metrics = new StreamWriter(metricsPath, append: true);
+        using var metrics = primary ? OpenMetrics(metricsPath) : StreamWriter.Null;
         var run = Stopwatch.StartNew();
         long tokens = 0;
         double first = double.NaN, last = double.NaN, lastValidation = double.NaN;
@@ -88,7 +97,7 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
         var completed = false;
         try
         {
-            while (trainer.CompletedSteps < options.Steps && !cancellation.IsCancellationRequested)
+            while (trainer.CompletedSteps < options.Steps && !Stopping(cancellation))
             {
                 var result = trainer.Step();
                 tokens += result.Tokens;
@@ -106,11 +115,14 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                     ["tokens_per_s"] = Math.Round(result.Tokens / result.Seconds, 1),
                     ["issue_ms"] = Math.Round(result.IssueSeconds * 1e3, 3),
                     ["memory_bytes"] = trainer.AllocatedBytes,
+                    ["optimizer_bytes"] = trainer.Optimizer.AllocatedBytes,
+                    ["gradient_bytes"] = trainer.Model.GradientBytes + trainer.Optimizer.GradientShardBytes,
                     ["planned_bytes"] = trainer.Model.Plan.TotalBytes,
                     ["process_bytes"] = Environment.WorkingSet,
                     ["skipped"] = result.Skipped,
                 };
                 if (trainer.Model.Device.QueryMemory() is { } memory) line["device_used_bytes"] = memory.UsedBytes;
+                if (trainer.Ranks > 1) line["ranks"] = trainer.Ranks;
                 if (result.Skipped)
                     output.WriteLine($"{(interactive ? "\n" : "")}step {result.Step}: loss {result.Loss} / gradient norm {result.GradientNorm} not finite; step skipped ({trainer.ConsecutiveBadSteps} in a row, stop at {options.MaxConsecutiveBadSteps})");
                 var final = result.Step == options.Steps;
@@ -142,7 +154,11 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
                     }
                 }
                 if (SaveCheckpoints && options.CheckpointInterval > 0 && result.Step % options.CheckpointInterval == 0 && !final)
+                {
+                    // The metrics of the steps the checkpoint holds reach the disk first: a resumed run keeps them.
+                    metrics.Flush();
                     Checkpoints.Save(trainer, checkpoint);
+                }
             }
             completed = true;
         }
@@ -161,11 +177,34 @@ public sealed class TrainingLoop(Trainer trainer, string runDirectory, TextWrite
         return new RunSummary(runDirectory, checkpoint, metricsPath, first, last, lastValidation, tokens / run.Elapsed.TotalSeconds);
     }
 
+    /// <summary>Whether to stop before the next step: the token's word, agreed by every rank of a data-parallel run (any rank's stops all).</summary>
+    private bool Stopping(CancellationToken cancellation)
+    {
+        if (trainer.Collectives is not { } ranks) return cancellation.IsCancellationRequested;
+        Span<double> stop = [cancellation.IsCancellationRequested ? 1 : 0];
+        ranks.AllReduceSum(stop);
+        return stop[0] > 0;
+    }
+
     /// <summary>m:ss, or h:mm:ss from an hour on.</summary>
     private static string Duration(TimeSpan time) =>
         time.TotalHours >= 1 ? string.Create(CultureInfo.InvariantCulture, $"{(int)time.TotalHours}:{time:mm\\:ss}") : time.ToString("m\\:ss", CultureInfo.InvariantCulture);
 
     private static JsonNode? Finite(double value) => double.IsFinite(value) ? JsonValue.Create(value) : JsonValue.Create(value.ToString(CultureInfo.InvariantCulture));
+
+    /// <summary>The metrics file for appending; a last line cut short by a run that was stopped is ended first, so the next line stands alone.</summary>
+    private static StreamWriter OpenMetrics(string path)
+    {
+        var writer = new StreamWriter(path, append: true);
+        var length = writer.BaseStream.Length;
+        if (length > 0)
+        {
+            using var reader = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            reader.Position = length - 1;
+            if (reader.ReadByte() != '\n') writer.WriteLine();
+        }
+        return writer;
+    }
 
     /// <summary>The curves of earlier invocations of a resumed run, from its metrics file.</summary>
     private static (List<(int, double)> Train, List<(int, double)> Validation) ReadHistory(string path, int lastStep)

@@ -25,7 +25,7 @@ public sealed record TrainingOptions
     /// <summary>Optimizer steps of the whole run (the cosine schedule ends here).</summary>
     public int Steps { get; init => field = Positive(value, nameof(Steps)); } = 600;
 
-    /// <summary>Sequences per micro-batch (what the device holds at once).</summary>
+    /// <summary>Sequences per micro-batch (what the device holds at once); in a data-parallel run, over all ranks (each holds BatchSize / ranks).</summary>
     public int BatchSize { get; init => field = Positive(value, nameof(BatchSize)); } = 16;
 
     /// <summary>Micro-batches per optimizer step; their gradients are summed (the loss is the mean over all their tokens).</summary>
@@ -105,6 +105,13 @@ public sealed record TrainingOptions
 
     /// <summary>Device bytes the step may use (parameters, optimizer state, activations, workspaces); null for the device's memory under auto and no limit otherwise.</summary>
     public long? MemoryBudget { get; init => field = value is null or > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MemoryBudget), value, "MemoryBudget must be positive."); }
+
+    /// <summary>
+    /// In a data-parallel run, how the training state is sharded over the ranks (ZeRO stage, <see cref="Distributed.Sharding"/>):
+    /// 0 replicates everything, 1 shards AdamW's moments and the master-weight updates, 2 the gradients too. Losses and
+    /// gradients do not depend on it (up to the order of float sums); a run of one process ignores it.
+    /// </summary>
+    public int ZeroStage { get; init => field = value is >= 0 and <= 2 ? value : throw new ArgumentOutOfRangeException(nameof(ZeroStage), value, "ZeroStage must be 0, 1 or 2."); }
 
     /// <summary>
     /// On a GPU, capture each micro-batch's forward and backward into a CUDA graph after the first step and replay it

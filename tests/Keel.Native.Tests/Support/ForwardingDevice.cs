@@ -16,6 +16,7 @@ internal class ForwardingDevice : IDevice
     public virtual IKernelRuntime? Kernels => Inner.Kernels;
     public virtual DeviceMemoryInfo? QueryMemory() => Inner.QueryMemory();
     public virtual IGraphCapture? GraphCapture => Inner.GraphCapture;
+    public virtual Keel.Cuda.Driver.CudaStream? NativeStream => Inner.NativeStream;
     public virtual KernelProfiler CreateProfiler() => Inner.CreateProfiler();
     public virtual DeviceBuffer Allocate(DType dtype, TensorShape shape) => Inner.Allocate(dtype, shape);
     public virtual void CopyFromHost<T>(ReadOnlySpan<T> source, Tensor destination) where T : unmanaged => Inner.CopyFromHost(source, destination);

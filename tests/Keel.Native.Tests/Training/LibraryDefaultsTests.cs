@@ -74,7 +74,7 @@ public sealed class LibraryDefaultsTests
                  {
                      $"--hidden Hidden size. Default {model.Hidden}.", $"--layers L, the number", $"even). Default {model.SubLayers}.",
                      $"--heads Attention heads. Default {model.Heads}.", $"Default {model.KvHeads}.", $"Default 3 × hidden ({model.FeedForwardSize} at hidden {model.Hidden})",
-                     $"--seq Sequence length. Default {model.SequenceLength}.", $"--batch Sequences per micro-batch. Default {training.BatchSize}.",
+                     $"--seq Sequence length. Default {model.SequenceLength}.", $"--batch Sequences per micro-batch, over all ranks under mpirun (each rank takes an equal share). Default {training.BatchSize}.",
                      $"--steps Optimizer steps. Default {training.Steps}.", "--lr Peak learning rate. Default 3e-3.", "cosine decay to 1e-7",
                      $"Default {TrainingOptions.LongRunWarmupSteps}, or a tenth of --steps", $"Default {training.EvalInterval}.", "the last 10% held out",
                      $"--max-bad-steps Stop after this many consecutive NaN/Inf steps. Default {training.MaxConsecutiveBadSteps}.", "Default store.",

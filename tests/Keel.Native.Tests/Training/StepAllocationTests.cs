@@ -31,6 +31,24 @@ public sealed class StepAllocationTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void ADataParallelStepAllocatesNothingOnTheHostAtAnyZeroStage(int stage)
+    {
+        using var device = new NoComputeDevice();
+        using var collectives = new SingleRankCollectives(device);
+        var options = TrainingFixtures.TinyOptions with { ZeroStage = stage, AccumulationSteps = 2, Steps = 50 };
+        using var trainer = new Trainer(device, TrainingFixtures.TinyConfig with { SubLayers = 6 }, options, TrainingFixtures.CopyTask(), collectives: collectives);
+        trainer.Initialize();
+        for (var i = 0; i < 3; i++) trainer.Step();
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 5; i++) Assert.False(trainer.Step().Skipped);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
     /// <summary>Memory and copies as the CPU device does them; every op a no-op, the losses and the gradient norm zero.</summary>
     private sealed class NoComputeDevice : ForwardingDevice
     {

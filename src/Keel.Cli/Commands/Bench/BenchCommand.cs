@@ -6,7 +6,7 @@ using Keel.Native.Devices.Cuda;
 
 namespace Keel.Cli.Commands.Bench;
 
-[Verb("bench", HelpText = "Measure kernels on the GPU against the device's measured ceilings and PyTorch in the same job. Targets: ceilings (copy bandwidth and bf16 GEMM rate), norm (fused residual norm, shapes ROWSxHIDDEN), attention (flash attention and RoPE against SDPA), train (a whole training step: tokens/s and MFU).")]
+[Verb("bench", HelpText = "Measure kernels on the GPU against the device's measured ceilings and PyTorch in the same job. Targets: ceilings (copy bandwidth and bf16 GEMM rate), norm (fused residual norm, shapes ROWSxHIDDEN), attention (flash attention and RoPE against SDPA), train (a whole training step: tokens/s and MFU), collectives (NCCL bus bandwidth over the job's GPUs: mpirun -np N keel bench collectives; --host: MPI over host memory).")]
 internal sealed class BenchOptions
 {
     [Value(0, MetaName = "target", Required = true, HelpText = "What to measure: ceilings, or a kernel family the build provides (norm, attention, train).")]
@@ -32,6 +32,9 @@ internal sealed class BenchOptions
 
     [Option("python", Default = "python3", HelpText = "The Python interpreter with torch, for the baseline.")]
     public string Python { get; init; } = "python3";
+
+    [Option("host", Default = false, HelpText = "collectives only: measure MPI over host memory (the CPU and emulated devices' path) instead of NCCL on GPUs.")]
+    public bool Host { get; init; }
 }
 
 /// <summary><c>keel bench</c>: GPU measurements as docs/measuring.md describes them.</summary>
@@ -49,14 +52,20 @@ internal static class BenchCommand
     public static int Run(BenchOptions options, TextWriter output, TextWriter error)
     {
         var suite = Suites.FirstOrDefault(s => s.Name == options.Target);
-        if (suite is null)
+        if (suite is null && options.Target != CollectivesBench.Name)
         {
-            error.WriteLine($"keel bench: unknown target '{options.Target}'. Targets: {string.Join(", ", Suites.Select(s => $"{s.Name} ({s.Description})"))}.");
+            error.WriteLine($"keel bench: unknown target '{options.Target}'. Targets: {string.Join(", ", Suites.Select(s => $"{s.Name} ({s.Description})"))}, {CollectivesBench.Name} ({CollectivesBench.Description}).");
             return 2;
         }
         if (options.Repeats < 1 || options.Warmup < 0)
         {
             error.WriteLine("keel bench: --repeats must be at least 1 and --warmup not negative.");
+            return 2;
+        }
+        if (suite is null) return CollectivesBench.Run(options, output, error);
+        if (options.Host)
+        {
+            error.WriteLine($"keel bench: --host applies to {CollectivesBench.Name} only.");
             return 2;
         }
         if (Gpus.WhyNone() is { } reason)
@@ -80,10 +89,13 @@ internal static class BenchCommand
             report.BaselineNote = "skipped (--no-baseline)";
 
         report.WriteTable(output);
-        var saved = report.Save(options.OutputFolder ?? (root is null ? "bench-results" : Path.Combine(root, "perf", "results")));
+        var saved = report.Save(options.OutputFolder ?? ResultsFolder());
         output.WriteLine($"results: {saved} (and .md)");
         return 0;
     }
+
+    /// <summary>Where results go without <c>--out</c>: the repository's perf/results, else ./bench-results.</summary>
+    internal static string ResultsFolder() => RepositoryRoot() is { } root ? Path.Combine(root, "perf", "results") : "bench-results";
 
     /// <summary>The folder holding perf/baselines, searched upward from the working directory.</summary>
     private static string? RepositoryRoot()
@@ -93,7 +105,7 @@ internal static class BenchCommand
         return null;
     }
 
-    private static string Commit()
+    internal static string Commit()
     {
         var version = typeof(BenchCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "";
         var plus = version.IndexOf('+');

@@ -32,6 +32,10 @@ public sealed class CpuDevice : IDevice
     public IGraphCapture? GraphCapture => null;
 
     /// <inheritdoc />
+    /// <remarks>None: tensors live in host memory.</remarks>
+    public Keel.Cuda.Driver.CudaStream? NativeStream => null;
+
+    /// <inheritdoc />
     /// <remarks>The host clock: every op has finished when it returns.</remarks>
     public KernelProfiler CreateProfiler() => KernelProfiler.WallClock();
 

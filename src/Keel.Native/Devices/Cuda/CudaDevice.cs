@@ -88,6 +88,9 @@ public sealed class CudaDevice : KernelDevice, IGraphCapture
     public override IGraphCapture? GraphCapture => this;
 
     /// <inheritdoc />
+    public override CudaStream? NativeStream => _stream;
+
+    /// <inheritdoc />
     /// <remarks>Events on <see cref="Stream"/>.</remarks>
     public override KernelProfiler CreateProfiler() => KernelProfiler.CudaEvents(_stream);
 
