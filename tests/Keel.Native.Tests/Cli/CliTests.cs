@@ -1,8 +1,4 @@
-using Keel.Cli;
 using Keel.Cli.Commands.Bench;
-using Keel.Cuda.Interop;
-using Keel.Native.Kernels;
-using Keel.Native.Tests.Support;
 
 namespace Keel.Native.Tests.Cli;
 

@@ -1,7 +1,3 @@
-using Keel.Cuda.Cublas;
-using Keel.Cuda.Driver;
-using Keel.Native.Numerics;
-
 namespace Keel.Native.Tests.Cuda;
 
 /// <summary>cuBLAS GEMMs (column-major) against double-precision products of the same inputs. Skipped without a GPU.</summary>

@@ -1,7 +1,4 @@
-using Keel.Cuda.Cublas;
 using Keel.Cuda.CublasLt;
-using Keel.Cuda.Driver;
-using Keel.Native.Numerics;
 
 namespace Keel.Native.Tests.Cuda;
 

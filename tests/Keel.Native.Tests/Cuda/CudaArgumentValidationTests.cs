@@ -1,6 +1,4 @@
-using Keel.Cuda.Cublas;
 using Keel.Cuda.CublasLt;
-using Keel.Cuda.Driver;
 
 namespace Keel.Native.Tests.Cuda;
 

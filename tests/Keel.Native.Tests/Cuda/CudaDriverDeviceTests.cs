@@ -1,6 +1,3 @@
-using Keel.Cuda;
-using Keel.Cuda.Driver;
-
 namespace Keel.Native.Tests.Cuda;
 
 /// <summary>Driver API on a real device: query, memory, copies, fills, streams, events. Skipped without a GPU.</summary>

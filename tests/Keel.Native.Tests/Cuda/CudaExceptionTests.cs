@@ -1,5 +1,3 @@
-using Keel.Cuda;
-
 namespace Keel.Native.Tests.Cuda;
 
 public sealed class CudaExceptionTests

@@ -1,5 +1,3 @@
-using Keel.Cuda;
-using Keel.Cuda.Driver;
 using Keel.Cuda.Nvrtc;
 
 namespace Keel.Native.Tests.Cuda;

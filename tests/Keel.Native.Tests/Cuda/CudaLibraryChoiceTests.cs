@@ -1,5 +1,3 @@
-using Keel.Cuda.Interop;
-
 namespace Keel.Native.Tests.Cuda;
 
 /// <summary>The resolver's choice of library versions as a function of the driver: no GPU, no library needed.</summary>

@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using Keel.Cuda.Driver;
-using Keel.Cuda.Interop;
 
 namespace Keel.Native.Tests.Cuda;
 

@@ -1,5 +1,3 @@
-using Keel.Native.Numerics;
-
 namespace Keel.Native.Tests.Cuda;
 
 /// <summary>Random inputs, reference products and error measures for the GPU tests.</summary>

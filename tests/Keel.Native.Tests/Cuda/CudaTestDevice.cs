@@ -1,7 +1,3 @@
-using Keel.Cuda;
-using Keel.Cuda.Driver;
-using Keel.Cuda.Interop;
-
 namespace Keel.Native.Tests.Cuda;
 
 /// <summary>The tests that need a GPU run one at a time in this collection: they share one device and its memory.</summary>

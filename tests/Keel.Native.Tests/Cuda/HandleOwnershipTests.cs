@@ -1,9 +1,5 @@
 using System.Diagnostics;
-using Keel.Cuda.Cublas;
-using Keel.Cuda.Driver;
-using Keel.Cuda.Interop;
 using Keel.Cuda.Nvrtc;
-using Keel.Native.Tests.Support;
 
 namespace Keel.Native.Tests.Cuda;
 

@@ -1,12 +1,5 @@
-using Keel.Cuda.Interop;
 using Keel.Cuda.Nccl;
-using Keel.Native.Devices;
 using Keel.Native.Devices.Cuda;
-using Keel.Native.Distributed;
-using Keel.Native.Numerics;
-using Keel.Native.Tests.Support;
-using Keel.Native.Tests.Training;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Cuda;
 

@@ -1,7 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Numerics;
-using Keel.Native.Tests.Support;
-
 namespace Keel.Native.Tests.Devices;
 
 /// <summary>kernels/activations.cu (SwiGLU, GELU) against the CPU reference device, in BFloat16 and Float32.</summary>

@@ -1,8 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Numerics;
-using Keel.Native.Reference;
-using Keel.Native.Tests.Support;
-
 namespace Keel.Native.Tests.Devices;
 
 /// <summary>kernels/cross_entropy.cu (fused softmax cross-entropy with its gradient) against the CPU reference device.</summary>

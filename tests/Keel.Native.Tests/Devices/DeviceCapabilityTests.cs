@@ -1,13 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Kernels;
-using Keel.Native.Memory;
-using Keel.Native.Model;
-using Keel.Native.Tests.Model;
-using Keel.Native.Tests.Support;
-using Keel.Native.Tests.Training;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Devices;
 
 /// <summary>

@@ -1,7 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Numerics;
-using Keel.Native.Tests.Support;
-
 namespace Keel.Native.Tests.Devices;
 
 /// <summary>kernels/embedding.cu (gather forward, sorted deterministic scatter-add backward) against the CPU reference device.</summary>

@@ -1,10 +1,3 @@
-using Keel.Cuda.Driver;
-using Keel.Native.Devices;
-using Keel.Native.Devices.Emulated;
-using Keel.Native.Kernels;
-using Keel.Native.Numerics;
-using Keel.Native.Tests.Support;
-
 namespace Keel.Native.Tests.Devices;
 
 /// <summary>

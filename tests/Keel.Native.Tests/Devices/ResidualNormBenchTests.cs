@@ -1,8 +1,4 @@
-using Keel.Cli;
 using Keel.Cli.Commands.Bench;
-using Keel.Cuda;
-using Keel.Cuda.Driver;
-using Keel.Cuda.Interop;
 
 namespace Keel.Native.Tests.Devices;
 

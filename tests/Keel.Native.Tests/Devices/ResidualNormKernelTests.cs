@@ -1,9 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Devices.Emulated;
-using Keel.Native.Numerics;
-using Keel.Native.Reference;
-using Keel.Native.Tests.Support;
-
 namespace Keel.Native.Tests.Devices;
 
 /// <summary>

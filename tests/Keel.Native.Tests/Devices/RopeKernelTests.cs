@@ -1,7 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Numerics;
-using Keel.Native.Tests.Support;
-
 namespace Keel.Native.Tests.Devices;
 
 /// <summary>kernels/rope.cu against the reference rotation (fp64 angles), both directions, in place and not.</summary>

@@ -1,10 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json.Nodes;
-using Keel.Cli;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Distributed;
 

@@ -1,8 +1,3 @@
-using Keel.Native.Distributed;
-using Keel.Native.Tests.Support;
-using Keel.Native.Tests.Training;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Distributed;
 
 /// <summary>Ranks that stop together: every rank throws the same message, naming the ranks it concerns.</summary>

@@ -1,14 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Distributed;
-using Keel.Native.Memory;
-using Keel.Native.Model;
-using Keel.Native.Numerics;
-using Keel.Native.Tests.Model;
-using Keel.Native.Tests.Support;
-using Keel.Native.Tests.Training;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Distributed;
 
 /// <summary>How the flat buffers split among ranks, where bucketed gradients live, and one rank's memory under each ZeRO stage.</summary>

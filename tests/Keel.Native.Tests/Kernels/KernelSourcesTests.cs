@@ -1,5 +1,3 @@
-using Keel.Native.Kernels;
-
 namespace Keel.Native.Tests.Kernels;
 
 public class KernelSourcesTests

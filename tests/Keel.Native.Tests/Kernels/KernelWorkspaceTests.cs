@@ -1,10 +1,5 @@
 using System.Runtime.InteropServices;
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Kernels;
 using Keel.Native.Kernels.Launchers;
-using Keel.Native.Numerics;
-using Keel.Native.Tests.Support;
 
 namespace Keel.Native.Tests.Kernels;
 

@@ -1,7 +1,5 @@
 using System.Text.RegularExpressions;
 using Keel.Cuda.Nvrtc;
-using Keel.Native.Kernels;
-using Keel.Native.Tests.Support;
 
 namespace Keel.Native.Tests.Kernels;
 

@@ -1,8 +1,3 @@
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Memory;
-using Keel.Native.Model;
-using Keel.Native.Tests.Model;
-
 namespace Keel.Native.Tests.Memory;
 
 public sealed class MemoryPlannerTests

@@ -1,6 +1,3 @@
-using Keel.Cli;
-using Keel.Native.Tests.Support;
-
 namespace Keel.Native.Tests.Memory;
 
 /// <summary><c>keel plan</c> and <c>keel train --memory</c> end to end.</summary>

@@ -1,10 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Memory;
-using Keel.Native.Model;
-using Keel.Native.Reference;
-using Keel.Native.Tests.Model;
-
 namespace Keel.Native.Tests.Memory;
 
 /// <summary>Every policy computes the losses and gradients of store-everything, bit for bit on the CPU device.</summary>

@@ -1,5 +1,3 @@
-using Keel.Native.Memory;
-
 namespace Keel.Native.Tests.Memory;
 
 public sealed class RevolveTests

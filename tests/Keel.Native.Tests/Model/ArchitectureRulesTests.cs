@@ -1,6 +1,3 @@
-using Keel.Native.Model;
-using Keel.Native.Tests.Training;
-
 namespace Keel.Native.Tests.Model;
 
 /// <summary>

@@ -1,7 +1,3 @@
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
-using Keel.Native.Reference;
-
 namespace Keel.Native.Tests.Model;
 
 /// <summary>Initialization as docs/model.md states it: every matrix N(0, 0.02²), DeepNorm's FFN, V and O scaled by (8M)^(-1/4), gains 1, biases 0.</summary>

@@ -1,7 +1,3 @@
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
-using Keel.Native.Reference;
-
 namespace Keel.Native.Tests.Model;
 
 /// <summary>

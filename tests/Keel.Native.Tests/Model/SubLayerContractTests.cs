@@ -1,6 +1,3 @@
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
-
 namespace Keel.Native.Tests.Model;
 
 /// <summary>What a memory planner relies on: a sub-layer re-runs from x_l alone to the very same saved tensors, and the specs describe them.</summary>

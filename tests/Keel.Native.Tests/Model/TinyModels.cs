@@ -1,7 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Model;
-using Keel.Native.Reference;
-
 namespace Keel.Native.Tests.Model;
 
 /// <summary>Tiny configs and random batches for the whole-model tests.</summary>

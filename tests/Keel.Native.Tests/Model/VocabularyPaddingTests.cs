@@ -1,8 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
-using Keel.Native.Numerics;
-
 namespace Keel.Native.Tests.Model;
 
 /// <summary>The embedding table and LM head take the vocabulary rounded up to a multiple of 64 rows; the padding stays zero.</summary>

@@ -1,6 +1,3 @@
-using Keel.Native.Numerics;
-using Keel.Native.Reference;
-
 namespace Keel.Native.Tests.Reference;
 
 public class GemmTests

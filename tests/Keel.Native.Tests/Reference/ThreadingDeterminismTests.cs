@@ -1,5 +1,3 @@
-using Keel.Native.Reference;
-
 namespace Keel.Native.Tests.Reference;
 
 /// <summary>

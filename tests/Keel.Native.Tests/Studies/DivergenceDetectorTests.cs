@@ -1,5 +1,4 @@
 using Keel.Native.Studies;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Studies;
 

@@ -1,7 +1,4 @@
-using System.Text.Json.Nodes;
-using Keel.Cli;
 using Keel.Native.Studies;
-using Keel.Native.Tests.Support;
 
 namespace Keel.Native.Tests.Studies;
 

@@ -1,9 +1,4 @@
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
 using Keel.Native.Studies;
-using Keel.Native.Tests.Support;
-using Keel.Native.Tests.Training;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Studies;
 

@@ -1,6 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Numerics;
-
 namespace Keel.Native.Tests.Support;
 
 /// <summary>Moving test data to and from devices, and comparing results the way docs/testing.md asks.</summary>

@@ -1,9 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Kernels;
-using Keel.Native.Numerics;
-using Keel.Native.Reference;
-
 namespace Keel.Native.Tests.Support;
 
 /// <summary>A device that passes every call to a <see cref="CpuDevice"/>; tests override the calls they need to change.</summary>

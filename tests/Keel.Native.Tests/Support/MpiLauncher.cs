@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Keel.Cli;
 using Keel.Distributed.Mpi;
 
 namespace Keel.Native.Tests.Support;

@@ -1,9 +1,3 @@
-using Keel.Cuda.Driver;
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Kernels;
-using Keel.Native.Numerics;
-
 namespace Keel.Native.Tests.Support;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using Keel.Cuda.Interop;
-
 namespace Keel.Native.Tests.Support;
 
 /// <summary>Gates for tests that need something this machine may lack.</summary>

@@ -1,6 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Distributed;
-
 namespace Keel.Native.Tests.Support;
 
 /// <summary>

@@ -1,7 +1,4 @@
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
 using Keel.Native.Devices.Cuda;
-using Keel.Native.Devices.Emulated;
 
 namespace Keel.Native.Tests.Support;
 

@@ -1,5 +1,3 @@
-using Keel.Native.Distributed;
-
 namespace Keel.Native.Tests.Support;
 
 /// <summary>

@@ -1,9 +1,4 @@
 using System.Reflection;
-using Keel.Native.Devices;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Training;
 

@@ -1,7 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Training;
 
 /// <summary>A checkpoint is replaced as a whole: a save stopped at any point leaves a complete checkpoint to resume from.</summary>

@@ -1,10 +1,4 @@
 using System.Buffers.Binary;
-using System.Text.Json.Nodes;
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
-using Keel.Native.Numerics;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Training;
 

@@ -1,13 +1,5 @@
-using Keel.Native.Devices;
 using Keel.Native.Devices.Cuda;
-using Keel.Native.Devices.Emulated;
-using Keel.Native.Kernels;
-using Keel.Native.Memory;
-using Keel.Native.Model;
-using Keel.Native.Reference;
 using Keel.Native.Tests.Cuda;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Training;
 

@@ -1,8 +1,5 @@
 using System.Text.Json;
-using Keel.Cli;
 using Keel.Cli.Commands;
-using Keel.Native.Model;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Training;
 

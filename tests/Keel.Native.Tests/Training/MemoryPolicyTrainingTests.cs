@@ -1,8 +1,3 @@
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Memory;
-using Keel.Native.Model;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Training;
 
 /// <summary>The trainer runs the memory plan its options ask for.</summary>

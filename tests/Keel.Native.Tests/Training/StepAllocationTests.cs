@@ -1,9 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Memory;
-using Keel.Native.Reference;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Training;
 
 /// <summary>

@@ -1,8 +1,3 @@
-using Keel.Native.Devices;
-using Keel.Native.Model;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Training;
 
 /// <summary>TextSampler draws only the vocabulary's ids, never a column of the LM head's padding.</summary>

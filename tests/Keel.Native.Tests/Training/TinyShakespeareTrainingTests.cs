@@ -1,7 +1,3 @@
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Training;
 
 /// <summary>CPU training on real text: a few hundred tokens per step for 300 steps must lower the held-out loss well below its start.</summary>

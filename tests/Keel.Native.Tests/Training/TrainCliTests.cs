@@ -1,8 +1,3 @@
-using System.Text.Json.Nodes;
-using Keel.Cli;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Training;
 
 /// <summary><c>keel train</c>, <c>eval</c> and <c>sample</c> end to end on the CPU, and their messages for bad input.</summary>

@@ -1,8 +1,3 @@
-using Keel.Native.Devices.Cpu;
-using Keel.Native.Model;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Training;
 
 /// <summary>Reproducibility, exact resume, the NaN/Inf guard, the schedule and evaluation.</summary>

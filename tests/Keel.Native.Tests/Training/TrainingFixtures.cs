@@ -1,6 +1,3 @@
-using Keel.Native.Model;
-using Keel.Native.Training;
-
 namespace Keel.Native.Tests.Training;
 
 /// <summary>Small configs, data and helpers shared by the training tests.</summary>

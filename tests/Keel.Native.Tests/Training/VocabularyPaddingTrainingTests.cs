@@ -1,9 +1,4 @@
-using Keel.Native.Devices;
-using Keel.Native.Model;
-using Keel.Native.Numerics;
 using Keel.Native.Tests.Cuda;
-using Keel.Native.Tests.Support;
-using Keel.Native.Training;
 
 namespace Keel.Native.Tests.Training;
 

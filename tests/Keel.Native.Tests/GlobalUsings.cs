@@ -1,0 +1,21 @@
+// The namespaces most test files open, opened once for the whole test project.
+global using System.Text.Json.Nodes;
+global using Xunit;
+global using Keel.Cli;
+global using Keel.Cuda;
+global using Keel.Cuda.Cublas;
+global using Keel.Cuda.Driver;
+global using Keel.Cuda.Interop;
+global using Keel.Native.Devices;
+global using Keel.Native.Devices.Cpu;
+global using Keel.Native.Devices.Emulated;
+global using Keel.Native.Distributed;
+global using Keel.Native.Kernels;
+global using Keel.Native.Memory;
+global using Keel.Native.Model;
+global using Keel.Native.Numerics;
+global using Keel.Native.Reference;
+global using Keel.Native.Training;
+global using Keel.Native.Tests.Model;
+global using Keel.Native.Tests.Support;
+global using Keel.Native.Tests.Training;
