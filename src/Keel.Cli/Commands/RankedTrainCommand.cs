@@ -28,6 +28,7 @@ internal static class RankedTrainCommand
         var who = $"rank {session.Rank} of {session.Size} ({session.ProcessorName}, pid {Environment.ProcessId})";
         TextWriter? log = null;
         IDevice? device = null;
+        ProfiledDevice? profiled = null;
         ICollectives? collectives = null;
         Trainer? trainer = null;
         try
@@ -37,11 +38,11 @@ internal static class RankedTrainCommand
             run = run with { Folder = ranks.BroadcastText(run.Folder) };
             log = Agreed(ranks, options, () => primary ? output : OpenLog(run.Folder, session.Rank));
             log.WriteLine($"Rank    {who}, local rank {session.LocalRank} of {session.LocalSize}; {session.LibraryVersion}");
-            device = Agreed(ranks, options, () => TrainCommand.OpenDevice(options, log, gpu: session.LocalRank));
+            (device, profiled) = Agreed(ranks, options, () => TrainCommand.OpenDevice(options, log, gpu: session.LocalRank));
             collectives = Collectives.Open(session.World, device);
             var opened = collectives;
             trainer = Agreed(ranks, options, () => TrainCommand.CreateTrainer(run, device, opened, log));
-            var code = TrainCommand.Train(trainer, run, device, log, error, primary);
+            var code = TrainCommand.Train(trainer, run, device, profiled, log, error, primary);
             Release(trainer, collectives, device);
             return code;
         }

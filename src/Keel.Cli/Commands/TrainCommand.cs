@@ -205,19 +205,25 @@ internal static class TrainCommand
         if (MpiSession.LaunchedBy() is not null) return RankedTrainCommand.Run(options, output, error);
         // Everything the user gave is checked, and the data read, before a device is opened.
         var run = Prepare(options);
-        using var device = OpenDevice(options, output, gpu: 0);
+        var (opened, profiled) = OpenDevice(options, output, gpu: 0);
+        using var device = opened;
         using var trainer = CreateTrainer(run, device, collectives: null, output);
-        return Train(trainer, run, device, output, error, primary: true);
+        return Train(trainer, run, device, profiled, output, error, primary: true);
     }
 
     /// <summary>The run the options describe (new or resumed), with its data read; everything checked, no device opened.</summary>
     internal static PreparedRun Prepare(TrainOptions options) => options.Resume is not null ? PrepareResume(options) : PrepareNew(options);
 
-    /// <summary>The device the options ask for (GPU <paramref name="gpu"/> where a GPU is used), wrapped in the profiler with --profile.</summary>
-    internal static IDevice OpenDevice(TrainOptions options, TextWriter notices, int gpu)
+    /// <summary>
+    /// The device the options ask for (GPU <paramref name="gpu"/> where a GPU is used); with --profile, wrapped in the
+    /// profiler, which is also returned so that the caller need not test the device's type to find it.
+    /// </summary>
+    internal static (IDevice Device, ProfiledDevice? Profiled) OpenDevice(TrainOptions options, TextWriter notices, int gpu)
     {
         var opened = TrainingDevices.Open(options.Device, notices, gpu);
-        return options.Profile ? new ProfiledDevice(opened) : opened;
+        if (!options.Profile) return (opened, null);
+        var profiled = new ProfiledDevice(opened);
+        return (profiled, profiled);
     }
 
     /// <summary>The run's trainer: resumed from its checkpoint, or new and initialized from the seed.</summary>
@@ -236,12 +242,12 @@ internal static class TrainCommand
 
     /// <summary>
     /// Trains to the end and says where the files went: the header and the progress on <paramref name="output"/> (rank 0's
-    /// console, or another rank's log); the plot and the file list only from the <paramref name="primary"/> rank.
+    /// console, or another rank's log); the plot and the file list only from the <paramref name="primary"/> rank; the
+    /// per-kernel table when <paramref name="profiled"/> (the device itself, wrapped by --profile) is given.
     /// </summary>
-    internal static int Train(Trainer trainer, PreparedRun run, IDevice device, TextWriter output, TextWriter error, bool primary)
+    internal static int Train(Trainer trainer, PreparedRun run, IDevice device, ProfiledDevice? profiled, TextWriter output, TextWriter error, bool primary)
     {
         CreateRunFolder(run.Folder);
-        var profiled = device as ProfiledDevice;
         var config = trainer.Model.Config;
         output.WriteLine($"Device  {device.Name}");
         if (trainer.Collectives is { } ranks)

@@ -39,6 +39,17 @@ public sealed class TrainCliTests
     }
 
     [Fact]
+    public void ProfileTimesEveryOpAndSaysGraphsAreOffWhileProfiling()
+    {
+        using var folder = new TempFolder();
+        var (code, output, error) = Run([.. Tiny, "train", "--out", Path.Combine(folder.Path, "run"), "--steps", "3", "--profile"]);
+        Assert.True(code == 0, error + output);
+        Assert.Contains("off while profiling", output);
+        Assert.Contains("attention backward", output);
+        Assert.Contains("(timed ops)", output);
+    }
+
+    [Fact]
     public void AConfigThatCannotWorkIsReportedByFieldWithoutAStackTrace()
     {
         var (code, _, error) = Run(["train", "--device", "cpu", "--hidden", "30", "--heads", "4", "--steps", "1"]);

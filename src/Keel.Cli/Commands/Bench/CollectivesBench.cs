@@ -50,7 +50,7 @@ internal static class CollectivesBench
         using var session = options.Host || MpiSession.LaunchedBy() is not null ? MpiSession.Initialize() : null;
         IRankGroup ranks = session is null ? SingleRank.Instance : new MpiRankGroup(session.World);
         using IDevice device = options.Host ? new CpuDevice() : CudaDevice.Open(session?.LocalRank ?? options.Device);
-        using ICollectives collectives = options.Host ? new MpiCollectives(session!.World, device) : new NcclCollectives(ranks, (CudaDevice)device);
+        using ICollectives collectives = options.Host ? new MpiCollectives(session!.World, device) : new NcclCollectives(ranks, device);
         var primary = ranks.Rank == 0;
         var log = primary ? output : TextWriter.Null;
         log.WriteLine($"keel bench {Name}: {ranks.Size} rank(s), {collectives.Description}, rank 0 on {device.Name}; {options.Repeats} timed runs per case after {options.Warmup} warm-up runs");
@@ -111,16 +111,17 @@ internal static class CollectivesBench
         for (var i = 0; i < options.Warmup; i++) work();
         collectives.WaitForDevice();
         var times = new double[options.Repeats];
-        if (device is CudaDevice cuda)
+        if (device.NativeStream is { } stream)
         {
-            using var start = cuda.CreateEvent();
-            using var end = cuda.CreateEvent();
+            // Events on the stream the collectives are queued on; the device was opened on this thread, so its context is current.
+            using var start = CudaEvent.Create(stream.Context);
+            using var end = CudaEvent.Create(stream.Context);
             for (var i = 0; i < times.Length; i++)
             {
                 ranks.Barrier();
-                start.Record(cuda.Stream);
+                start.Record(stream);
                 work();
-                end.Record(cuda.Stream);
+                end.Record(stream);
                 collectives.WaitForDevice();
                 times[i] = CudaEvent.ElapsedMilliseconds(start, end) * 1000.0;
             }
