@@ -111,7 +111,7 @@ public sealed class DataParallelTrainingTests
     }
 
     [Fact]
-    public async Task AKilledRankEndsEveryRankAndTheLastCheckpointLoadsAndResumes()
+    public async Task AKilledRankEndsEveryRankAndTheLastCheckpointLoadsAndResumesOnTheSameOrAnotherNumberOfRanks()
     {
         MpiLauncher.Require();
         using var folder = new TempFolder();
@@ -143,12 +143,40 @@ public sealed class DataParallelTrainingTests
             Assert.Equal(saved.Step, trainer.CompletedSteps);
 
         // Resumed on two ranks, it continues from the checkpoint to the end.
+        var copy = Path.Combine(folder.Path, "copy");
+        CopyFolder(run, copy);
         var resumed = MpiLauncher.Run(2, ["train", "--resume", run, "--device", "cpu"]);
         Assert.True(resumed.Code == 0, resumed.All);
         Assert.Contains($"Resuming {run} at step {saved.Step} of 300.", resumed.Output);
         var steps = Metrics(run).Select(m => m["step"]!.GetValue<int>()).ToList();
         Assert.Equal(Enumerable.Range(1, 300), steps.Distinct().Order());
         Assert.Equal(300, steps[^1]);
+
+        // Resumed on three ranks under ZeRO 2 instead, the moments are re-sharded and the steps are the same.
+        var resharded = MpiLauncher.Run(3, ["train", "--resume", copy, "--device", "cpu", "--zero", "2"]);
+        Assert.True(resharded.Code == 0, resharded.All);
+        Assert.Contains($"Resuming {copy} at step {saved.Step} of 300.", resharded.Output);
+        var (two, three) = (LossByStep(run), LossByStep(copy));
+        Assert.Equal(300, three.Keys.Max());
+        for (var step = saved.Step + 1; step <= saved.Step + 5; step++)
+            Assert.True(Math.Abs(three[step] - two[step]) <= 1e-5 * Math.Abs(two[step]), $"step {step}: 3 ranks {three[step]}, 2 ranks {two[step]}");
+    }
+
+    /// <summary>Each step's loss as last written (a resumed run writes again the steps after its checkpoint).</summary>
+    private static Dictionary<int, double> LossByStep(string run)
+    {
+        var losses = new Dictionary<int, double>();
+        foreach (var m in Metrics(run)) losses[m["step"]!.GetValue<int>()] = m["loss"]!.GetValue<double>();
+        return losses;
+    }
+
+    private static void CopyFolder(string source, string destination)
+    {
+        foreach (var directory in Directory.GetDirectories(source, "*", SearchOption.AllDirectories))
+            Directory.CreateDirectory(Path.Combine(destination, Path.GetRelativePath(source, directory)));
+        Directory.CreateDirectory(destination);
+        foreach (var file in Directory.GetFiles(source, "*", SearchOption.AllDirectories))
+            File.Copy(file, Path.Combine(destination, Path.GetRelativePath(source, file)));
     }
 
     [Fact]
