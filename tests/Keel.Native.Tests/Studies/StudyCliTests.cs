@@ -35,7 +35,7 @@ public sealed class StudyCliTests
         {
             // Raised to 20, both diverge, and the ordering line ranks them by the rate they diverged at.
             Assert.All(runs, run => Assert.True(run!["diverged"]!.GetValue<bool>()));
-            Assert.Matches(@"L = 4, divergence learning rate, highest first: (keel|postln) \d\.\d\de[+-]\d [>=] (keel|postln) \d", output);
+            Assert.Matches(@"L = 4, divergence learning rate, highest first: (keel|postln) \d\.\d\de[+-]\d \(lowest loss \d\.\d{4}\) [>=] (keel|postln) \d", output);
         }
         if (kind == "lr-sweep")
         {

@@ -101,7 +101,11 @@ internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, I
         }
     }
 
-    /// <summary>For a range test, the architectures by the learning rate they diverged at, highest first (the paper's Table 1 ordering).</summary>
+    /// <summary>
+    /// For a range test, the architectures by the learning rate they diverged at, highest first (the paper's Table 1
+    /// ordering), each with its lowest loss: a run that never trains (stuck near the unigram loss) never rises above its
+    /// minimum either, and ranks first without having been stable in any useful sense.
+    /// </summary>
     private string? Ordering()
     {
         if (kind != StudyKind.LrRange) return null;
@@ -109,7 +113,8 @@ internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, I
         {
             // Runs that did not diverge rank first, tied with each other; ties are joined by "=".
             var ranked = group.Select(r => (Rate: r.DivergenceLearningRate ?? double.PositiveInfinity,
-                                            Text: $"{Arch(r.Architecture)} {(r.DivergenceLearningRate is { } lr ? Rate(lr) : $"(none up to {Rate(r.PeakLearningRate)})")}"))
+                                            Text: $"{Arch(r.Architecture)} {(r.DivergenceLearningRate is { } lr ? Rate(lr) : $"(none up to {Rate(r.PeakLearningRate)})")} " +
+                                                  $"(lowest loss {Loss(r.MinimumLoss)})"))
                               .OrderByDescending(r => r.Rate).ToList();
             var text = new StringBuilder(ranked[0].Text);
             for (var i = 1; i < ranked.Count; i++) text.Append(ranked[i].Rate == ranked[i - 1].Rate ? " = " : " > ").Append(ranked[i].Text);
