@@ -57,6 +57,8 @@ enum keel_emu_check {
     KEEL_EMU_CHECK_SPIN = 16   /* spin-waits on memory that no running block can end are reported, not hung on */
 };
 #define KEEL_EMU_CHECKS_INSTRUMENTED (KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN)
+#define KEEL_EMU_CHECKS_ALL \
+    (KEEL_EMU_CHECK_ORDER | KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_ASYNC | KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN)
 
 /* Flags of keel_emu_alloc_flags. */
 enum keel_emu_alloc_flag {

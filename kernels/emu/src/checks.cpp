@@ -21,7 +21,6 @@ enum AccessKind : uint8_t { kRead = 1, kWrite = 2, kAtomic = 4 };
 
 constexpr uint32_t kSpinPolls = 1u << 12;           // reads of an unchanged value before a thread counts as spinning
 constexpr int64_t kSpinGraceNs = 200 * 1000 * 1000;  // every running block stuck this long: nothing can change
-constexpr uint32_t kInstrumentedChecks = KEEL_EMU_CHECKS_INSTRUMENTED;
 
 int64_t now_ns() {
     timespec t;
@@ -255,7 +254,7 @@ void global_access(Fiber* self, uintptr_t address, size_t bytes, uint8_t kind, c
     }
     if (kind & kWrite) {
         bool all = true;
-        for (size_t i = first; i < end && all; ++i) all = (allocation->written[i / 8] >> (i % 8)) & 1;
+        for (size_t i = first; i < end && all; ++i) all = (__atomic_load_n(&allocation->written[i / 8], __ATOMIC_RELAXED) >> (i % 8)) & 1;
         if (!all) mark_bits(allocation->written, first, end);
     }
 }
@@ -274,7 +273,7 @@ inline void on_access(void* p, size_t bytes, uint8_t kind, bool aligned, const v
     Worker* worker = current_worker();
     if (worker == nullptr) return;
     CheckState& c = worker->checks;
-    if ((c.flags & kInstrumentedChecks) == 0) return;
+    if ((c.flags & KEEL_EMU_CHECKS_INSTRUMENTED) == 0) return;
     const auto address = reinterpret_cast<uintptr_t>(p);
     Fiber* self = worker->current;
     if (self == nullptr) return;
@@ -428,7 +427,7 @@ uint64_t BlockOrder::at(uint64_t i) const {
 }
 
 std::string checks_validate(const Launch& launch) {
-    if ((launch.checks & kInstrumentedChecks) == 0) return std::string();
+    if ((launch.checks & KEEL_EMU_CHECKS_INSTRUMENTED) == 0) return std::string();
     if (instrumented(reinterpret_cast<const void*>(launch.entry))) return std::string();
     return "kernel '" + std::string(launch.name) +
            "': the race, init and spin checks watch every memory access, which needs the kernel object compiled "

@@ -52,7 +52,6 @@ struct TrackedAllocation {
 // Per worker: what the hooks need, reachable from the worker alone.
 struct CheckState {
     uint32_t flags = 0;  // the launch's checks while this worker runs it, else 0
-    bool instrumented_kernel = false;
     uintptr_t static_start = 0;
     size_t static_bytes = 0;
     uintptr_t dynamic_start = 0;

@@ -186,10 +186,9 @@ std::string validate(const char* name, void (*entry)(void**), keel_emu_dim3 grid
                    std::to_string(sizeof(keel_emu_options)) + " (header and library disagree).";
         if (options->size >= sizeof(keel_emu_options)) {
             if (options->reserved2 != 0) return kernel + "keel_emu_options.reserved2 must be 0.";
-            constexpr uint32_t known = KEEL_EMU_CHECK_ORDER | KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_ASYNC |
-                                       KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN;
-            if ((options->checks & ~known) != 0)
-                return kernel + "keel_emu_options.checks has unknown bits " + std::to_string(options->checks & ~known) + ".";
+            if ((options->checks & ~uint32_t{KEEL_EMU_CHECKS_ALL}) != 0)
+                return kernel + "keel_emu_options.checks has unknown bits " +
+                       std::to_string(options->checks & ~uint32_t{KEEL_EMU_CHECKS_ALL}) + ".";
         }
         if (options->worker_threads < 0 || options->worker_threads > static_cast<int32_t>(kMaxWorkers))
             return kernel + "worker_threads " + std::to_string(options->worker_threads) + " is outside 0.." +

@@ -107,15 +107,15 @@ void* registry_allocate(size_t bytes, bool guarded, bool poison, bool track) {
             return nullptr;
         }
         p = allocation.region.data;  // mmap'ed pages are zero already
+        if (poison) memset(p, 0xff, bytes);
     } else {
         p = aligned_alloc(64, round_up(bytes == 0 ? 1 : bytes, 64));
         if (p == nullptr) {
             free(allocation.written);
             return nullptr;
         }
-        memset(p, 0, bytes);
+        memset(p, poison ? 0xff : 0, bytes);
     }
-    if (poison) memset(p, 0xff, bytes);
     Registry& r = registry();
     std::lock_guard<std::mutex> lock(r.mutex);
     r.by_start[reinterpret_cast<uintptr_t>(p)] = allocation;

@@ -127,7 +127,7 @@ struct Block {
 
     // KEEL_EMU_CHECK_ORDER: the block's random stream, and the order its threads start in.
     uint64_t random = 0;
-    std::vector<unsigned> start_order;
+    std::vector<Fiber*> start_order;
 };
 
 struct Fault {
@@ -188,8 +188,8 @@ Worker* current_worker();
 void set_current_worker(Worker* worker);
 
 // Scheduler (scheduler.cpp).
-void yield(Fiber* self);
-uint64_t next_random(Block& block);  // the block's KEEL_EMU_CHECK_ORDER stream  // lets the other runnable threads of the block run, then continues
+void yield(Fiber* self);  // lets the other runnable threads of the block run, then continues
+uint64_t next_random(Block& block);  // the block's KEEL_EMU_CHECK_ORDER stream
 bool worker_prepare(Worker& worker, const Launch& launch);  // fibers, stacks, shared buffer for `launch`
 void run_block(Worker& worker, Launch& launch, uint64_t linear_block);
 void switch_away(Fiber* self);  // from a fiber that waits or has exited, to the next runnable fiber

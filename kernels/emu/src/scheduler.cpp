@@ -23,7 +23,7 @@ Fiber* pick_next(Block& block) {
     }
     if (block.next_unstarted < block.thread_count) {
         const unsigned next = block.next_unstarted++;
-        Fiber* fiber = block.fibers[block.start_order.empty() ? next : block.start_order[next]];
+        Fiber* fiber = block.start_order.empty() ? block.fibers[next] : block.start_order[next];
         context_prepare(&fiber->context, fiber->stack.base, fiber->stack.bytes, &fiber_main, fiber);
         return fiber;
     }
@@ -236,9 +236,7 @@ void run_block(Worker& worker, Launch& launch, uint64_t linear_block) {
     if (launch.checks & KEEL_EMU_CHECK_ORDER) {
         // Seeded by the block, not the worker: a block's schedule depends on the seed alone.
         block.random = mix64(launch.seed ^ mix64(linear_block + 1));
-        std::vector<Fiber*> order;
-        shuffle_by_warp(block, order);
-        for (const Fiber* fiber : order) block.start_order.push_back(fiber->linear);
+        shuffle_by_warp(block, block.start_order);
     }
     if (worker.checks.flags != 0) checks_begin_block(worker);
 

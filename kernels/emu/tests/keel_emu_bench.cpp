@@ -126,8 +126,7 @@ int main(int argc, char** argv) {
         {"race", KEEL_EMU_CHECK_RACE, true},
         {"init", KEEL_EMU_CHECK_INIT, true},
         {"spin", KEEL_EMU_CHECK_SPIN, true},
-        {"all", KEEL_EMU_CHECK_ORDER | KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_ASYNC | KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN,
-         true},
+        {"all", KEEL_EMU_CHECKS_ALL, true},
     };
     double baseline = 0;
     for (const auto& mode : modes) {

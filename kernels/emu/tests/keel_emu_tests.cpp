@@ -64,13 +64,14 @@ struct Buffer {
     T& operator[](size_t i) { return data[i]; }
 };
 
-// KEEL_EMU_TEST_CHECKS=<keel_emu_check bits> runs a test with those checking modes: every kernel from its
+// KEEL_EMU_TEST_CHECKS=<keel_emu_check bits, or all> runs a test with those checking modes: every kernel from its
 // instrumented object (lib<name>.checked.so), every launch with the checks (CTest runs the correct-kernel cases
 // so, as emu.checked.*). Buffers stay untracked there: the tests fill them from the host directly.
 uint32_t test_checks() {
     static const uint32_t checks = [] {
         const char* text = getenv("KEEL_EMU_TEST_CHECKS");
-        return text != nullptr ? static_cast<uint32_t>(strtoul(text, nullptr, 0)) : 0u;
+        if (text == nullptr) return 0u;
+        return strcmp(text, "all") == 0 ? uint32_t{KEEL_EMU_CHECKS_ALL} : static_cast<uint32_t>(strtoul(text, nullptr, 0));
     }();
     return checks;
 }
@@ -720,8 +721,7 @@ void foreign_fault_chains() {
 // ------------------------------------------------------------------------------------------------------
 // Checking modes (README.md "Checking modes"): each planted bug reported, each correct twin passing.
 
-constexpr uint32_t kAllChecks = KEEL_EMU_CHECK_ORDER | KEEL_EMU_CHECK_RACE | KEEL_EMU_CHECK_ASYNC |
-                                KEEL_EMU_CHECK_INIT | KEEL_EMU_CHECK_SPIN;
+constexpr uint32_t kAllChecks = KEEL_EMU_CHECKS_ALL;
 
 void checks_need_instrumentation() {
     Kernels plain("checks", false);

@@ -9,12 +9,9 @@ namespace Keel.Native.Kernels;
 /// </summary>
 /// <param name="Name">The architecture, such as <c>sm_86</c>.</param>
 /// <param name="SharedMemoryPerBlockOptIn">Shared memory a block may use, static and dynamic together, after the dynamic opt-in.</param>
-/// <param name="ThreadsPerMultiprocessor">Resident threads per SM.</param>
-public sealed record GpuArchitecture(string Name, int SharedMemoryPerBlockOptIn, int ThreadsPerMultiprocessor)
+/// <remarks>The 1024 threads a block may have on all of them is <c>LaunchShape</c>'s own check, made before any launch.</remarks>
+public sealed record GpuArchitecture(string Name, int SharedMemoryPerBlockOptIn)
 {
-    /// <summary>Threads per block on every architecture here.</summary>
-    public const int MaxThreadsPerBlock = 1024;
-
     /// <summary>32-bit registers per SM, which is also the most one block may hold, on every architecture here.</summary>
     public const int RegistersPerMultiprocessor = 65536;
 
@@ -24,10 +21,10 @@ public sealed record GpuArchitecture(string Name, int SharedMemoryPerBlockOptIn,
     /// <summary>The architectures the project targets: A100 (sm_80), the other Ampere parts (sm_86), Ada (sm_89), Hopper (sm_90).</summary>
     public static IReadOnlyList<GpuArchitecture> All { get; } =
     [
-        new("sm_80", 163 * 1024, 2048),
-        new("sm_86", 99 * 1024, 1536),
-        new("sm_89", 99 * 1024, 1536),
-        new("sm_90", 227 * 1024, 2048),
+        new("sm_80", 163 * 1024),
+        new("sm_86", 99 * 1024),
+        new("sm_89", 99 * 1024),
+        new("sm_90", 227 * 1024),
     ];
 
     /// <summary>The architecture named <paramref name="name"/>.</summary>
@@ -52,8 +49,6 @@ public sealed record GpuArchitecture(string Name, int SharedMemoryPerBlockOptIn,
         if ((long)warps * perWarp > RegistersPerMultiprocessor)
             return string.Create(CultureInfo.InvariantCulture,
                 $"{threads} threads of {registers} registers need {warps * perWarp} registers ({perWarp} per warp), and an SM of {Name} has {RegistersPerMultiprocessor} (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES)");
-        if (threads > Math.Min(MaxThreadsPerBlock, ThreadsPerMultiprocessor))
-            return string.Create(CultureInfo.InvariantCulture, $"a block of {threads} threads exceeds {MaxThreadsPerBlock}");
         return null;
     }
 

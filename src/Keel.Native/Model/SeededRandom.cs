@@ -45,7 +45,8 @@ public struct SeededRandom
         return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2);
     }
 
-    private static ulong Mix(ulong z)
+    /// <summary>SplitMix64's finalizer: a bijection of 64-bit values whose every output bit depends on every input bit.</summary>
+    internal static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;

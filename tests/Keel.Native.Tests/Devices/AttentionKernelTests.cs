@@ -66,7 +66,7 @@ public class AttentionKernelTests
     [InlineData(64, true)]
     public void TilesChosenForNinetyNineKiBOfSharedMemoryMatchTheReference(int headDim, bool causal)
     {
-        using var device = TestDevices.OpenEmulated(new Keel.Native.Devices.Emulated.EmulatorOptions { Architecture = "sm_86" });
+        using var device = TestDevices.OpenEmulated(new EmulatorOptions { Architecture = "sm_86" });
         Assert.Equal(99 << 10, device.Runtime.MaxSharedMemoryPerBlockOptInBytes);
         AssertMatchesReference(device, new AttentionOptions(Batch: 1, Sequence: 200, QueryHeads: 4, KvHeads: 2, headDim, causal), seed: headDim + (causal ? 1 : 0));
     }
@@ -99,8 +99,8 @@ public class AttentionKernelTests
         var data = Problem.Draw(options, seed: 43);
         float[][] Run(ulong seed)
         {
-            var checks = Keel.Native.Devices.Emulated.EmulatorChecks.Order | Keel.Native.Devices.Emulated.EmulatorChecks.Spin;
-            using var device = TestDevices.OpenEmulated(new Keel.Native.Devices.Emulated.EmulatorOptions(WorkerThreads: 2) { Checks = checks, Seed = seed });
+            var checks = EmulatorChecks.Order | EmulatorChecks.Spin;
+            using var device = TestDevices.OpenEmulated(new EmulatorOptions(WorkerThreads: 2) { Checks = checks, Seed = seed });
             return Backward(device, options, data, DType.BFloat16);
         }
         var first = Run(1);

@@ -55,8 +55,8 @@ public sealed class KernelDeviceTrainingTests
         var data = TrainingFixtures.CopyTask();
         double[] Run(ulong seed)
         {
-            var checks = Keel.Native.Devices.Emulated.EmulatorChecks.Order | Keel.Native.Devices.Emulated.EmulatorChecks.Spin;
-            var device = TestDevices.OpenEmulated(new Keel.Native.Devices.Emulated.EmulatorOptions(WorkerThreads: 2) { Checks = checks, Seed = seed });
+            var checks = EmulatorChecks.Order | EmulatorChecks.Spin;
+            var device = TestDevices.OpenEmulated(new EmulatorOptions(WorkerThreads: 2) { Checks = checks, Seed = seed });
             return Losses(device, config, options, data, ModelPrecision.Mixed, dispose: true, steps: 2);
         }
         Assert.Equal(Run(1), Run(2));

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Keel.Cuda.Driver;
 using Keel.Cuda.Nvrtc;
 using Keel.Native.Kernels;
+using Keel.Native.Model;
 
 namespace Keel.Native.Devices.Emulated;
 
@@ -141,7 +142,7 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
                 FiberStackBytes = (ulong)options.FiberStackBytes,
                 Checks = (uint)(options.Checks & RuntimeChecks),
             };
-            _seed = Mix(options.Seed ^ Mix(StableHash(spec + "/" + name)));
+            _seed = SeededRandom.Mix(options.Seed ^ SeededRandom.Mix(StableHash(spec + "/" + name)));
         }
 
         public override void AllowDynamicSharedMemory(int bytes)
@@ -166,7 +167,7 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
                 throw new KernelLaunchException(Spec, Name, $"a block of {shape.Block.Count} threads cannot launch on {_runtime.Architecture.Name}: {why}.");
             var options = _options;
             // The schedule follows from the seed, the kernel and the shape alone, so a failure repeats with the same seed.
-            options.Seed = Mix(_seed ^ Mix((uint)shape.Grid.X | (ulong)(uint)shape.Grid.Y << 32) ^ (ulong)(uint)shape.Grid.Z << 40 ^ (ulong)shape.Block.Count << 16);
+            options.Seed = SeededRandom.Mix(_seed ^ SeededRandom.Mix((uint)shape.Grid.X | (ulong)(uint)shape.Grid.Y << 32) ^ (ulong)(uint)shape.Grid.Z << 40 ^ (ulong)shape.Block.Count << 16);
             var error = _runtime.Library.Launch(_name, _entry, values,
                 new((uint)shape.Grid.X, (uint)shape.Grid.Y, (uint)shape.Grid.Z),
                 new((uint)shape.Block.X, (uint)shape.Block.Y, (uint)shape.Block.Z), shape.SharedMemoryBytes, options);
@@ -176,15 +177,6 @@ internal sealed class EmulatedKernelRuntime : IKernelRuntime
                 throw new KernelLaunchException(Spec, Name, checks == EmulatorChecks.None ? error
                     : $"{error} (emulator checks {EmulatorChecksText.Format(checks)}, seed {_runtime._options.Seed})");
             }
-        }
-
-        private static ulong Mix(ulong x)
-        {
-            x ^= x >> 30;
-            x *= 0xbf58476d1ce4e5b9UL;
-            x ^= x >> 27;
-            x *= 0x94d049bb133111ebUL;
-            return x ^ (x >> 31);
         }
 
         // string.GetHashCode differs between processes; the schedule must not.
