@@ -216,7 +216,7 @@ public abstract class KernelDevice : IDevice
     }
 
     /// <summary>Marks the deferred device-side checks as due, after work the launchers did not issue themselves (a graph replay).</summary>
-    protected void ExpectDeferredChecks() => _tokenCheckPending |= !Workspace.Find(KernelScratch.TokenErrors).IsEmpty;
+    protected void ExpectDeferredChecks() => _tokenCheckPending = true;
 
     /// <summary>
     /// Throws for errors that kernels recorded in device memory rather than stop the stream for (deferred checks): reads

@@ -103,7 +103,7 @@ public sealed class KernelScratchTests
     public void OnTheEmulatorAModelTrainsWithItsScratchFrozenFromTheStart()
     {
         // A device of its own: the shared one's scratch may have grown in other tests.
-        using var device = EmulatorOrSkip();
+        using var device = TestDevices.OpenEmulated(new EmulatorOptions());
         var options = TrainingFixtures.TinyOptions with { BatchSize = 2 };
         using var trainer = new Trainer(device, Config, options, TrainingFixtures.CopyTask());
         trainer.Initialize();
@@ -142,11 +142,5 @@ public sealed class KernelScratchTests
         var before = device.Workspace.Bytes(KernelScratch.AttentionBackward);
         device.ReserveScratch(KernelScratch.AttentionBackward, before + 4);
         Assert.Equal(before + 4, device.Workspace.Bytes(KernelScratch.AttentionBackward));
-    }
-
-    private static EmulatedDevice EmulatorOrSkip()
-    {
-        TestDevices.Get(DeviceKind.Emulated); // skips, or fails under KEEL_REQUIRE_EMULATOR=1, without a compiler
-        return EmulatedDevice.Open();
     }
 }

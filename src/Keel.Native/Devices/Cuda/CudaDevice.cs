@@ -97,9 +97,8 @@ public sealed class CudaDevice : KernelDevice, IGraphCapture
     /// <inheritdoc />
     public override DeviceMemoryInfo? QueryMemory()
     {
-        Bind();
-        var info = _context.MemoryInfo;
-        return new DeviceMemoryInfo(info.TotalBytes, info.FreeBytes);
+        var info = _context.MemoryInfo;  // makes the context current itself
+        return new DeviceMemoryInfo(TotalBytes: info.TotalBytes, FreeBytes: info.FreeBytes);
     }
 
     /// <summary>

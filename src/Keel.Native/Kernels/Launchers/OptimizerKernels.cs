@@ -75,13 +75,12 @@ internal sealed class OptimizerKernels
         Require.DType(clip, DType.Float32);
         Require.Length(clip, 2);
 
-        float lr = learningRate, beta1 = options.Beta1, beta2 = options.Beta2, eps = options.Epsilon, wd = options.WeightDecay;
-        var c1 = (float)(1 - Math.Pow(beta1, step));
-        var c2 = (float)(1 - Math.Pow(beta2, step));
+        var c1 = (float)(1 - Math.Pow(options.Beta1, step));
+        var c2 = (float)(1 - Math.Pow(options.Beta2, step));
         var blocks = Math.Clamp((n / 4 + Threads - 1) / Threads, 1, _maxBlocks);
         // Reads p, g, m, v and writes p, m, v (fp32), plus the bf16 copy when asked; 17 FLOPs an element (kernels/optimizer.cu).
         _adamw.Launch(LaunchShapes.Blocks(blocks, Threads),
-                      [parameters, gradients, firstMoment, secondMoment, parametersBf16, n, lr, beta1, beta2, c1, c2, eps, wd, clip],
+                      [parameters, gradients, firstMoment, secondMoment, parametersBf16, n, learningRate, options.Beta1, options.Beta2, c1, c2, options.Epsilon, options.WeightDecay, clip],
                       new KernelCost(n * (28.0 + (parametersBf16.IsEmpty ? 0 : 2)), 17.0 * n));
     }
 

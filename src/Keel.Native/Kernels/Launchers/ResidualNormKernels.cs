@@ -209,7 +209,7 @@ internal sealed class ResidualNormKernels
     /// (RMSNorm) or 14 (LayerNorm); N_out's 12 or 16 (2 more, recomputing s); 1 for adding dz into the gradient without
     /// N_in. The finalize's additions are its own launch's.
     /// </summary>
-    internal static double BackwardFlops(ResidualNormOptions options, long rows, long hidden, bool addsDz)
+    private static double BackwardFlops(ResidualNormOptions options, long rows, long hidden, bool addsDz)
     {
         var layer = options.Kind == NormKind.Layer;
         var perElement = 1 + (options.InputNorm ? (layer ? 14 : 10) : addsDz ? 1 : 0) + (options.OutputNorm ? (layer ? 16 : 12) : 0);
