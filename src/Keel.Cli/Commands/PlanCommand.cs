@@ -25,7 +25,7 @@ internal sealed class PlanOptions : ModelOptions
     [Option("ranks", Default = 1, HelpText = "Data-parallel ranks (mpirun -np N): the plan is one rank's, with its share of --batch (the global batch) and its shards at --zero.")]
     public int Ranks { get; init; } = 1;
 
-    [Option("zero", HelpText = "ZeRO stage with --ranks: 0 (every rank holds everything), 1 (AdamW moments and master-weight updates sharded), 2 (gradients sharded too). Default 0.")]
+    [Option("zero", HelpText = nameof(HelpTexts.ZeroStage), ResourceType = typeof(HelpTexts))]
     public int? ZeroStage { get; init; }
 }
 
@@ -38,11 +38,9 @@ internal static class PlanCommand
         var config = options.ModelConfig(options.VocabularySize ?? TextTokenizers.VocabularySize(options.Tokenizer));
         var globalBatch = options.BatchSize ?? new TrainingOptions().BatchSize;
         if (globalBatch <= 0) throw new ArgumentOutOfRangeException(nameof(options.BatchSize), globalBatch, "The batch must be positive.");
-        if (options.Ranks < 1) throw new ArgumentOutOfRangeException(nameof(options.Ranks), options.Ranks, "Ranks must be positive.");
+        // TrainingOptions checks the stage, so the error names ZeroStage and reaches the user as --zero.
         var sharding = new Sharding(options.Ranks, new TrainingOptions { ZeroStage = options.ZeroStage ?? 0 }.ZeroStage);
-        if (globalBatch % sharding.Ranks != 0)
-            throw new ArgumentException($"BatchSize ({globalBatch}) does not divide among {sharding.Ranks} ranks; the batch is global, and each rank takes an equal share of its sequences.", nameof(options.BatchSize));
-        var batch = globalBatch / sharding.Ranks;
+        var batch = sharding.LocalBatch(globalBatch);
         var (target, precision, budget, budgetSource) = Target(options);
         var extra = (options.Policies ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(text => ModelOptions.Parsed(text, MemoryPolicy.Parse, nameof(options.Policies))).ToList();

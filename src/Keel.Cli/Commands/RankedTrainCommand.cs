@@ -42,7 +42,7 @@ internal static class RankedTrainCommand
             collectives = Collectives.Open(session.World, device);
             var opened = collectives;
             trainer = Agreed(ranks, options, () => TrainCommand.CreateTrainer(run, device, opened, log));
-            var code = TrainCommand.Train(trainer, run, device, profiled, log, error, primary);
+            var code = TrainCommand.Train(trainer, run, device, profiled, log, error);
             Release(trainer, collectives, device);
             return code;
         }

@@ -160,7 +160,7 @@ internal sealed class TrainOptions : ModelOptions
     [Option("no-graphs", Default = false, HelpText = "On a GPU, launch every op of every step instead of replaying the step as a CUDA graph.")]
     public bool NoGraphs { get; init; }
 
-    [Option("zero", HelpText = "Under mpirun, how the training state is sharded over the ranks: 0 (every rank holds everything), 1 (AdamW moments and master-weight updates sharded), 2 (gradients sharded too). Default 0.")]
+    [Option("zero", HelpText = nameof(HelpTexts.ZeroStage), ResourceType = typeof(HelpTexts))]
     public int? ZeroStage { get; init; }
 
     /// <summary>The training options these options describe, defaults filled in (validated as they are set).</summary>
@@ -208,7 +208,7 @@ internal static class TrainCommand
         var (opened, profiled) = OpenDevice(options, output, gpu: 0);
         using var device = opened;
         using var trainer = CreateTrainer(run, device, collectives: null, output);
-        return Train(trainer, run, device, profiled, output, error, primary: true);
+        return Train(trainer, run, device, profiled, output, error);
     }
 
     /// <summary>The run the options describe (new or resumed), with its data read; everything checked, no device opened.</summary>
@@ -242,11 +242,12 @@ internal static class TrainCommand
 
     /// <summary>
     /// Trains to the end and says where the files went: the header and the progress on <paramref name="output"/> (rank 0's
-    /// console, or another rank's log); the plot and the file list only from the <paramref name="primary"/> rank; the
+    /// console, or another rank's log); the plot and the file list only from rank 0; the
     /// per-kernel table when <paramref name="profiled"/> (the device itself, wrapped by --profile) is given.
     /// </summary>
-    internal static int Train(Trainer trainer, PreparedRun run, IDevice device, ProfiledDevice? profiled, TextWriter output, TextWriter error, bool primary)
+    internal static int Train(Trainer trainer, PreparedRun run, IDevice device, ProfiledDevice? profiled, TextWriter output, TextWriter error)
     {
+        var primary = trainer.Rank == 0;
         CreateRunFolder(run.Folder);
         var config = trainer.Model.Config;
         output.WriteLine($"Device  {device.Name}");

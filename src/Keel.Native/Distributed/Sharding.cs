@@ -41,6 +41,13 @@ public sealed record Sharding
     /// <summary>True when the gradients are sharded and pass through bucket slots (stage 2).</summary>
     public bool ShardsGradients => Stage == 2;
 
+    /// <summary>Each rank's share of a global batch of <paramref name="globalBatch"/> sequences.</summary>
+    /// <exception cref="ArgumentException">The batch does not divide among the ranks (named as <c>BatchSize</c>).</exception>
+    public int LocalBatch(int globalBatch) =>
+        globalBatch % Ranks == 0 ? globalBatch / Ranks
+        : throw new ArgumentException($"BatchSize ({globalBatch}) does not divide among {Ranks} ranks; the batch is global, and each rank takes an equal share of its sequences.",
+                                      "BatchSize");
+
     /// <summary><paramref name="length"/> rounded up to whole shards (itself with one rank).</summary>
     public long PaddedLength(long length)
     {

@@ -109,7 +109,7 @@ public static class Checkpoints
         var moments = SafeTensorsLayout.Of(Entries(model.Layout, optimizer.FirstMoment.DType, MomentPrefixes), metadata);
         if (primary)
         {
-            WriteTensors(Path.Combine(partial, ModelFile), model.Device, model.Layout, [("", model.Parameters)], metadata);
+            WriteWeights(Path.Combine(partial, ModelFile), model.Device, model.Layout, model.Parameters, metadata);
             moments.Create(optimizerPath);
             AtomicFile.WriteText(Path.Combine(partial, ConfigFile), model.Config.ToJson());
             var state = new TrainerState(trainer.CompletedSteps, optimizer.UpdateCount, trainer.ConsecutiveBadSteps, trainer.Data.Tokenizer.Kind, trainer.Data.Source, trainer.Options);
@@ -198,7 +198,7 @@ public static class Checkpoints
     public static void LoadWeights(KeelModel model, string directory, int step)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ReadTensors(Path.Combine(Locate(directory), ModelFile), model.Device, model.Layout, step, [("", model.Parameters)]);
+        ReadWeights(Path.Combine(Locate(directory), ModelFile), model.Device, model.Layout, step, model.Parameters);
         model.RefreshOperands();
     }
 
@@ -324,18 +324,16 @@ public static class Checkpoints
         File.Exists(path) ? File.ReadAllText(path) : throw new FileNotFoundException($"{path} does not exist: not a complete checkpoint.", path);
 
     /// <summary>
-    /// Writes one file holding, for each (prefix, flat buffer) pair, every layout tensor of the buffer under prefix + its
-    /// name (the tied LM head is not repeated), in the buffer's type, copying one tensor at a time to the host.
+    /// Writes the weights file: every layout tensor of the flat parameter buffer under its name (the tied LM head is not
+    /// repeated), in the buffer's type, copying one tensor at a time to the host.
     /// </summary>
-    private static void WriteTensors(string path, IDevice device, ParameterLayout layout, (string Prefix, Tensor Flat)[] buffers, Dictionary<string, string> metadata)
+    private static void WriteWeights(string path, IDevice device, ParameterLayout layout, Tensor flat, Dictionary<string, string> metadata)
     {
-        var dtype = buffers[0].Flat.DType;
-        var entries = buffers.SelectMany(b => layout.Tensors.Select(t => (b.Prefix + t.Name, dtype, Extents(t.Shape)))).ToList();
+        var dtype = flat.DType;
         var host = new byte[layout.Tensors.Max(t => t.Length) * dtype.SizeOf()];
-        SafeTensors.Write(path, entries, metadata, (i, stream) =>
+        SafeTensors.Write(path, Entries(layout, dtype, [""]), metadata, (i, stream) =>
         {
-            var (prefix, flat) = buffers[i / layout.Tensors.Count];
-            var view = layout.View(flat, i % layout.Tensors.Count);
+            var view = layout.View(flat, i);
             var bytes = host.AsSpan(0, (int)view.ByteLength);
             if (dtype == DType.Float64) device.CopyToHost(view, MemoryMarshal.Cast<byte, double>(bytes));
             else device.CopyToHost(view, MemoryMarshal.Cast<byte, float>(bytes));
@@ -344,20 +342,20 @@ public static class Checkpoints
     }
 
     /// <summary>
-    /// Fills each (prefix, flat buffer) pair from the file's tensors named prefix + each layout name (after
-    /// checking them as the header check does), one tensor at a time, converted to the buffer's type.
+    /// Fills the flat parameter buffer from the weights file's tensors (after checking them as the header check does),
+    /// one tensor at a time, converted to the buffer's type.
     /// </summary>
-    private static void ReadTensors(string path, IDevice device, ParameterLayout layout, int step, (string Prefix, Tensor Flat)[] buffers)
+    private static void ReadWeights(string path, IDevice device, ParameterLayout layout, int step, Tensor flat)
     {
         using var file = SafeTensorsFile.Open(path);
-        var found = CheckTensors(file, layout, step, [.. buffers.Select(b => b.Prefix)]);
+        var found = CheckTensors(file, layout, step, [""]);
         // The padding (between tensors, and the vocabulary matrices' rows past the vocabulary) is zero in a fresh model and
         // stays zero in training; make it so here too, since the files hold the true rows only.
-        foreach (var (_, flat) in buffers) device.Clear(flat);
+        device.Clear(flat);
         var host = new byte[found.Max(f => f.Info.ByteLength)];
-        foreach (var (info, prefix, index) in found)
+        foreach (var (info, _, index) in found)
         {
-            var destination = layout.View(buffers[prefix].Flat, index);
+            var destination = layout.View(flat, index);
             var bytes = host.AsSpan(0, (int)info.ByteLength);
             file.Read(info, bytes);
             if (info.DType == DType.Float64) HostCopy.Upload<double>(device, MemoryMarshal.Cast<byte, double>(bytes), destination);

@@ -45,7 +45,7 @@ internal sealed class GradientReduction : IGradientBucketObserver
         _collectives = collectives;
         _device = model.Device;
         var sharding = model.Plan.Inventory.Sharding;
-        _stage = sharding.ShardsGradients ? 2 : sharding.ShardsOptimizer ? 1 : 0;
+        _stage = sharding.Stage;
         _buckets = model.GradientBuckets;
         if (_buckets is null) return;
 

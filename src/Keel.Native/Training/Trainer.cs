@@ -93,9 +93,6 @@ public sealed class Trainer : IDisposable
         {
             // First, while every rank is sure to get here: was every rank given the same run?
             collectives.RequireSame(RunFingerprint.Parts(config, options, data));
-            if (options.BatchSize % collectives.Size != 0)
-                throw new ArgumentException($"BatchSize ({options.BatchSize}) does not divide among {collectives.Size} ranks; the batch is global, and each rank takes an equal share of its sequences.",
-                                            nameof(TrainingOptions.BatchSize));
             _collectives = collectives;
         }
         config.Validate();
@@ -106,7 +103,7 @@ public sealed class Trainer : IDisposable
         Options = options;
         Data = data;
         precision ??= ModelPrecision.For(device);
-        var plan = PlanMemory(device, config, precision, options, Ranks, sharded: _collectives is not null);
+        var plan = PlanMemory(device, config, precision, options, _collectives is null ? Sharding.None : new Sharding(_collectives.Size, options.ZeroStage));
         Model = new KeelModel(device, config, precision, plan.Inventory.BatchSize, plan);
         // Buckets reduced during the backward would put collectives inside the captured graph.
         if (options.CudaGraphs && !plan.Inventory.Sharding.ShardsGradients) _graphs = device.GraphCapture;
@@ -169,16 +166,17 @@ public sealed class Trainer : IDisposable
 
     /// <summary>
     /// The plan for <paramref name="options"/>' memory policy and budget (auto's default budget: the device's memory), for one
-    /// of <paramref name="ranks"/> data-parallel ranks: its share of the batch, and, when <paramref name="sharded"/>, its
-    /// shards at <see cref="TrainingOptions.ZeroStage"/> (a run of one process shards nothing).
+    /// rank of <paramref name="sharding"/>: its share of the batch and its shards (default <see cref="Sharding.None"/>, a
+    /// run of one process).
     /// </summary>
+    /// <exception cref="ArgumentException">The batch does not divide among the ranks.</exception>
     /// <exception cref="MemoryBudgetException">Auto found nothing that fits, or the chosen policy needs more than the budget.</exception>
-    public static MemoryPlan PlanMemory(IDevice device, ModelConfig config, ModelPrecision precision, TrainingOptions options, int ranks = 1, bool sharded = false)
+    public static MemoryPlan PlanMemory(IDevice device, ModelConfig config, ModelPrecision precision, TrainingOptions options, Sharding? sharding = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(options);
-        var sharding = sharded ? new Sharding(ranks, options.ZeroStage) : Sharding.None;
-        var inventory = new MemoryInventory(config, precision, options.BatchSize / ranks, MemoryTarget.For(device), sharding);
+        sharding ??= Sharding.None;
+        var inventory = new MemoryInventory(config, precision, sharding.LocalBatch(options.BatchSize), MemoryTarget.For(device), sharding);
         var budget = options.MemoryBudget ?? (options.Memory.Kind == MemoryPolicyKind.Auto ? TrainingDevices.MemoryBytes(device) : null);
         var plan = MemoryPlanner.Plan(inventory, options.Memory, budget);
         if (budget is { } b && !plan.Fits(b))
@@ -250,10 +248,9 @@ public sealed class Trainer : IDisposable
     public double EvaluateValidation()
     {
         var windows = Options.EvalBatches * Options.BatchSize;
-        if (_collectives is null) return Evaluation.MeanLoss(Model, Data.Validation, windows).MeanLoss;
         Span<double> sums = stackalloc double[2];
         (sums[0], sums[1]) = Evaluation.LossSum(Model, Data.Validation, windows, Options.BatchSize, Rank * Model.BatchSize);
-        _collectives.AllReduceSum(sums);
+        _collectives?.AllReduceSum(sums);
         return sums[0] / sums[1];
     }
 
@@ -261,6 +258,9 @@ public sealed class Trainer : IDisposable
     private double ReduceGradientsAndLoss(double lossSum)
     {
         _reduction!.Finish();
+        // As after each micro-batch: a reduction a dead peer never completes is reported here, not waited for in the
+        // driver by the optimizer's read of the gradient norm (which waits for the device anyway).
+        _collectives!.WaitForDevice();
         Span<double> sum = [lossSum];
         _collectives!.AllReduceSum(sum);
         return sum[0];

@@ -32,6 +32,7 @@ public sealed class DataParallelTrainingTests
 
         var expected = Metrics(single);
         var actual = Metrics(first);
+        Assert.Equal(6, expected.Count);
         Assert.Equal(6, actual.Count);
         foreach (var key in new[] { "loss", "grad_norm", "val_loss" })
         {

@@ -37,19 +37,14 @@ internal sealed class SingleRankCollectives(IDevice device) : ICollectives
 
     public void WaitForDevice() => device.Synchronize();
 
-    public void AllReduceSum(Span<double> values)
-    {
-    }
+    // The host side is the library's own rank group of one process.
+    public void AllReduceSum(Span<double> values) => SingleRank.Instance.AllReduceSum(values);
 
-    public void AllGather(ReadOnlySpan<byte> mine, Span<byte> all) => mine.CopyTo(all);
+    public void AllGather(ReadOnlySpan<byte> mine, Span<byte> all) => SingleRank.Instance.AllGather(mine, all);
 
-    public void Broadcast(Span<byte> bytes, int root)
-    {
-    }
+    public void Broadcast(Span<byte> bytes, int root) => SingleRank.Instance.Broadcast(bytes, root);
 
-    public void Barrier()
-    {
-    }
+    public void Barrier() => SingleRank.Instance.Barrier();
 
     public void Abort()
     {
