@@ -62,6 +62,14 @@ public static class HelpTexts
     public static string WarmupSteps =>
         Invariant($"Warm-up steps (then cosine decay to {Training.MinLearningRate:0.##e0} at the last step). Default {TrainingOptions.LongRunWarmupSteps}, or a tenth of --steps when that is fewer.");
 
+    /// <summary><c>--warmup</c> of <c>keel study</c>, which only its fixed-peak studies use.</summary>
+    public static string StudyWarmupSteps => "lr-sweep and depth: " + WarmupSteps;
+
+    /// <summary><c>--zero</c> of <c>keel train</c> (under an MPI launcher) and <c>keel plan</c> (with <c>--ranks</c>).</summary>
+    public static string ZeroStage =>
+        "How the training state is sharded over the ranks: 0 (every rank holds everything), 1 (AdamW moments and master-weight updates sharded), " +
+        $"2 (gradients sharded too). Default {Training.ZeroStage}.";
+
     /// <summary><c>--seed</c>.</summary>
     public static string Seed => $"Seed of the initialization and the batches. Default {Training.Seed}.";
 

@@ -134,7 +134,7 @@ public sealed class KeelModel : IDisposable
         _dx = [Named("dx_0"), Named("dx_1")];
         _dz = [Named("dz_0"), Named("dz_1")];
         _inputNorm = Layout.View(_parameters, Layout.InputNorm(0));
-        _inputNormGradients = _context.GradientNorm(Layout.InputNorm(0));
+        _inputNormGradients = _context.NormGradients(Layout.InputNorm(0));
         _inputStatistics = new NormStatistics(default, default, Named("mean_in"), Named("rstd_in"));
         _formStatistics = new NormStatistics(default, default, Named("form_mean"), Named("form_rstd"));
         var bound = new Dictionary<IReadOnlyList<TensorRef>, Tensor[]>(ReferenceEqualityComparer.Instance);

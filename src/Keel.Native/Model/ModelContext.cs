@@ -40,7 +40,7 @@ internal sealed class ModelContext(IDevice device, ModelConfig config, ModelPrec
     }
 
     /// <summary>The gradient views of a norm's gain and bias, or <see cref="NormWeights.None"/>.</summary>
-    public NormWeights GradientNorm(NormParameterIndex? norm) =>
+    public NormWeights NormGradients(NormParameterIndex? norm) =>
         norm is { } n ? new NormWeights(Gradient(n.Gain), n.Bias >= 0 ? Gradient(n.Bias) : default) : NormWeights.None;
 
     /// <summary>The gradients of flat elements [<paramref name="offset"/>, offset + <paramref name="length"/>), which lie in one tensor or one sub-layer's matrices.</summary>

@@ -31,8 +31,8 @@ public abstract class SubLayer
         var nextInNorm = layout.NextInputNorm(index);
         _outNorm = layout.View(context.Parameters, layout.OutputNorm(index));
         _nextInNorm = layout.View(context.Parameters, nextInNorm);
-        _outNormGradients = context.GradientNorm(layout.OutputNorm(index));
-        _nextInNormGradients = context.GradientNorm(nextInNorm);
+        _outNormGradients = context.NormGradients(layout.OutputNorm(index));
+        _nextInNormGradients = context.NormGradients(nextInNorm);
         Saved = ActivationSpecs(kind, context.Config, context.Precision, context.Batch, Residual);
         _f = IndexOf("f");
         _xOut = IndexOf("x_out");

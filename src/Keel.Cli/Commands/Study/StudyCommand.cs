@@ -45,7 +45,7 @@ internal sealed class StudyOptions : ModelShapeOptions
     [Option("accumulate", HelpText = nameof(HelpTexts.AccumulationSteps), ResourceType = typeof(HelpTexts))]
     public int? AccumulationSteps { get; init; }
 
-    [Option("warmup", HelpText = "lr-sweep and depth: warm-up steps, then cosine decay. Default 50, or a tenth of --steps when that is fewer.")]
+    [Option("warmup", HelpText = nameof(HelpTexts.StudyWarmupSteps), ResourceType = typeof(HelpTexts))]
     public int? WarmupSteps { get; init; }
 
     [Option("seed", HelpText = nameof(HelpTexts.Seed), ResourceType = typeof(HelpTexts))]
@@ -99,7 +99,7 @@ internal static class StudyCommand
             return device;
         });
         output.WriteLine($"Study   {KindName(plan.Kind)}: {plan.Runs.Count} runs in {plan.Folder}, {options.Parallel ?? 1} at a time");
-        output.WriteLine($"Data    {plan.Data.Source}: {plan.Data.Train.Length:N0} training / {plan.Data.Validation.Length:N0} validation tokens ({plan.Tokenizer})");
+        output.WriteLine($"Data    {plan.Data.Source}: {plan.Data.Train.Length:N0} training / {plan.Data.Validation.Length:N0} validation tokens ({plan.Data.Tokenizer.Kind})");
         output.WriteLine($"Rule    {plan.Criteria.Describe()}");
         var printer = new StudyProgressPrinter(output, interactive: !Console.IsOutputRedirected && ReferenceEquals(output, Console.Out), plan.Runs);
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -143,7 +143,7 @@ internal static class StudyCommand
     }
 
     /// <summary>Everything a study needs before a device is opened.</summary>
-    private sealed record StudyPlan(StudyKind Kind, string Folder, IReadOnlyList<StudyRun> Runs, TokenDataset Data, TokenizerKind Tokenizer, DivergenceCriteria Criteria);
+    private sealed record StudyPlan(StudyKind Kind, string Folder, IReadOnlyList<StudyRun> Runs, TokenDataset Data, DivergenceCriteria Criteria);
 
     private static StudyPlan Plan(StudyOptions options)
     {
@@ -187,7 +187,7 @@ internal static class StudyCommand
         if (File.Exists(folder)) throw new ArgumentException($"{folder} is a file, not a study folder.", nameof(StudyOptions.Output));
         var data = TrainCommand.LoadData(options.Data ?? TrainCommand.SyntheticSource, tokenizer, training.Seed, training.ValidationFraction);
         foreach (var run in runs) data.RequireWindows(run.Config.SequenceLength);
-        return new StudyPlan(kind, folder, runs, data, tokenizer, criteria);
+        return new StudyPlan(kind, folder, runs, data, criteria);
     }
 
     /// <summary>The options every run of the study shares (the learning rate and its schedule are set per run).</summary>

@@ -33,10 +33,11 @@ internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, I
 
     public void Save(string folder)
     {
+        var machine = Machine();
         var text = new StringBuilder();
         text.AppendLine($"# keel study {StudyCommand.KindName(kind)}").AppendLine();
         text.AppendLine("```sh").AppendLine("keel " + string.Join(' ', command.Select(Quote))).AppendLine("```").AppendLine();
-        text.AppendLine($"- Machine: {Machine()}; device {device ?? "(none opened: every run had finished before)"}");
+        text.AppendLine($"- Machine: {machine}; device {device ?? "(none opened: every run had finished before)"}");
         text.AppendLine($"- Wall time of this invocation: {StudyProgressPrinter.Duration(wallTime)}; the runs' own times add up to {StudyProgressPrinter.Duration(TimeSpan.FromSeconds(results.OfType<StudyRunResult>().Sum(r => r.Seconds)))}");
         text.AppendLine($"- Divergence: {criteria.Describe()}.");
         text.AppendLine("- Final train: the mean training loss over the last tenth of a run's steps; validation: after the last step (none for a diverged run).");
@@ -52,7 +53,7 @@ internal sealed class StudyReport(StudyKind kind, DivergenceCriteria criteria, I
         {
             kind = StudyCommand.KindName(kind),
             command,
-            machine = Machine(),
+            machine,
             device,
             wall_seconds = Math.Round(wallTime.TotalSeconds, 1),
             divergence = new { criteria.Margin, criteria.Patience, rule = criteria.Describe() },
